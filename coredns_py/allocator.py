@@ -1,0 +1,244 @@
+"""IP allocation, as the API server does for ClusterIPs and the pod network
+for pod IPs, kept stable in a small state file.
+
+The same object (``Service ns/name`` or ``Pod ns/name``) keeps the same
+addresses across reloads, restarts and moving it to another file; only
+deleting it frees them.  A new object first tries a slot chosen by a hash of
+its name, so even a lost state file usually gives the same addresses back.
+
+The state file is JSON, written atomically (write, fsync, rename) under an
+exclusive lock, so ``serve`` and ``env`` running at once agree.  A missing or
+corrupt state file is logged and rebuilt, never fatal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+log = logging.getLogger("coredns_py.allocator")
+
+STATE_VERSION = 1
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def reserved_offsets(kind: str) -> tuple[int, ...]:
+    """Offsets in a range that are never handed out.
+
+    Services: .0 is the network, .1 is ``kubernetes.default`` and .10 the
+    cluster DNS (kubeadm's convention). Pods: .0 and .1 (the bridge/gateway).
+    """
+    return (0, 1, 10) if kind == "services" else (0, 1)
+
+
+class Pool:
+    """One CIDR and who holds which address in it."""
+
+    def __init__(self, network: IPNetwork, reserved: Sequence[int]):
+        self.network = network
+        self.reserved = {int(network.network_address) + r for r in reserved}
+        if network.version == 4 and network.num_addresses > 2:
+            self.reserved.add(int(network.broadcast_address))
+        self.used: set[int] = set()
+
+    def contains(self, ip: ipaddress._BaseAddress) -> bool:
+        return ip in self.network
+
+    def take(self, ip: ipaddress._BaseAddress) -> None:
+        self.used.add(int(ip))
+
+    def free(self, ip: ipaddress._BaseAddress) -> bool:
+        n = int(ip)
+        return ip in self.network and n not in self.used and n not in self.reserved
+
+    def allocate(self, key: str) -> Optional[str]:
+        """A free address, starting from a slot derived from the key."""
+        base = int(self.network.network_address)
+        # Large IPv6 ranges: stay in the first 2**20 addresses so probing is cheap.
+        size = min(self.network.num_addresses, 1 << 20)
+        start = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % size
+        for i in range(size):
+            n = base + (start + i) % size
+            if n not in self.used and n not in self.reserved:
+                self.used.add(n)
+                return str(ipaddress.ip_address(n))
+        return None
+
+
+class AllocationError(Exception):
+    pass
+
+
+def _load(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        log.warning("cannot read allocation state %s (%s); rebuilding it", path, exc.strerror)
+        return {}
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise ValueError("unknown format")
+        for kind in ("services", "pods"):
+            table = data.get(kind, {})
+            if not isinstance(table, dict) or not all(
+                    isinstance(v, list) and all(isinstance(a, str) for a in v)
+                    for v in table.values()):
+                raise ValueError(f"bad {kind} table")
+        return data
+    except ValueError as exc:
+        log.warning("allocation state %s is corrupt (%s); rebuilding it: addresses may change",
+                    path, exc)
+        return {}
+
+
+def _save(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    # fsync the directory so the rename itself survives a crash.
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        log.warning("cannot lock allocation state %s (%s)", path, exc.strerror)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class Request:
+    """What one object needs: its key, the addresses it gives itself, and
+    the families (4/6, primary first) it needs addresses for."""
+
+    __slots__ = ("key", "explicit", "families", "result", "error")
+
+    def __init__(self, key: str, explicit: Sequence[str], families: Sequence[int]):
+        self.key = key
+        self.explicit = list(explicit)
+        self.families = list(families)
+        self.result: list[str] = []
+        self.error = ""
+
+
+def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
+             state_path: Optional[Path]) -> None:
+    """Fill ``request.result`` (and ``request.error``) for every request.
+
+    ``kind`` is "services" or "pods", the table in the state file. Requests
+    come in path order: on a conflict between explicit addresses the first
+    keeps the address and the second gets an error.
+    """
+    pools = {ipaddress.ip_network(c).version: Pool(ipaddress.ip_network(c),
+                                                    reserved_offsets(kind)) for c in cidrs}
+    with (_locked(state_path) if state_path else _nolock()):
+        data = _load(state_path) if state_path else {}
+        table: dict[str, list[str]] = dict(data.get(kind, {}))
+        claimed: dict[int, str] = {}
+
+        # 1. Explicit addresses are authoritative, first by path order.
+        for req in requests:
+            for text in req.explicit:
+                ip = ipaddress.ip_address(text)
+                holder = claimed.get(int(ip))
+                if holder is not None and holder != req.key:
+                    req.error = f"address {text} is already used by {holder}"
+                    continue
+                claimed[int(ip)] = req.key
+                req.result.append(text)
+                pool = pools.get(ip.version)
+                if pool and pool.contains(ip):
+                    pool.take(ip)
+            if req.explicit and not req.result:
+                # Every address it asked for is taken: it gets new ones (and
+                # keeps its name in DNS) until the conflict is fixed.
+                req.explicit = []
+
+        # 2. Remembered addresses, unless an explicit claim took them.
+        for req in requests:
+            if req.explicit:
+                continue
+            for text in table.get(req.key, []):
+                try:
+                    ip = ipaddress.ip_address(text)
+                except ValueError:
+                    continue
+                pool = pools.get(ip.version)
+                if (ip.version in req.families and pool and pool.free(ip)
+                        and all(ipaddress.ip_address(r).version != ip.version
+                                for r in req.result)):
+                    pool.take(ip)
+                    req.result.append(text)
+
+        # 3. New addresses for what is still missing.
+        for req in requests:
+            if req.explicit:
+                continue
+            for fam in req.families:
+                if any(ipaddress.ip_address(r).version == fam for r in req.result):
+                    continue
+                pool = pools.get(fam)
+                if pool is None:
+                    req.error = f"no IPv{fam} range configured to allocate from"
+                    continue
+                ip = pool.allocate(req.key)
+                if ip is None:
+                    req.error = f"range {pool.network} is exhausted"
+                    continue
+                req.result.append(ip)
+            order = {fam: i for i, fam in enumerate(req.families)}
+            req.result.sort(key=lambda a: order.get(ipaddress.ip_address(a).version, 9))
+
+        new_table = {r.key: r.result for r in requests if r.result and not r.explicit}
+        if state_path is not None and new_table != table:
+            data = {**data, "version": STATE_VERSION, kind: new_table}
+            try:
+                _save(state_path, data)
+            except OSError as exc:
+                log.warning("cannot write allocation state %s (%s); addresses may change on "
+                            "restart", state_path, exc.strerror)
+        # Keys that vanished are freed simply by not being written back.
+
+
+@contextmanager
+def _nolock() -> Iterator[None]:
+    yield

@@ -1,0 +1,191 @@
+"""The ``coredns-py`` command: serve, check, get, env, resolv-conf.
+
+Every failure a user can cause (a port in use, an unreadable folder, a bad
+config key) is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+from coredns_py import __version__
+from coredns_py import config as config_mod
+from coredns_py.errors import CorednsPyError
+
+log = logging.getLogger("coredns_py")
+
+DEFAULT_LISTEN = "127.0.0.1:5353"
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser, manifests: bool = True) -> None:
+    if manifests:
+        p.add_argument("--manifests", type=Path, default=config_mod.DEFAULT_MANIFESTS,
+                       metavar="DIR", help="folder of Kubernetes manifests "
+                       "(default: the bundled examples in zones/)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="YAML configuration (default: config/coredns_py.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coredns-py",
+        description="Kubernetes cluster DNS from a folder of manifests, without a cluster.")
+    parser.add_argument("--version", action="version", version=f"coredns-py {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="answer DNS over UDP and TCP")
+    _common(p)
+    p.add_argument("--listen", action="append", metavar="HOST:PORT",
+                   help=f"address to serve UDP and TCP on; repeatable (default {DEFAULT_LISTEN})")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+
+    p = sub.add_parser("check", help="load the folder as the server would and report problems")
+    _common(p)
+
+    p = sub.add_parser("get", help="show what the server sees, like kubectl get")
+    p.add_argument("resource", choices=["services", "svc", "endpoints", "ep", "pods", "po"])
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", default="default")
+    scope.add_argument("-A", "--all-namespaces", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("env", help="print the service environment variables a pod sees")
+    p.add_argument("--namespace", "-n", required=True, metavar="NS")
+    p.add_argument("--no-service-links", action="store_true",
+                   help="as enableServiceLinks: false (only default/kubernetes)")
+    p.add_argument("--format", choices=["env", "sh", "json"], default="env")
+    _common(p)
+
+    p = sub.add_parser("resolv-conf", help="print the resolv.conf a pod in NS gets")
+    p.add_argument("--namespace", "-n", required=True, metavar="NS")
+    p.add_argument("--nameserver", required=True, metavar="IP")
+    _common(p, manifests=False)
+    return parser
+
+
+def _setup_logging(level: str = "info") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="coredns-py: %(levelname)s: %(message)s")
+
+
+def load_cluster(args, config, state: bool = True):
+    """Load the folder and fill it in, exactly as ``serve`` does."""
+    from coredns_py import cluster
+    from coredns_py.manifests import ManifestSource
+    loaded = ManifestSource(args.manifests).load()
+    built = cluster.build(loaded.objects, config,
+                          config.state_path(args.manifests) if state else None)
+    return loaded, built
+
+
+def cmd_serve(args, config) -> int:
+    from coredns_py import transport
+    from coredns_py.manifests import list_files
+    from coredns_py.server import Server
+
+    try:
+        listens = [transport.parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
+    except ValueError as exc:
+        print(f"coredns-py: --listen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    list_files(args.manifests)  # an unreadable folder fails now, with one line
+    server = Server(args.manifests, config, listens)
+
+    async def run() -> None:
+        await server.start()
+        for host, port in server.listeners.addresses:
+            log.info("serving %s on %s port %d (udp, tcp)", config.zone, host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, server.request_reload)
+        await stop.wait()
+        log.info("shutting down")
+        await server.stop()
+
+    try:
+        asyncio.run(run())
+    except transport.ListenError as exc:
+        print(f"coredns-py: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def cmd_check(args, config) -> int:
+    loaded, built = load_cluster(args, config, state=False)
+    problems = list(loaded.errors) + list(built.errors)
+    for err in problems:
+        print(err)
+    if problems:
+        print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {args.manifests}",
+              file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"ok: {loaded.files} files, {len(built.namespaces)} namespaces, "
+          f"{len(built.services)} services, {len(built.slices)} endpoint slices, "
+          f"{len(built.pods)} pods")
+    return EXIT_OK
+
+
+def cmd_get(args, config) -> int:
+    from coredns_py import table
+    _loaded, built = load_cluster(args, config)
+    namespace: Optional[str] = None if args.all_namespaces else args.namespace
+    kind = {"svc": "services", "ep": "endpoints", "po": "pods"}.get(args.resource, args.resource)
+    print(table.render(kind, built, namespace, config), end="")
+    return EXIT_OK
+
+
+def cmd_env(args, config) -> int:
+    from coredns_py import envvars
+    _loaded, built = load_cluster(args, config)
+    try:
+        result = envvars.service_env(built.services, args.namespace,
+                                     service_links=not args.no_service_links)
+    except ValueError as exc:
+        print(f"coredns-py: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for warning in result.warnings:
+        print(f"coredns-py: warning: {warning}", file=sys.stderr)
+    try:
+        sys.stdout.write(envvars.format_env(result.variables, args.format))
+    except envvars.EnvFileError as exc:
+        print(f"coredns-py: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def cmd_resolv_conf(args, config) -> int:
+    from coredns_py import resolvconf
+    try:
+        sys.stdout.write(resolvconf.resolv_conf(args.namespace, args.nameserver, config.zone))
+    except ValueError as exc:
+        print(f"coredns-py: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "get": cmd_get, "env": cmd_env,
+            "resolv-conf": cmd_resolv_conf}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(getattr(args, "log_level", "warning"))
+    try:
+        config = config_mod.load(args.config)
+        return COMMANDS[args.command](args, config)
+    except CorednsPyError as exc:
+        print(f"coredns-py: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

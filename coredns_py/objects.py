@@ -1,0 +1,194 @@
+"""Trimmed Kubernetes objects: only what DNS and the env helper need.
+
+Every object is a frozen dataclass with the API server's defaults already
+applied (a missing namespace is ``default``, a missing port protocol is
+``TCP``, a missing ``conditions.ready`` is ready).  They are built from raw
+manifest dictionaries by :mod:`coredns_py.convert`, which rejects invalid
+values with the file, the object and the field named, so code downstream can
+trust every field here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+# Service types the API server accepts.
+CLUSTER_IP = "ClusterIP"
+NODE_PORT = "NodePort"
+LOAD_BALANCER = "LoadBalancer"
+EXTERNAL_NAME = "ExternalName"
+SERVICE_TYPES = (CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_NAME)
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+# The value of spec.clusterIP that makes a Service headless.
+HEADLESS = "None"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an object was read: used in every error and warning."""
+
+    path: str
+    line: Optional[int] = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str  # "" when unnamed
+    port: int
+    protocol: str = "TCP"
+    # int (a number) or str (a container port's name); None means "same as port".
+    target_port: int | str | None = None
+    node_port: int = 0  # shown by `get services`; DNS never uses it
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    type: str = CLUSTER_IP
+    # The addresses as the manifest (or the allocator) gives them, primary first.
+    # () means "not set yet" (the allocator fills it in); ("None",) is headless.
+    cluster_ips: tuple[str, ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+    external_name: str = ""
+    selector: Optional[tuple[tuple[str, str], ...]] = None  # None: no selector
+    publish_not_ready: bool = False
+    # ipFamilies as requested ("IPv4", "IPv6"), and the policy
+    # (SingleStack / PreferDualStack / RequireDualStack).
+    ip_families: tuple[str, ...] = ()
+    ip_family_policy: str = ""
+    origin: Optional[Origin] = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return "Service"
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ips[:1] == (HEADLESS,)
+
+    @property
+    def cluster_ip(self) -> str:
+        """The primary ClusterIP ('' when none, 'None' when headless)."""
+        return self.cluster_ips[0] if self.cluster_ips else ""
+
+    @property
+    def has_cluster_ip(self) -> bool:
+        """True when the Service has a real (allocated or given) virtual IP."""
+        return self.type != EXTERNAL_NAME and bool(self.cluster_ips) and not self.headless
+
+
+@dataclass(frozen=True)
+class EndpointPort:
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    addresses: tuple[str, ...]
+    ready: bool = True
+    hostname: str = ""
+    target_pod: str = ""  # targetRef.name when targetRef.kind is Pod
+    node_name: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointSlice:
+    """A discovery.k8s.io/v1 EndpointSlice, or the slice that the mirroring
+    controller would make from a v1 Endpoints subset."""
+
+    namespace: str
+    name: str
+    service: str  # the kubernetes.io/service-name label; "" ties it to nothing
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+    mirrored: bool = False  # True when made from a v1 Endpoints object
+    origin: Optional[Origin] = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return "Endpoints" if self.mirrored else "EndpointSlice"
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    name: str
+    container_port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+    ips: tuple[str, ...] = ()  # status.podIPs, primary first; () means "to allocate"
+    phase: str = "Running"
+    terminating: bool = False  # metadata.deletionTimestamp is set
+    ready: bool = True
+    hostname: str = ""
+    subdomain: str = ""
+    ports: tuple[ContainerPort, ...] = ()
+    owner: str = ""  # "Deployment/web" when a workload made it
+    origin: Optional[Origin] = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return "Pod"
+
+    @property
+    def running(self) -> bool:
+        """Counted by DNS: not finished, not being deleted (CoreDNS object/pod.go)."""
+        return self.phase in ("Running", "Pending") and not self.terminating
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True)
+class LabelRequirement:
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Deployment, ReplicaSet, StatefulSet or DaemonSet: a pod factory."""
+
+    kind: str
+    namespace: str
+    name: str
+    replicas: int
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[LabelRequirement, ...] = ()
+    template_labels: tuple[tuple[str, str], ...] = ()
+    template_hostname: str = ""
+    template_subdomain: str = ""
+    ports: tuple[ContainerPort, ...] = ()
+    service_name: str = ""  # StatefulSet spec.serviceName
+    template_hash: str = ""  # stands in for pod-template-hash
+    origin: Optional[Origin] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    origin: Optional[Origin] = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return "Namespace"
+
+    @property
+    def namespace(self) -> str:
+        return ""

@@ -1,0 +1,55 @@
+"""Watching the manifests folder (watchdog) and telling the server.
+
+The watcher only says "something changed"; the source works out what, by
+comparing each file's (mtime, size, inode) with what it parsed last.  That
+keeps missed or merged events harmless: any event triggers a rescan, and a
+rescan re-parses only files that really changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from coredns_py.manifests import is_manifest_file
+
+log = logging.getLogger("coredns_py.reload")
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, callback: Callable[[], None]):
+        self.callback = callback
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return  # reads (our own included) change nothing
+        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+        if event.is_directory or any(p and is_manifest_file(os.fsdecode(p)) for p in paths):
+            self.callback()
+
+
+class Watcher:
+    def __init__(self, root: Path, callback: Callable[[], None]):
+        self.root = Path(root)
+        self.observer = Observer()
+        self.observer.daemon = True
+        self.observer.schedule(_Handler(callback), str(self.root), recursive=True)
+
+    def start(self) -> None:
+        try:
+            self.observer.start()
+        except OSError as exc:
+            # Out of inotify watches, say: serve what was loaded, without reloads.
+            log.error("cannot watch %s (%s): changes will not be picked up", self.root, exc)
+
+    def stop(self) -> None:
+        try:
+            self.observer.stop()
+            self.observer.join(timeout=2)
+        except RuntimeError:
+            pass

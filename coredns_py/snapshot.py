@@ -1,0 +1,178 @@
+"""The immutable snapshot: everything a query needs, computed once per load.
+
+A snapshot is built aside (in a worker thread) from a :class:`Cluster` and
+swapped in with one assignment; a query reads the current snapshot once and
+uses only that one, so an answer never mixes two generations.  Names are
+stored lower-case; the answer code matches case-insensitively against them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import dns.name
+
+from coredns_py import objects as o
+from coredns_py.cluster import Cluster
+from coredns_py.config import Config
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def dashed(ip: str) -> str:
+    """The endpoint name of an address without a hostname.
+
+    IPv4 dots become dashes (``172-0-0-2``); IPv6 uses the compressed text
+    form with colons as dashes, and a trailing dash padded to ``-0`` so the
+    label does not end in a dash (CoreDNS ``endpointHostname``).
+    """
+    addr = ipaddress.ip_address(ip)
+    if addr.version == 4:
+        return str(addr).replace(".", "-")
+    text = addr.compressed.replace(":", "-")
+    if text.startswith("-"):
+        text = "0" + text
+    if text.endswith("-"):
+        text += "0"
+    return text
+
+
+@dataclass(frozen=True)
+class PortView:
+    name: str  # lower-case, "" when unnamed
+    protocol: str  # lower-case
+    port: int  # -1: the Service has no ports (A records only, never SRV)
+
+
+NO_PORT = (PortView("", "", -1),)
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    name: str  # hostname, pod name (endpoint_pod_names) or dashed IP; lower-case
+    address: str
+    ports: tuple[PortView, ...]
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    namespace: str
+    name: str
+    kind: str  # "ClusterIP" (also NodePort, LoadBalancer), "Headless", "ExternalName"
+    ips: tuple[str, ...] = ()  # cluster IPs
+    ports: tuple[PortView, ...] = NO_PORT
+    endpoints: tuple[EndpointView, ...] = ()  # ready addresses only, all slices merged
+    external: Optional[dns.name.Name] = None  # ExternalName target
+    external_is_ip: bool = False
+    type: str = o.CLUSTER_IP
+
+    def fqdn(self, zone: dns.name.Name) -> dns.name.Name:
+        return dns.name.Name((self.name.encode(), self.namespace.encode(), b"svc") + zone.labels)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    zone: dns.name.Name
+    ttl: int
+    serial: int  # SOA serial: when the data last changed (unix seconds)
+    pods_mode: str
+    ignore_empty_service: bool
+    namespaces: frozenset[str]
+    services: Mapping[tuple[str, str], ServiceView]
+    # Reverse lookups: Service IPs (first match wins) and ready endpoint IPs.
+    ptr: Mapping[IPAddress, tuple[dns.name.Name, ...]]
+    # Primary pod IP per namespace, for `pods verified`.
+    pod_ips: Mapping[str, frozenset[IPAddress]]
+    # Addresses of this server, for the apex NS glue and ns.dns.<zone>.
+    ns_addresses: tuple[str, ...] = ()
+    generation: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+def _ports(ports) -> tuple[PortView, ...]:
+    out = tuple(PortView(p.name.lower(), p.protocol.lower(), p.port) for p in ports)
+    return out or NO_PORT
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
+          generation: int = 0) -> Snapshot:
+    zone = dns.name.from_text(config.zone)
+    slices_by_service: dict[tuple[str, str], list[o.EndpointSlice]] = defaultdict(list)
+    for sl in cluster.slices:
+        if sl.service:
+            slices_by_service[(sl.namespace, sl.service)].append(sl)
+
+    services: dict[tuple[str, str], ServiceView] = {}
+    ptr: dict[IPAddress, list[dns.name.Name]] = defaultdict(list)
+    endpoint_ptr: dict[IPAddress, list[dns.name.Name]] = defaultdict(list)
+    for svc in cluster.services:
+        key = (svc.namespace, svc.name)
+        if svc.type == o.EXTERNAL_NAME:
+            is_ip = _is_ip(svc.external_name)
+            target = None if is_ip else dns.name.from_text(svc.external_name)
+            services[key] = ServiceView(svc.namespace, svc.name, "ExternalName",
+                                        external=target, external_is_ip=is_ip, type=svc.type)
+            continue
+        eps = []
+        seen = set()
+        for sl in slices_by_service.get(key, ()):
+            ports = _ports(sl.ports)
+            for ep in sl.endpoints:
+                if not ep.ready:
+                    continue
+                for addr in ep.addresses:
+                    if ep.hostname:
+                        name = ep.hostname.lower()
+                    elif config.endpoint_pod_names and ep.target_pod and len(ep.target_pod) < 64:
+                        name = ep.target_pod.lower()
+                    else:
+                        name = dashed(addr)
+                    eps.append(EndpointView(name, addr, ports))
+                    owner = dns.name.Name((name.encode(), svc.name.encode(),
+                                           svc.namespace.encode(), b"svc") + zone.labels)
+                    ip = ipaddress.ip_address(addr)
+                    if (ip, owner) not in seen:
+                        seen.add((ip, owner))
+                        endpoint_ptr[ip].append(owner)
+        view = ServiceView(svc.namespace, svc.name,
+                           "Headless" if svc.headless else "ClusterIP",
+                           ips=() if svc.headless else svc.cluster_ips,
+                           ports=_ports(svc.ports), endpoints=tuple(eps), type=svc.type)
+        services[key] = view
+        for ip in view.ips:
+            addr = ipaddress.ip_address(ip)
+            if addr not in ptr:
+                ptr[addr] = [view.fqdn(zone)]
+    for ip, owners in endpoint_ptr.items():
+        if ip not in ptr:
+            ptr[ip] = owners
+
+    pod_ips: dict[str, set[IPAddress]] = defaultdict(set)
+    for pod in cluster.pods:
+        if pod.running and pod.ips:
+            pod_ips[pod.namespace].add(ipaddress.ip_address(pod.ips[0]))
+
+    counts = {
+        "namespaces": len(cluster.namespaces),
+        "services": len(cluster.services),
+        "endpointslices": len(cluster.slices),
+        "pods": len(cluster.pods),
+    }
+    return Snapshot(
+        zone=zone, ttl=config.ttl, serial=serial, pods_mode=config.pods,
+        ignore_empty_service=config.ignore_empty_service,
+        namespaces=frozenset(cluster.namespaces), services=services,
+        ptr={k: tuple(v) for k, v in ptr.items()},
+        pod_ips={k: frozenset(v) for k, v in pod_ips.items()},
+        ns_addresses=tuple(ns_addresses), generation=generation, counts=counts)

@@ -1,0 +1,497 @@
+"""UDP and TCP listeners: thin asyncio adapters around the DNS core.
+
+A transport is an adapter: bytes in, one call of the core, bytes out.  The
+core is a plain callable (see :data:`Handler`) that receives the query wire,
+the protocol name and the peer address, and returns the response wire or
+``None`` for "send nothing".  The core decides everything about DNS content,
+truncation included (it is told the protocol); this module never parses a DNS
+message.  Its only jobs are framing, binding sockets with clear errors, and
+the resource limits a network server needs so that one client cannot take it
+down.  Each limit is a named constant below with the reason for its value.
+
+Errors raised by the handler are logged and swallowed: a hostile or broken
+packet costs that one query its answer, never the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import socket
+from typing import Callable, Optional
+
+log = logging.getLogger("coredns_py.transport")
+
+Handler = Callable[[bytes, str, tuple], Optional[bytes]]
+"""``handler(query_wire, proto, peer) -> response wire or None``.
+
+``proto`` is ``"udp"`` or ``"tcp"``; ``peer`` is the client address tuple.
+"""
+
+# --- Limits -----------------------------------------------------------------
+
+# Largest datagram we must be able to receive: the 16-bit IP length field.
+# asyncio's datagram transports read up to 256 KiB per recvfrom, so nothing
+# is truncated; the constant documents the requirement (tests check it).
+UDP_MAX_DATAGRAM = 65535
+
+# Close a TCP connection after this long without a complete query.  RFC 7766
+# section 6.2.3 recommends a server idle period "on the order of seconds" so
+# idle clients cannot pile up connections; 10 s is also CoreDNS's TCP idle
+# timeout.  Counted from the last *complete* message, so a client trickling
+# one byte at a time cannot hold a connection open forever.
+TCP_IDLE_TIMEOUT = 10.0
+
+# Open TCP connections across the whole server (all listen addresses).  Each
+# one holds a file descriptor and the default soft limit is often 1024, so
+# beyond this we close new connections at once rather than run out of
+# descriptors (which would also break UDP, file watching, logging...).
+MAX_TCP_CONNECTIONS = 1000
+
+# Largest DNS message a 2-byte TCP length prefix can announce (RFC 1035 4.2.2).
+TCP_MAX_MESSAGE = 65535
+
+# Unanswered bytes we keep per TCP connection.  Complete queries are answered
+# as soon as they arrive, so normally only one partial frame is buffered (at
+# most 2 + 65535 bytes).  More accumulates only while we have stopped
+# answering because the client does not read its answers (write buffer full,
+# reading paused); allowing one more maximum-size frame on top is generous,
+# and a client past that is flooding us, so it is disconnected.
+MAX_TCP_BUFFER = 2 * (2 + TCP_MAX_MESSAGE)
+
+# listen() backlog: connections the kernel queues before we accept them.
+TCP_BACKLOG = 128
+
+# With port 0 the UDP socket picks a free port and TCP must bind the same
+# one, which another program may hold for TCP only; then we try a new port.
+PORT_ZERO_ATTEMPTS = 5
+
+
+# --- Errors and addresses ---------------------------------------------------
+
+
+class ListenError(Exception):
+    """A listen address cannot be bound; ``str()`` is one line for stderr.
+
+    ``errno`` is the OS error number when there is one (e.g. EADDRINUSE).
+    """
+
+    def __init__(self, message: str, code: Optional[int] = None):
+        super().__init__(message)
+        self.errno = code
+
+
+def format_address(host: str, port: int) -> str:
+    """``127.0.0.1:53`` or ``[::1]:53``: the inverse of :func:`parse_listen`."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` into ``(host, port)``.
+
+    ``:PORT`` means all IPv4 interfaces (``0.0.0.0``).  The host must be an
+    IP literal: a DNS server resolving its own listen address by name would
+    depend on DNS to start.  Port 0 (any free port) is accepted.  Raises
+    ValueError with a message naming the problem.
+    """
+    s = text.strip()
+    if not s:
+        raise ValueError("empty listen address, expected HOST:PORT")
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            raise ValueError(f"bad listen address {text!r}: missing ']'")
+        host, rest = s[1:end], s[end + 1:]
+        if not rest:
+            raise ValueError(f"bad listen address {text!r}: missing port, expected [V6]:PORT")
+        if not rest.startswith(":"):
+            raise ValueError(f"bad listen address {text!r}: expected ':' after ']'")
+        port_text = rest[1:]
+        try:
+            addr = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad listen address {text!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = s.rpartition(":")
+        if not sep:
+            raise ValueError(f"bad listen address {text!r}: missing port, expected HOST:PORT")
+        if ":" in host:
+            raise ValueError(f"bad listen address {text!r}: put IPv6 addresses in brackets, e.g. [::1]:53")
+        if not host:
+            host = "0.0.0.0"
+        try:
+            addr = ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(
+                f"bad listen address {text!r}: host {host!r} is not an IP address") from None
+    if not port_text:
+        raise ValueError(f"bad listen address {text!r}: missing port")
+    if not (port_text.isascii() and port_text.isdigit()):
+        raise ValueError(f"bad listen address {text!r}: port {port_text!r} is not a number")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"bad listen address {text!r}: port {port} out of range 0-65535")
+    return str(addr), port
+
+
+# --- UDP --------------------------------------------------------------------
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    """One datagram in, one handler call, at most one datagram out."""
+
+    def __init__(self, handler: Handler):
+        self._handler = handler
+        self.transport: Optional[asyncio.DatagramTransport] = None
+        self._lost = asyncio.Event()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self._lost.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the socket is really closed (the port is free again)."""
+        await self._lost.wait()
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        try:
+            response = self._handler(data, "udp", addr)
+        except Exception:
+            # Whatever the packet was, the server keeps serving.
+            log.exception("handler failed on UDP query from %s", addr)
+            return
+        if response is not None:
+            self.transport.sendto(response, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP "port unreachable" from a client that left comes back as
+        # ConnectionRefusedError on the next socket call: normal on a UDP
+        # server, nothing to do.  Other errors (e.g. an oversized answer)
+        # are worth a line but never stop the server.
+        if isinstance(exc, ConnectionRefusedError):
+            return
+        log.warning("UDP socket error: %s", exc)
+
+
+# --- TCP --------------------------------------------------------------------
+
+
+class ConnectionRegistry:
+    """Live TCP connections of one server: enforces the cap, lets close() reach them."""
+
+    def __init__(self, limit: int = MAX_TCP_CONNECTIONS):
+        self.limit = limit
+        self.live: set[TcpProtocol] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self._warned = False
+
+    def admit(self, proto: "TcpProtocol") -> bool:
+        if len(self.live) >= self.limit:
+            if not self._warned:  # once per overload episode, not per connection
+                log.warning("%d TCP connections open: refusing new ones", len(self.live))
+                self._warned = True
+            return False
+        self._warned = False
+        self.live.add(proto)
+        self._empty.clear()
+        return True
+
+    def release(self, proto: "TcpProtocol") -> None:
+        self.live.discard(proto)
+        if not self.live:
+            self._empty.set()
+
+    def close_all(self) -> None:
+        for proto in list(self.live):
+            proto.close()
+
+    async def wait_empty(self) -> None:
+        await self._empty.wait()
+
+
+class TcpProtocol(asyncio.Protocol):
+    """DNS over TCP: 2-byte big-endian length prefix per message (RFC 1035
+    4.2.2, RFC 7766 section 8).
+
+    Messages may arrive split across any number of reads, or several in one
+    read (pipelining); each complete one is answered at once, in order, and
+    the connection stays open for more until the client closes it, sends a
+    zero-length frame, exceeds a limit or stays idle too long.
+    ``idle_timeout=None`` disables the idle timer.
+    """
+
+    def __init__(self, handler: Handler, *, idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
+                 max_buffer: int = MAX_TCP_BUFFER,
+                 registry: Optional[ConnectionRegistry] = None):
+        self._handler = handler
+        self._idle_timeout = idle_timeout
+        self._max_buffer = max_buffer
+        self._registry = registry
+        self.transport: Optional[asyncio.Transport] = None
+        self._peer = None
+        self._buf = bytearray()
+        self._closing = False
+        self._write_paused = False
+        self._eof = False
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._last_message = 0.0
+
+    # asyncio callbacks
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self._peer = transport.get_extra_info("peername")
+        if self._registry is not None and not self._registry.admit(self):
+            self._closing = True
+            transport.abort()  # nothing to flush; free the descriptor now
+            return
+        if self._idle_timeout is not None:
+            self._loop = asyncio.get_running_loop()
+            self._last_message = self._loop.time()
+            self._timer = self._loop.call_later(self._idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._buf += data
+        self._process()
+        if not self._closing and len(self._buf) > self._max_buffer:
+            log.warning("closing TCP connection from %s: over %d unanswered bytes",
+                        self._peer, self._max_buffer)
+            self._close(abort=True)
+
+    def eof_received(self) -> bool:
+        # The client half-closed; queries already complete are answered
+        # (maybe later, if writing is paused) and then we close.
+        self._eof = True
+        self._process()
+        return True  # keep the transport: _process closes it when done
+
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its queries so
+        # neither our write buffer nor our read buffer grows.
+        self._write_paused = True
+        if not self._closing:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self._closing:
+            self.transport.resume_reading()
+            self._process()
+
+    def connection_lost(self, exc) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._registry is not None:
+            self._registry.release(self)
+
+    # our side
+
+    def close(self) -> None:
+        """Close the connection (used at server shutdown)."""
+        self._close(abort=bool(self.transport and self.transport.get_write_buffer_size()))
+
+    def _close(self, abort: bool = False) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._buf.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # close() flushes pending answers first; abort() when the client is
+        # not reading them, or close() could wait forever.
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    def _process(self) -> None:
+        buf = self._buf
+        while not self._closing and not self._write_paused and len(buf) >= 2:
+            length = int.from_bytes(buf[:2], "big")
+            if length == 0:
+                # No DNS message is empty: broken or hostile client.
+                log.info("closing TCP connection from %s: zero-length message", self._peer)
+                self._close()
+                return
+            if len(buf) < 2 + length:
+                break  # partial frame: wait for more data
+            query = bytes(buf[2:2 + length])
+            del buf[:2 + length]  # cheap: bytearray deletes from the front in O(1)
+            if self._loop is not None:
+                self._last_message = self._loop.time()
+            self._answer(query)
+        if self._eof and not self._write_paused:
+            self._close()
+
+    def _answer(self, query: bytes) -> None:
+        try:
+            response = self._handler(query, "tcp", self._peer)
+        except Exception:
+            log.exception("handler failed on TCP query from %s", self._peer)
+            return
+        if response is None:
+            return
+        if len(response) > TCP_MAX_MESSAGE:
+            log.error("dropping %d-byte answer to %s: larger than a TCP frame can carry",
+                      len(response), self._peer)
+            return
+        self.transport.write(len(response).to_bytes(2, "big") + response)
+
+    def _check_idle(self) -> None:
+        # Re-arm for the remaining time instead of rescheduling on every
+        # message: one timer per connection however fast queries arrive.
+        self._timer = None
+        if self._closing:
+            return
+        remaining = self._last_message + self._idle_timeout - self._loop.time()
+        if remaining > 0:
+            self._timer = self._loop.call_later(remaining, self._check_idle)
+            return
+        log.debug("closing idle TCP connection from %s", self._peer)
+        self._close(abort=bool(self.transport.get_write_buffer_size()))
+
+
+# --- Binding ----------------------------------------------------------------
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "address not available on this machine"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    return (exc.strerror or str(exc)).lower()
+
+
+def _bind(host: str, port: int, kind: int) -> socket.socket:
+    """A bound (and for TCP listening) non-blocking socket, or ListenError."""
+    proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+    where = f"{format_address(host, port)}/{proto}"
+    try:
+        # Numeric only (no DNS lookup); also handles IPv6 scope ids.
+        family, _, _, _, sockaddr = socket.getaddrinfo(
+            host, port, type=kind, flags=socket.AI_NUMERICHOST | socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {where}: {exc.strerror}") from exc
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            # IPv6 only, so [::]:53 and 0.0.0.0:53 (or [::1] and 127.0.0.1)
+            # can be listed side by side without one swallowing the other.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            # Rebind at once after a restart despite TIME_WAIT connections.
+            # Not SO_REUSEPORT: a second server on a busy port must fail.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(TCP_BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {where}: {_reason(exc)}", exc.errno) from exc
+    return sock
+
+
+def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """UDP and TCP sockets on the same host and port (a free one if port is 0)."""
+    attempts = PORT_ZERO_ATTEMPTS if port == 0 else 1
+    for attempt in range(attempts):
+        udp = _bind(host, port, socket.SOCK_DGRAM)
+        actual = udp.getsockname()[1]
+        try:
+            return udp, _bind(host, actual, socket.SOCK_STREAM)
+        except ListenError as exc:
+            udp.close()
+            if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class Listeners:
+    """What :func:`start` returns: the bound addresses and a way to stop."""
+
+    def __init__(self, registry: ConnectionRegistry):
+        self.addresses: list[tuple[str, int]] = []
+        self._registry = registry
+        self._udp: list[tuple[asyncio.DatagramTransport, UdpProtocol]] = []
+        self._servers: list[asyncio.Server] = []
+
+    def close_nowait(self) -> None:
+        """Stop accepting and receiving, close open TCP connections; the
+        sockets are really closed a loop iteration later (see wait_closed)."""
+        for server in self._servers:
+            server.close()
+        for transport, _ in self._udp:
+            transport.close()
+        self._registry.close_all()
+
+    async def wait_closed(self) -> None:
+        for server in self._servers:
+            await server.wait_closed()
+        for _, protocol in self._udp:
+            await protocol.wait_closed()  # asyncio closes the socket a tick later
+        await self._registry.wait_empty()
+
+    async def close(self) -> None:
+        """close_nowait(), then wait until every socket is closed."""
+        self.close_nowait()
+        await self.wait_closed()
+
+    async def __aenter__(self) -> "Listeners":
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+
+async def start(handler: Handler, listens: list[tuple[str, int]], *,
+                tcp_idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
+                max_tcp_connections: int = MAX_TCP_CONNECTIONS,
+                loop: Optional[asyncio.AbstractEventLoop] = None) -> Listeners:
+    """Serve ``handler`` over UDP and TCP on every ``(host, port)``.
+
+    Port 0 picks a free port, the same for UDP and TCP of that address (see
+    ``Listeners.addresses``).  On any failure everything already opened is
+    closed and ListenError is raised.
+    """
+    loop = loop or asyncio.get_running_loop()
+    registry = ConnectionRegistry(max_tcp_connections)
+    listeners = Listeners(registry)
+
+    def tcp_factory() -> TcpProtocol:
+        return TcpProtocol(handler, idle_timeout=tcp_idle_timeout, registry=registry)
+
+    try:
+        for host, port in listens:
+            udp_sock, tcp_sock = _bind_pair(host, port)
+            try:
+                listeners._udp.append(await loop.create_datagram_endpoint(
+                    lambda: UdpProtocol(handler), sock=udp_sock))
+            except BaseException:
+                udp_sock.close()
+                tcp_sock.close()
+                raise
+            try:
+                server = await loop.create_server(tcp_factory, sock=tcp_sock, backlog=TCP_BACKLOG)
+            except BaseException:
+                tcp_sock.close()
+                raise
+            listeners._servers.append(server)
+            listeners.addresses.append((host, udp_sock.getsockname()[1]))
+    except BaseException:
+        await listeners.close()
+        raise
+    return listeners

@@ -1,0 +1,654 @@
+"""Tests for coredns_py.transport: framing with a fake transport, then real
+sockets on loopback.  The handler is an echo with a marker: the transport
+never looks at DNS content, so it does not need real DNS messages (except in
+the one dnspython test showing real clients work)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from coredns_py import transport as tr
+from coredns_py.transport import (ConnectionRegistry, ListenError, TcpProtocol, UdpProtocol,
+                                  parse_listen, start)
+
+LOCAL = "127.0.0.1"
+STEP = 5.0  # bound on every single await in these tests
+
+
+def run(coro, timeout: float = 20.0):
+    """Run a coroutine in a fresh loop with an overall time bound."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def frame(message: bytes) -> bytes:
+    return len(message).to_bytes(2, "big") + message
+
+
+class Recorder:
+    """Echo handler: answers b"R:" + query and records every call."""
+
+    def __init__(self):
+        self.calls: list[tuple[bytes, str, tuple]] = []
+
+    def __call__(self, query: bytes, proto: str, peer: tuple):
+        self.calls.append((query, proto, peer))
+        if query == b"boom":
+            raise RuntimeError("handler exploded")
+        if query == b"silent":
+            return None
+        return b"R:" + query
+
+    @property
+    def queries(self) -> list[bytes]:
+        return [q for q, _, _ in self.calls]
+
+
+# --- Fake transport (framing unit tests) -------------------------------------
+
+
+class FakeTransport:
+    """Records writes and flow control, like the fakes in uvicorn's tests."""
+
+    def __init__(self, peer=("192.0.2.7", 40000)):
+        self.peer = peer
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+        self.reading = True
+
+    def write(self, data):
+        assert not self.closed, "write after close"
+        self.writes.append(bytes(data))
+
+    def close(self):
+        self.closed = True
+
+    def abort(self):
+        self.closed = self.aborted = True
+
+    def is_closing(self):
+        return self.closed
+
+    def get_extra_info(self, name, default=None):
+        return self.peer if name == "peername" else default
+
+    def pause_reading(self):
+        self.reading = False
+
+    def resume_reading(self):
+        self.reading = True
+
+    def get_write_buffer_size(self):
+        return 0
+
+
+def make_tcp(handler=None, **kwargs):
+    handler = handler or Recorder()
+    kwargs.setdefault("idle_timeout", None)  # no event loop needed
+    proto = TcpProtocol(handler, **kwargs)
+    fake = FakeTransport()
+    proto.connection_made(fake)
+    return proto, fake, handler
+
+
+Q1, Q2, Q3 = b"first-query", b"q2", b"x" * 300  # 300 > 255: both length bytes matter
+STREAM = frame(Q1) + frame(Q2) + frame(Q3)
+EXPECTED = [frame(b"R:" + q) for q in (Q1, Q2, Q3)]
+
+
+def test_tcp_whole_stream_in_one_read():
+    proto, fake, h = make_tcp()
+    proto.data_received(STREAM)
+    assert h.calls == [(q, "tcp", fake.peer) for q in (Q1, Q2, Q3)]
+    assert fake.writes == EXPECTED
+    assert not fake.closed
+
+
+def test_tcp_one_byte_at_a_time():
+    proto, fake, h = make_tcp()
+    for i in range(len(STREAM)):
+        proto.data_received(STREAM[i:i + 1])
+    assert h.queries == [Q1, Q2, Q3]
+    assert fake.writes == EXPECTED
+    assert not fake.closed
+
+
+def test_tcp_split_at_every_position():
+    for cut in range(len(STREAM) + 1):
+        proto, fake, h = make_tcp()
+        proto.data_received(STREAM[:cut])
+        proto.data_received(STREAM[cut:])
+        assert h.queries == [Q1, Q2, Q3], cut
+        assert fake.writes == EXPECTED, cut
+
+
+def test_tcp_answer_is_written_as_soon_as_its_frame_completes():
+    proto, fake, h = make_tcp()
+    proto.data_received(frame(Q1) + frame(Q2)[:1])
+    assert fake.writes == EXPECTED[:1]
+    proto.data_received(frame(Q2)[1:])
+    assert fake.writes == EXPECTED[:2]
+
+
+def test_tcp_trailing_partial_frame_waits_for_the_rest():
+    proto, fake, h = make_tcp()
+    proto.data_received(frame(Q1) + b"\x00\x05ab")  # 2 of 5 bytes of the next one
+    assert h.queries == [Q1]
+    assert fake.writes == EXPECTED[:1]
+    assert not fake.closed
+    proto.data_received(b"cde")
+    assert h.queries == [Q1, b"abcde"]
+    assert fake.writes[1] == frame(b"R:abcde")
+
+
+def test_tcp_eof_with_partial_frame_closes_without_calling_handler():
+    proto, fake, h = make_tcp()
+    proto.data_received(frame(Q1) + b"\x00\x09junk")
+    assert proto.eof_received() is True  # we close ourselves
+    assert h.queries == [Q1]
+    assert fake.closed and not fake.aborted  # close() flushes the answer
+
+
+def test_tcp_zero_length_frame_closes():
+    proto, fake, h = make_tcp()
+    proto.data_received(frame(Q1) + b"\x00\x00" + frame(Q2))
+    assert h.queries == [Q1]  # answered before the bad frame, nothing after
+    assert fake.writes == EXPECTED[:1]
+    assert fake.closed
+    proto.data_received(frame(Q3))  # late data is ignored
+    assert h.queries == [Q1]
+
+
+def test_tcp_handler_exception_and_none_answer_keep_connection(caplog):
+    proto, fake, h = make_tcp()
+    with caplog.at_level(logging.ERROR, logger="coredns_py.transport"):
+        proto.data_received(frame(b"boom") + frame(b"silent") + frame(Q1))
+    assert h.queries == [b"boom", b"silent", Q1]
+    assert fake.writes == EXPECTED[:1]
+    assert not fake.closed
+    assert "handler failed" in caplog.text and "handler exploded" in caplog.text
+
+
+def test_tcp_oversized_answer_is_dropped(caplog):
+    proto, fake, _ = make_tcp(lambda q, p, a: b"y" * 70000 if q == b"big" else b"ok")
+    with caplog.at_level(logging.ERROR, logger="coredns_py.transport"):
+        proto.data_received(frame(b"big") + frame(b"small"))
+    assert fake.writes == [frame(b"ok")]
+    assert "larger than a TCP frame" in caplog.text
+
+
+def test_tcp_max_length_frame():
+    proto, fake, h = make_tcp()
+    big = bytes(i % 251 for i in range(65535))
+    proto.data_received(b"\xff\xff" + big[:1000])
+    proto.data_received(big[1000:])
+    assert h.queries == [big]
+
+
+def test_tcp_pause_writing_stops_answering_until_resumed():
+    proto, fake, h = make_tcp()
+    proto.data_received(frame(Q1))
+    proto.pause_writing()  # client is not reading its answers
+    assert not fake.reading
+    proto.data_received(frame(Q2) + frame(Q3))  # already in flight
+    assert h.queries == [Q1]
+    proto.resume_writing()
+    assert fake.reading
+    assert h.queries == [Q1, Q2, Q3]
+    assert fake.writes == EXPECTED
+
+
+def test_tcp_unanswered_bytes_are_capped():
+    proto, fake, h = make_tcp(max_buffer=100)
+    proto.pause_writing()
+    proto.data_received(frame(b"a" * 50))
+    assert not fake.closed
+    proto.data_received(frame(b"b" * 50))
+    assert fake.aborted
+    assert h.queries == []
+
+
+def test_tcp_default_cap_allows_a_partial_max_frame():
+    proto, fake, h = make_tcp()
+    proto.data_received(b"\xff\xff" + b"z" * 65000)
+    assert not fake.closed
+
+
+def test_tcp_eof_while_paused_answers_pending_then_closes():
+    proto, fake, h = make_tcp()
+    proto.pause_writing()
+    proto.data_received(frame(Q1) + frame(Q2))
+    proto.eof_received()
+    assert not fake.closed
+    proto.resume_writing()
+    assert fake.writes == EXPECTED[:2]
+    assert fake.closed and not fake.aborted
+
+
+def test_connection_registry_cap():
+    async def main():
+        reg = ConnectionRegistry(limit=2)
+        protos = [make_tcp(registry=reg) for _ in range(3)]
+        assert [p[1].aborted for p in protos] == [False, False, True]
+        assert len(reg.live) == 2
+        protos[0][0].connection_lost(None)
+        fourth, fake4, _ = make_tcp(registry=reg)
+        assert not fake4.aborted
+        assert len(reg.live) == 2
+    run(main())
+
+
+def test_udp_protocol_survives_handler_errors(caplog):
+    sent = []
+
+    class FakeDgram:
+        def sendto(self, data, addr):
+            sent.append((data, addr))
+
+    h = Recorder()
+    proto = UdpProtocol(h)
+    proto.connection_made(FakeDgram())
+    with caplog.at_level(logging.ERROR, logger="coredns_py.transport"):
+        proto.datagram_received(b"boom", ("192.0.2.1", 1))
+        proto.datagram_received(b"silent", ("192.0.2.1", 2))
+        proto.datagram_received(b"hi", ("192.0.2.1", 3))
+    assert sent == [(b"R:hi", ("192.0.2.1", 3))]
+    assert "handler exploded" in caplog.text
+    proto.error_received(ConnectionRefusedError())  # ignored, no exception
+
+
+# --- parse_listen ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+    (":53", ("0.0.0.0", 53)),
+    ("[::1]:53", ("::1", 53)),
+    ("[::]:5353", ("::", 5353)),
+    ("[2001:DB8::1]:53", ("2001:db8::1", 53)),
+    ("0.0.0.0:0", ("0.0.0.0", 0)),
+    ("10.0.0.1:65535", ("10.0.0.1", 65535)),
+    (" 127.0.0.1:53 ", ("127.0.0.1", 53)),
+])
+def test_parse_listen_ok(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("127.0.0.1", "missing port"),
+    ("127.0.0.1:", "missing port"),
+    ("[::1]", "missing port"),
+    ("[::1]:", "missing port"),
+    ("[::1", "missing ']'"),
+    ("[::1]53", "expected ':'"),
+    ("::1:53", "brackets"),
+    ("127.0.0.1:65536", "out of range"),
+    ("127.0.0.1:-1", "not a number"),
+    ("127.0.0.1:dns", "not a number"),
+    ("127.0.0.1:５３", "not a number"),
+    ("example.com:53", "not an IP address"),
+    ("256.0.0.1:53", "not an IP address"),
+    ("[127.0.0.1]:53", "not an IPv6 address"),
+])
+def test_parse_listen_errors(text, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_listen(text)
+
+
+# --- Real sockets --------------------------------------------------------------
+
+
+async def udp_ask(port: int, payload: bytes, host: str = LOCAL, timeout: float = STEP) -> bytes:
+    """Send one datagram and wait (bounded) for one answer, off the loop.
+
+    Raises TimeoutError when no answer comes within ``timeout``."""
+    def blocking():
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.sendto(payload, (host, port))
+            return s.recv(70000)
+    return await asyncio.wait_for(asyncio.to_thread(blocking), timeout + 1)
+
+
+async def tcp_connect(port: int, host: str = LOCAL):
+    return await asyncio.wait_for(asyncio.open_connection(host, port), STEP)
+
+
+async def read_frame(reader) -> bytes:
+    header = await asyncio.wait_for(reader.readexactly(2), STEP)
+    return await asyncio.wait_for(reader.readexactly(int.from_bytes(header, "big")), STEP)
+
+
+async def close_writer(writer):
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), STEP)
+    except (ConnectionError, OSError):
+        pass
+
+
+def test_udp_round_trip_and_same_port_for_tcp():
+    async def main():
+        h = Recorder()
+        async with await start(h, [(LOCAL, 0)]) as listeners:
+            [(host, port)] = listeners.addresses
+            assert host == LOCAL and port != 0
+            assert await udp_ask(port, b"hello") == b"R:hello"
+            assert h.calls[0][1] == "udp" and h.calls[0][2][0] == LOCAL
+            reader, writer = await tcp_connect(port)  # TCP on the same port
+            writer.write(frame(b"hello"))
+            assert await read_frame(reader) == b"R:hello"
+            assert h.calls[1][1] == "tcp"
+            await close_writer(writer)
+    run(main())
+
+
+def test_udp_large_datagram():
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)]) as listeners:
+            port = listeners.addresses[0][1]
+            payload = bytes(range(256)) * 235  # 60160 bytes, beyond any "usual" buffer
+            assert await udp_ask(port, payload) == b"R:" + payload
+    run(main())
+
+
+def test_tcp_pipelined_queries_answered_in_order():
+    async def main():
+        h = Recorder()
+        async with await start(h, [(LOCAL, 0)]) as listeners:
+            reader, writer = await tcp_connect(listeners.addresses[0][1])
+            writer.write(frame(b"one") + frame(b"two") + frame(b"three"))
+            assert [await read_frame(reader) for _ in range(3)] == [b"R:one", b"R:two", b"R:three"]
+            writer.write(frame(b"four"))  # connection stays open for more
+            assert await read_frame(reader) == b"R:four"
+            await close_writer(writer)
+    run(main())
+
+
+def test_tcp_idle_timeout_closes_connection():
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)], tcp_idle_timeout=0.2) as listeners:
+            reader, writer = await tcp_connect(listeners.addresses[0][1])
+            t0 = time.monotonic()
+            writer.write(frame(b"q"))
+            assert await read_frame(reader) == b"R:q"
+            assert await asyncio.wait_for(reader.read(100), STEP) == b""  # EOF from server
+            assert 0.15 <= time.monotonic() - t0 < STEP
+            await close_writer(writer)
+    run(main())
+
+
+def test_tcp_idle_timer_restarts_with_each_query():
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)], tcp_idle_timeout=0.5) as listeners:
+            reader, writer = await tcp_connect(listeners.addresses[0][1])
+            for i in range(4):  # 4 x 0.2 s > 0.5 s, but never idle for 0.5 s
+                await asyncio.sleep(0.2)
+                writer.write(frame(b"q%d" % i))
+                assert await read_frame(reader) == b"R:q%d" % i
+            await close_writer(writer)
+    run(main())
+
+
+def test_tcp_client_that_never_reads_is_bounded_then_dropped():
+    """Pipelining queries without reading the answers: we stop reading
+    (bounded buffers) and the idle timeout finally drops the connection."""
+    async def main():
+        answer = b"y" * 60000
+        async with await start(lambda q, p, a: answer, [(LOCAL, 0)],
+                               tcp_idle_timeout=0.5) as listeners:
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.setblocking(False)
+            try:
+                await asyncio.wait_for(
+                    asyncio.get_running_loop().sock_connect(client, (LOCAL, listeners.addresses[0][1])),
+                    STEP)
+                queries = frame(b"q" * 20) * 1000
+                deadline = time.monotonic() + STEP
+                while not any(p._write_paused for p in listeners._registry.live):
+                    assert time.monotonic() < deadline, "server never paused writing"
+                    try:
+                        client.send(queries)
+                    except BlockingIOError:
+                        pass
+                    await asyncio.sleep(0.005)
+                [proto] = listeners._registry.live
+                assert not proto.transport.is_reading()
+                assert len(proto._buf) <= tr.MAX_TCP_BUFFER
+                while listeners._registry.live:  # idle timeout aborts it
+                    assert time.monotonic() < deadline, "stuck connection never dropped"
+                    await asyncio.sleep(0.02)
+            finally:
+                client.close()
+    run(main())
+
+
+def test_handler_exception_does_not_kill_server():
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)]) as listeners:
+            port = listeners.addresses[0][1]
+            # UDP: the bad query gets no answer, the next one does.
+            with pytest.raises(TimeoutError):
+                await udp_ask(port, b"boom", timeout=0.3)
+            assert await udp_ask(port, b"after") == b"R:after"
+            # TCP: same, and on the same connection.
+            reader, writer = await tcp_connect(port)
+            writer.write(frame(b"boom") + frame(b"next"))
+            assert await read_frame(reader) == b"R:next"
+            await close_writer(writer)
+    logging.getLogger("coredns_py.transport").disabled = True  # expected tracebacks
+    try:
+        run(main())
+    finally:
+        logging.getLogger("coredns_py.transport").disabled = False
+
+
+def test_tcp_zero_length_frame_closes_real_connection():
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)]) as listeners:
+            port = listeners.addresses[0][1]
+            reader, writer = await tcp_connect(port)
+            writer.write(frame(b"ok") + b"\x00\x00")
+            assert await read_frame(reader) == b"R:ok"
+            assert await asyncio.wait_for(reader.read(100), STEP) == b""
+            await close_writer(writer)
+            assert await udp_ask(port, b"alive") == b"R:alive"
+    run(main())
+
+
+def test_tcp_connection_cap():
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)], max_tcp_connections=2) as listeners:
+            port = listeners.addresses[0][1]
+            first = await tcp_connect(port)
+            second = await tcp_connect(port)
+            for reader, writer in (first, second):  # make sure both are accepted
+                writer.write(frame(b"hi"))
+                assert await read_frame(reader) == b"R:hi"
+            r3, w3 = await tcp_connect(port)  # the kernel accepts, we close at once
+            try:
+                assert await asyncio.wait_for(r3.read(100), STEP) == b""
+            except ConnectionResetError:
+                pass
+            await close_writer(w3)
+            await close_writer(first[1])
+            # A slot is free again once the server has seen the close.
+            for _ in range(50):
+                if len(listeners._registry.live) < 2:
+                    break
+                await asyncio.sleep(0.02)
+            r4, w4 = await tcp_connect(port)
+            w4.write(frame(b"again"))
+            assert await read_frame(r4) == b"R:again"
+            for w in (second[1], w4):
+                await close_writer(w)
+    run(main())
+
+
+def test_close_closes_open_tcp_connections():
+    async def main():
+        listeners = await start(Recorder(), [(LOCAL, 0)])
+        port = listeners.addresses[0][1]
+        reader, writer = await tcp_connect(port)
+        writer.write(frame(b"hi"))
+        assert await read_frame(reader) == b"R:hi"
+        await asyncio.wait_for(listeners.close(), STEP)
+        assert await asyncio.wait_for(reader.read(100), STEP) == b""
+        await close_writer(writer)
+        # Both ports are free again.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((LOCAL, port))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((LOCAL, port))
+    run(main())
+
+
+def test_port_in_use_raises_listen_error():
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)]) as listeners:
+            port = listeners.addresses[0][1]
+            with pytest.raises(ListenError) as info:
+                await start(Recorder(), [(LOCAL, port)])
+            message = str(info.value)
+            assert "in use" in message
+            assert message == f"cannot listen on 127.0.0.1:{port}/udp: address already in use"
+            assert "\n" not in message
+            assert info.value.errno == errno.EADDRINUSE
+    run(main())
+
+
+def test_tcp_port_in_use_closes_udp_socket_it_opened():
+    async def main():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+            busy.bind((LOCAL, 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            try:
+                with pytest.raises(ListenError, match=r"/tcp: address already in use"):
+                    await start(Recorder(), [(LOCAL, port)])
+            except AssertionError:
+                pytest.skip("UDP side of the port was taken by someone else")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((LOCAL, port))  # our UDP socket was released
+    run(main())
+
+
+def test_failure_on_second_address_closes_the_first():
+    async def main():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+            busy.bind((LOCAL, 0))
+            busy_port = busy.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind((LOCAL, 0))
+                free_port = probe.getsockname()[1]
+            try:
+                with pytest.raises(ListenError, match="in use"):
+                    await start(Recorder(), [(LOCAL, free_port), (LOCAL, busy_port)])
+            except AssertionError:
+                pytest.skip("free port was taken by someone else meanwhile")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((LOCAL, free_port))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((LOCAL, free_port))
+            s.listen()
+    run(main())
+
+
+def test_address_not_available():
+    async def main():
+        with pytest.raises(ListenError, match="not available"):
+            await start(Recorder(), [("192.0.2.1", 0)])  # TEST-NET-1, never local
+    run(main())
+
+
+def test_port_zero_retries_when_tcp_side_is_taken(monkeypatch):
+    real_bind = tr._bind
+    failures = []
+
+    def flaky_bind(host, port, kind):
+        if kind == socket.SOCK_STREAM and not failures:
+            failures.append(port)
+            raise ListenError("cannot listen: address already in use", errno.EADDRINUSE)
+        return real_bind(host, port, kind)
+
+    monkeypatch.setattr(tr, "_bind", flaky_bind)
+
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)]) as listeners:
+            port = listeners.addresses[0][1]
+            assert len(failures) == 1
+            assert await udp_ask(port, b"u") == b"R:u"
+            reader, writer = await tcp_connect(port)
+            writer.write(frame(b"t"))
+            assert await read_frame(reader) == b"R:t"
+            await close_writer(writer)
+    run(main())
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_and_ipv4_on_the_same_port():
+    async def main():
+        h = Recorder()
+        async with await start(h, [("::1", 0)]) as v6:
+            port = v6.addresses[0][1]
+            for server in v6._servers:
+                for sock in server.sockets:
+                    assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+            async with await start(h, [(LOCAL, port)]) as v4:
+                assert v4.addresses == [(LOCAL, port)]
+                assert await udp_ask(port, b"six", host="::1") == b"R:six"
+                assert await udp_ask(port, b"four") == b"R:four"
+                reader, writer = await tcp_connect(port, host="::1")
+                writer.write(frame(b"t6"))
+                assert await read_frame(reader) == b"R:t6"
+                await close_writer(writer)
+    run(main())
+
+
+def test_real_dns_clients():
+    """dnspython's own UDP and TCP clients talk to the transports."""
+    def handler(wire, proto, peer):
+        query = dns.message.from_wire(wire)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        response.answer.append(dns.rrset.from_text(
+            query.question[0].name, 30, "IN", "A", "10.0.0.1" if proto == "udp" else "10.0.0.2"))
+        return response.to_wire()
+
+    async def main():
+        async with await start(handler, [(LOCAL, 0)]) as listeners:
+            port = listeners.addresses[0][1]
+            q = dns.message.make_query("web.default.svc.cluster.local.", dns.rdatatype.A)
+            udp = await asyncio.wait_for(asyncio.to_thread(
+                dns.query.udp, q, LOCAL, timeout=STEP, port=port), STEP + 1)
+            tcp = await asyncio.wait_for(asyncio.to_thread(
+                dns.query.tcp, q, LOCAL, timeout=STEP, port=port), STEP + 1)
+            assert udp.id == q.id and tcp.id == q.id
+            assert udp.answer[0][0].address == "10.0.0.1"
+            assert tcp.answer[0][0].address == "10.0.0.2"
+    run(main())
