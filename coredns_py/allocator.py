@@ -80,14 +80,14 @@ class AllocationError(Exception):
 
 def _load(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         log.warning("cannot read allocation state %s (%s); rebuilding it", path, exc.strerror)
         return {}
     try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise ValueError("unknown format")
         for kind in ("services", "pods"):

@@ -37,6 +37,11 @@ Handler = Callable[[bytes, str, tuple], Optional[bytes]]
 # is truncated; the constant documents the requirement (tests check it).
 UDP_MAX_DATAGRAM = 65535
 
+# Answers queued in asyncio when the kernel's UDP send buffer is full.  asyncio
+# would queue without limit; UDP is lossy anyway and clients retry, so past
+# this we drop answers rather than grow memory under a flood.
+UDP_MAX_WRITE_BUFFER = 1024 * 1024
+
 # Close a TCP connection after this long without a complete query.  RFC 7766
 # section 6.2.3 recommends a server idle period "on the order of seconds" so
 # idle clients cannot pile up connections; 10 s is also CoreDNS's TCP idle
@@ -164,8 +169,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
             # Whatever the packet was, the server keeps serving.
             log.exception("handler failed on UDP query from %s", addr)
             return
-        if response is not None:
-            self.transport.sendto(response, addr)
+        if response is None:
+            return
+        if self.transport.get_write_buffer_size() > UDP_MAX_WRITE_BUFFER:
+            log.debug("UDP send queue full: dropping answer to %s", addr)
+            return
+        self.transport.sendto(response, addr)
 
     def error_received(self, exc: Exception) -> None:
         # An ICMP "port unreachable" from a client that left comes back as

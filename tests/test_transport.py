@@ -253,8 +253,13 @@ def test_udp_protocol_survives_handler_errors(caplog):
     sent = []
 
     class FakeDgram:
+        queued = 0
+
         def sendto(self, data, addr):
             sent.append((data, addr))
+
+        def get_write_buffer_size(self):
+            return self.queued
 
     h = Recorder()
     proto = UdpProtocol(h)
@@ -266,6 +271,9 @@ def test_udp_protocol_survives_handler_errors(caplog):
     assert sent == [(b"R:hi", ("192.0.2.1", 3))]
     assert "handler exploded" in caplog.text
     proto.error_received(ConnectionRefusedError())  # ignored, no exception
+    proto.transport.queued = tr.UDP_MAX_WRITE_BUFFER + 1  # kernel buffer full
+    proto.datagram_received(b"dropped", ("192.0.2.1", 4))
+    assert len(sent) == 1
 
 
 # --- parse_listen ------------------------------------------------------------
@@ -515,6 +523,17 @@ def test_close_closes_open_tcp_connections():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((LOCAL, port))
+    run(main())
+
+
+def test_close_nowait_then_wait_closed_frees_the_port():
+    async def main():
+        listeners = await start(Recorder(), [(LOCAL, 0)])
+        port = listeners.addresses[0][1]
+        listeners.close_nowait()
+        await asyncio.wait_for(listeners.wait_closed(), STEP)
+        again = await start(Recorder(), [(LOCAL, port)])  # same port, no "in use"
+        await asyncio.wait_for(again.close(), STEP)
     run(main())
 
 
