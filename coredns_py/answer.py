@@ -76,6 +76,9 @@ class Result:
     additional: list = field(default_factory=list)
     authoritative: bool = True
     soa_zone: Optional[dns.name.Name] = None  # zone (as sent) whose SOA goes in authority
+    # An ExternalName pointing outside our zones: the answer holds the CNAME,
+    # and the target's records can only come from upstream.
+    chase: Optional[dns.name.Name] = None
 
     @property
     def nxdomain(self) -> bool:
@@ -312,8 +315,10 @@ class _Zone:
                 # records of the asked type; otherwise NODATA without it.
                 return Result()
             return Result(answer=[cname] + inner.answer, additional=inner.additional)
-        # Outside the zone: the CNAME alone; the client's resolver follows it.
-        return Result(answer=[cname])
+        # Outside the zone: the CNAME, then the target's records from upstream
+        # when forwarding is on (CoreDNS asks its upstream); without it the
+        # CNAME alone, which the client's resolver can follow itself.
+        return Result(answer=[cname], chase=target)
 
     # --- <...>.pod.<zone> -----------------------------------------------------
 
@@ -424,8 +429,35 @@ def udp_limit(query: dns.message.Message) -> int:
     return max(CLASSIC_UDP, min(query.payload, EDNS_PAYLOAD))
 
 
-def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp") -> Optional[bytes]:
-    """Answer one DNS message. None means: send nothing (not even an error)."""
+@dataclass
+class Forward:
+    """The answer needs upstream data: ask ``qname``/``qtype`` upstream.
+
+    ``response`` is the response so far: for a name outside our zones an
+    empty one; for an ExternalName it already holds the CNAME, and the
+    upstream's records are appended after it. ``local`` is what to send when
+    the query cannot go upstream (forwarding off, or a client that may not
+    recurse): REFUSED for a foreign name, the bare CNAME for an ExternalName.
+    """
+
+    query: dns.message.Message
+    response: dns.message.Message
+    qname: dns.name.Name
+    qtype: int
+    local: dns.message.Message
+    limit: int  # the most the client accepts (UDP size or TCP_MAX)
+
+
+def render(response: dns.message.Message, limit: int) -> bytes:
+    """Wire form; over the limit, whole RRsets are dropped and TC is set."""
+    return response.to_wire(max_size=limit, prefer_truncation=True)
+
+
+def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp", *,
+           forwarding: bool = False):
+    """Answer one DNS message: bytes, or None to send nothing (not even an
+    error). With ``forwarding`` it may instead return a :class:`Forward`,
+    which the server completes with an upstream answer."""
     if len(wire) < 12:
         return None  # not even a header to answer to
     if wire[2] & 0x80:
@@ -434,16 +466,20 @@ def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp") -> Optiona
         query = dns.message.from_wire(wire)
     except Exception:  # any malformed packet; dnspython raises many types
         return _header_only(wire, dns.rcode.FORMERR)
-    response = respond(snap, query)
     limit = udp_limit(query) if proto == "udp" else TCP_MAX
+    response = respond(snap, query, limit)
+    if isinstance(response, Forward):
+        if forwarding:
+            return response
+        response = response.local
     try:
-        return response.to_wire(max_size=limit, prefer_truncation=True)
+        return render(response, limit)
     except dns.exception.TooBig:
         return _header_only(wire, dns.rcode.SERVFAIL)
 
 
-def respond(snap: Optional[Snapshot], query: dns.message.Message) -> dns.message.Message:
-    """The response message for a parsed query."""
+def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = TCP_MAX):
+    """The response message for a parsed query, or a :class:`Forward`."""
     response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
     if query.edns >= 0:
         response.ednsflags |= query.ednsflags & dns.flags.DO
@@ -469,8 +505,11 @@ def respond(snap: Optional[Snapshot], query: dns.message.Message) -> dns.message
     ask = T.A if qtype == T.ANY else qtype
     res = resolve(snap, qname, ask)
     if res is None:
-        response.set_rcode(dns.rcode.REFUSED)  # not a zone of ours
-        return response
+        # Not a zone of ours: only upstream can answer.
+        local = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
+        local.ednsflags = response.ednsflags
+        local.set_rcode(dns.rcode.REFUSED)
+        return Forward(query, response, qname, qtype, local, limit)
     if qtype == T.ANY and not res.nxdomain:
         # RFC 8482: answer ANY with one synthesized HINFO instead of everything.
         hinfo = dns.rdtypes.ANY.HINFO.HINFO(IN, T.HINFO, b"RFC8482", b"")
@@ -481,4 +520,6 @@ def respond(snap: Optional[Snapshot], query: dns.message.Message) -> dns.message
     response.additional = res.additional
     if res.soa_zone is not None:
         response.authority = [soa_rrset(snap, res.soa_zone)]
+    if res.chase is not None:
+        return Forward(query, response, res.chase, qtype, response, limit)
     return response

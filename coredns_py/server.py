@@ -49,12 +49,19 @@ class Server:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.listeners = None
         self.watcher: Optional[Watcher] = None
+        # Completes answers that need upstream data (names outside our zones,
+        # ExternalNames pointing outside); None: such queries are REFUSED.
+        self.forwarder = None
 
     # --- the core call: bytes in, bytes out ---------------------------------------
 
-    def handle(self, wire: bytes, proto: str, peer) -> Optional[bytes]:
-        # Read the current snapshot once: the whole answer comes from it.
-        return answer_mod.answer(self.snapshot, wire, proto)
+    def handle(self, wire: bytes, proto: str, peer):
+        # self.snapshot is read once: the whole answer comes from that one.
+        out = answer_mod.answer(self.snapshot, wire, proto,
+                                forwarding=self.forwarder is not None)
+        if isinstance(out, answer_mod.Forward):
+            return self.forwarder.complete(out, peer)  # an awaitable
+        return out
 
     # --- building snapshots -------------------------------------------------------
 
