@@ -127,7 +127,7 @@ def selector_slices(svc: o.Service, pods: Iterable[o.Pod],
     groups: dict[tuple, list] = defaultdict(list)
     for pod in pods:
         if (pod.namespace != svc.namespace or pod.phase in ("Succeeded", "Failed", "Unknown")
-                or not pod.ips or not matches(svc.selector or (), (), pod.labels)):
+                or not pod.ips or not matches(svc.selector or (), (), pod.label_map)):
             continue
         ports = []
         for sp in svc.ports:
@@ -217,9 +217,17 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path]) -> Clus
     have_slices = {(s.namespace, s.service) for s in slices if not s.mirrored}
     final = [s for s in slices if not s.mirrored or (s.namespace, s.service) not in have_slices]
     covered = {(s.namespace, s.service) for s in final}
+    # Index pods by (namespace, label) so a selector only looks at pods that
+    # carry at least its first label, not at every pod of the namespace.
+    by_label: dict[tuple[str, str, str], list[o.Pod]] = defaultdict(list)
+    for pod in pods:
+        for key, value in pod.labels:
+            by_label[(pod.namespace, key, value)].append(pod)
     for svc in services:
         if svc.selector and svc.type != o.EXTERNAL_NAME and (svc.namespace, svc.name) not in covered:
-            final.extend(selector_slices(svc, pods, pod_families))
+            candidates = min((by_label.get((svc.namespace, k, v), []) for k, v in svc.selector),
+                             key=len)
+            final.extend(selector_slices(svc, candidates, pod_families))
 
     return Cluster(frozenset(namespaces), tuple(services), tuple(final), tuple(pods),
                    tuple(errors))

@@ -151,7 +151,7 @@ class Pod:
 
     @property
     def label_map(self) -> dict[str, str]:
-        return dict(self.labels)
+        return dict(self.labels)  # labels are few; a dict per call is cheap enough
 
 
 @dataclass(frozen=True)

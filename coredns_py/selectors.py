@@ -29,7 +29,7 @@ def matches(match_labels: Iterable[tuple[str, str]],
             match_expressions: Iterable[LabelRequirement],
             labels: Iterable[tuple[str, str]] | Mapping[str, str]) -> bool:
     """True when ``labels`` satisfy every matchLabels pair and every expression."""
-    have = labels if isinstance(labels, Mapping) else dict(labels)
+    have = labels if type(labels) is dict else dict(labels)
     if any(have.get(k) != v for k, v in match_labels):
         return False
     return all(_requirement(r, have) for r in match_expressions)

@@ -240,6 +240,15 @@ class ServerProcess:
                 raise
         raise AssertionError("unreachable")
 
+    def restart(self, timeout: float = START_TIMEOUT) -> "ServerProcess":
+        """Stop (if running) and start a new process on the same addresses,
+        with the same state directory.  A server that frees its ports on exit
+        must be able to bind them again at once."""
+        self.stop()
+        self._spawn()
+        self.wait_ready(timeout)
+        return self
+
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll until a query gets an rcode other than SERVFAIL (the server
         answers SERVFAIL until its first load completes)."""
