@@ -286,10 +286,14 @@ class Tools:
                 "processes are not pinned")
             self.server_cpu = self.client_cpu = None
 
+    nice = 0
+
     def pin(self, cmd: list, cpu: Optional[int]) -> list:
-        if cpu is None:
-            return cmd
-        return [self.taskset, "-c", str(cpu)] + cmd
+        if cpu is not None:
+            cmd = [self.taskset, "-c", str(cpu)] + cmd
+        if self.nice:
+            cmd = ["nice", "-n", str(self.nice)] + cmd
+        return cmd
 
     def version(self, cmd: list) -> str:
         try:
@@ -1112,6 +1116,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quiet-wait", type=float, default=15.0,
                    help="before each dnsperf run, wait up to this many seconds for the two "
                         "CPUs to be idle (other processes on a shared machine); 0: don't")
+    p.add_argument("--nice", type=int, default=0,
+                   help="run the servers and dnsperf under nice -n N (e.g. -10 as root "
+                        "on a shared machine, so other processes disturb less)")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--python", default=sys.executable, help="interpreter that runs coredns-py")
@@ -1149,6 +1156,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     tools = Tools(args.server_cpu, args.client_cpu)
+    tools.nice = args.nice
     missing = []
     if not tools.dnsperf:
         missing.append("dnsperf")
@@ -1172,13 +1180,17 @@ def main(argv=None) -> int:
         "dnsperf": tools.version([tools.dnsperf, "-h"]),
         "knotd": tools.version([tools.knotd, "-V"]) if tools.knotd else None,
         "pinned": {"server_cpu": tools.server_cpu, "dnsperf_cpu": tools.client_cpu},
+        "nice": args.nice,
+        "coredns_py_commit": head_commit(),
         "workdir": str(workdir),
     }
     log(f"coredns-py benchmark, {meta['date']}")
     log(f"machine: {meta['machine']}; Python {meta['python']}; {meta['dnsperf']}; "
         f"{meta['knotd'] or 'knotd skipped'}")
-    log(f"servers on CPU {tools.server_cpu}, dnsperf on CPU {tools.client_cpu}; "
-        f"data in {workdir}")
+    log(f"coredns-py from {REPO} (commit {meta['coredns_py_commit']}, plus any uncommitted "
+        "changes)")
+    log(f"servers on CPU {tools.server_cpu}, dnsperf on CPU {tools.client_cpu}"
+        + (f", nice {args.nice}" if args.nice else "") + f"; data in {workdir}")
     log("latency percentiles: from dnsperf -v (one line per answered query; this dnsperf "
         "has no latency histogram option)")
     results = []
@@ -1209,6 +1221,24 @@ def main(argv=None) -> int:
 def dump(path: Path, meta: dict, results: list, targets: list, profile) -> None:
     path.write_text(json.dumps({"meta": meta, "results": results, "targets": targets,
                                 "profile": profile}, indent=1, default=str) + "\n")
+
+
+def head_commit() -> str:
+    """The checked-out commit, read from .git without running git."""
+    try:
+        git = REPO / ".git"
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head[:12]
+        ref = head[5:]
+        if (git / ref).exists():
+            return (git / ref).read_text().strip()[:12]
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0][:12]
+    except OSError:
+        pass
+    return "?"
 
 
 def machine() -> str:

@@ -449,8 +449,14 @@ class Forward:
 
 
 def render(response: dns.message.Message, limit: int) -> bytes:
-    """Wire form; over the limit, whole RRsets are dropped and TC is set."""
-    return response.to_wire(max_size=limit, prefer_truncation=True)
+    """Wire form; over the limit, whole RRsets are dropped and TC is set.
+
+    Records keep their order (dnspython would shuffle them): CoreDNS's
+    kubernetes plugin answers in a fixed order too (shuffling is its separate
+    loadbalance plugin), and a fixed order is what lets the hot path reuse
+    answers as bytes.
+    """
+    return response.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
 
 
 def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp", *,

@@ -28,6 +28,23 @@ POD_MODES = ("disabled", "insecure", "verified")
 # CoreDNS accepts ttl 0..3600 (plugin/kubernetes/setup.go).
 MAX_TTL = 3600
 
+# Forwarding (see coredns_py/forward.py). The host's resolver, as CoreDNS's
+# default Corefile (`forward . /etc/resolv.conf`).
+DEFAULT_UPSTREAM = ("/etc/resolv.conf",)
+# Clients that may have names outside our zones forwarded: loopback, the
+# RFC 1918 ranges container runtimes hand out, IPv6 unique local addresses.
+DEFAULT_ALLOW_RECURSION = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12",
+                           "192.168.0.0/16", "fc00::/7")
+# CoreDNS's cache holds 9984 answers per kind by default; an answer takes
+# about a kilobyte, so 10000 entries is ~10 MB.
+DEFAULT_CACHE_SIZE = 10000
+# The most an upstream answer is cached (CoreDNS's cache caps at 3600 s).
+DEFAULT_CACHE_MAX_TTL = 3600
+# Upper bounds of the two cache knobs: a million entries is ~1 GB; RFC 8767
+# suggests capping TTLs at 7 days (604800 s).
+MAX_CACHE_SIZE = 1_000_000
+MAX_CACHE_TTL = 604800
+
 
 @dataclass(frozen=True)
 class Config:
@@ -41,6 +58,14 @@ class Config:
     pod_cidr: tuple[str, ...] = ("10.244.0.0/16",)
     # Where allocated IPs are kept; "" means the default (see state_path()).
     state_file: str = ""
+    # Upstream servers for names outside our zones: IP[:PORT] or a resolv.conf
+    # path; empty: no forwarding (such names are REFUSED).
+    upstream: tuple[str, ...] = DEFAULT_UPSTREAM
+    # Client networks whose queries may be forwarded (others: REFUSED).
+    allow_recursion: tuple[str, ...] = DEFAULT_ALLOW_RECURSION
+    # Upstream answers cached (0: no cache) and their longest life in seconds.
+    cache_size: int = DEFAULT_CACHE_SIZE
+    cache_max_ttl: int = DEFAULT_CACHE_MAX_TTL
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -83,6 +108,52 @@ def _cidrs(key: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _strings(source: str, key: str, value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"{source}: config key {key}: expected a list of strings, "
+                              f"got {item!r}")
+    return [item.strip() for item in items]
+
+
+def _upstream(source: str, value: Any) -> tuple[str, ...]:
+    from coredns_py import upstreams
+    out: list[str] = []
+    for item in _strings(source, "upstream", value):
+        if upstreams.is_file_entry(item):
+            entry = item  # a resolv.conf file, read when the server starts
+        else:
+            try:
+                entry = str(upstreams.parse_address(item))
+            except ValueError as exc:
+                raise ConfigError(f"{source}: config key upstream: {exc}") from None
+        if entry not in out:
+            out.append(entry)
+    if len(out) > upstreams.MAX_UPSTREAMS:
+        raise ConfigError(f"{source}: config key upstream: at most {upstreams.MAX_UPSTREAMS} "
+                          f"entries, got {len(out)}")
+    return tuple(out)
+
+
+def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in _strings(source, key, value):
+        try:
+            net = ipaddress.ip_network(item, strict=True)  # a bare IP is a /32 or /128
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key {key}: {exc}") from None
+        if str(net) not in out:
+            out.append(str(net))
+    return tuple(out)
+
+
+def _bounded_int(source: str, cfg: Config, key: str, high: int) -> None:
+    value = getattr(cfg, key)
+    if not 0 <= value <= high:
+        raise ConfigError(f"{source}: config key {key}: must be 0..{high}, got {value}")
+
+
 def parse(data: Any, source: str = "config") -> Config:
     """Turn the YAML mapping into a Config; unknown keys and wrong types are errors."""
     if data is None:
@@ -97,6 +168,12 @@ def parse(data: Any, source: str = "config") -> Config:
         if key in ("service_cidr", "pod_cidr"):
             values[key] = _cidrs(key, value)
             continue
+        if key == "upstream":
+            values[key] = _upstream(source, value)
+            continue
+        if key == "allow_recursion":
+            values[key] = _networks(source, key, value)
+            continue
         default = getattr(Config, key)
         expected = type(default)
         # bool is a subclass of int: "ttl: true" must not pass as 1.
@@ -110,6 +187,8 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.pods not in POD_MODES:
         raise ConfigError(f"{source}: config key pods: must be one of {', '.join(POD_MODES)}, "
                           f"got {cfg.pods!r}")
+    _bounded_int(source, cfg, "cache_size", MAX_CACHE_SIZE)
+    _bounded_int(source, cfg, "cache_max_ttl", MAX_CACHE_TTL)
     zone = cfg.zone.strip(".").lower()
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")

@@ -19,6 +19,7 @@ from typing import Optional
 from coredns_py import answer as answer_mod
 from coredns_py import cluster as cluster_mod
 from coredns_py import snapshot as snapshot_mod
+from coredns_py.answer_cache import AnswerCache
 from coredns_py.config import Config
 from coredns_py.manifests import ManifestSource, SourceError
 from coredns_py.reload import Watcher
@@ -49,6 +50,7 @@ class Server:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.listeners = None
         self.watcher: Optional[Watcher] = None
+        self.answers = AnswerCache()
         # Completes answers that need upstream data (names outside our zones,
         # ExternalNames pointing outside); None: such queries are REFUSED.
         self.forwarder = None
@@ -57,9 +59,11 @@ class Server:
 
     def handle(self, wire: bytes, proto: str, peer):
         # self.snapshot is read once: the whole answer comes from that one.
-        out = answer_mod.answer(self.snapshot, wire, proto,
-                                forwarding=self.forwarder is not None)
-        if isinstance(out, answer_mod.Forward):
+        snap = self.snapshot
+        forwarding = self.forwarder is not None
+        out = self.answers.answer(
+            snap, wire, proto, lambda: answer_mod.answer(snap, wire, proto, forwarding=forwarding))
+        if type(out) is answer_mod.Forward:
             return self.forwarder.complete(out, peer)  # an awaitable
         return out
 

@@ -3,29 +3,34 @@
 A transport is an adapter: bytes in, one call of the core, bytes out.  The
 core is a plain callable (see :data:`Handler`) that receives the query wire,
 the protocol name and the peer address, and returns the response wire or
-``None`` for "send nothing".  The core decides everything about DNS content,
+``None`` for "send nothing" -- or, when the answer needs an upstream server,
+an awaitable of those, which the transport runs as a task and whose result
+it sends when done (other queries are answered meanwhile; over TCP answers
+may then leave out of order, which RFC 7766 section 7 allows).  The core decides everything about DNS content,
 truncation included (it is told the protocol); this module never parses a DNS
 message.  Its only jobs are framing, binding sockets with clear errors, and
 the resource limits a network server needs so that one client cannot take it
 down.  Each limit is a named constant below with the reason for its value.
 
-Errors raised by the handler are logged and swallowed: a hostile or broken
-packet costs that one query its answer, never the server.
+Errors raised by the handler (or by its awaitable) are logged and swallowed:
+a hostile or broken packet costs that one query its answer, never the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import ipaddress
 import logging
 import socket
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional, Union
 
 log = logging.getLogger("coredns_py.transport")
 
-Handler = Callable[[bytes, str, tuple], Optional[bytes]]
-"""``handler(query_wire, proto, peer) -> response wire or None``.
+HandlerResult = Union[bytes, None, Awaitable[Optional[bytes]]]
+Handler = Callable[[bytes, str, tuple], HandlerResult]
+"""``handler(query_wire, proto, peer) -> response wire, None, or an awaitable of either``.
 
 ``proto`` is ``"udp"`` or ``"tcp"``; ``peer`` is the client address tuple.
 """
@@ -65,6 +70,22 @@ TCP_MAX_MESSAGE = 65535
 # reading paused); allowing one more maximum-size frame on top is generous,
 # and a client past that is flooding us, so it is disconnected.
 MAX_TCP_BUFFER = 2 * (2 + TCP_MAX_MESSAGE)
+
+# Answers still being worked out (forwarded upstream) at once, over all UDP
+# listen addresses.  Each holds a task and, while it waits for an upstream,
+# a socket; a flood of foreign names must not turn into unbounded memory
+# and descriptors.  Past this a query is dropped: UDP clients retry (after
+# 5 s for glibc), by which time the backlog has cleared or the upstream is
+# known to be down.  1000 is 4x what a 250 queries/s burst needs when the
+# upstream takes a second.
+MAX_UDP_PENDING = 1000
+
+# Answers being worked out at once per TCP connection.  RFC 7766 section 6.2.1.1
+# lets a client pipeline queries and have them answered out of order; at
+# this many outstanding we stop reading that connection until one is sent,
+# so one client cannot queue unbounded work (each answer may take up to
+# 64 KiB).  Stub resolvers pipeline a handful; 32 leaves room for bulk tools.
+MAX_TCP_PENDING = 32
 
 # listen() backlog: connections the kernel queues before we accept them.
 TCP_BACKLOG = 128
@@ -144,18 +165,71 @@ def parse_listen(text: str) -> tuple[str, int]:
 # --- UDP --------------------------------------------------------------------
 
 
+def _discard(result) -> None:
+    """Drop an awaitable we will not run without a "never awaited" warning."""
+    if inspect.iscoroutine(result):
+        result.close()
+    elif isinstance(result, asyncio.Future):
+        result.cancel()
+
+
+class PendingAnswers:
+    """The answers being worked out for UDP clients, shared by every UDP
+    socket of one server so that MAX_UDP_PENDING is a global cap."""
+
+    def __init__(self, limit: int = MAX_UDP_PENDING):
+        self.limit = limit
+        self.tasks: set[asyncio.Future] = set()
+        self._warned = False
+
+    def admit(self, result) -> Optional[asyncio.Future]:
+        """A task running ``result``, or None (and ``result`` dropped) at the cap."""
+        if len(self.tasks) >= self.limit:
+            _discard(result)
+            if not self._warned:  # once per overload episode
+                log.warning("%d UDP answers pending: dropping new queries that need "
+                            "an upstream", len(self.tasks))
+                self._warned = True
+            return None
+        self._warned = False
+        task = asyncio.ensure_future(result)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def cancel_all(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+def _result(task: asyncio.Future, peer) -> Optional[bytes]:
+    """The bytes a finished handler task produced, or None (cancelled, failed)."""
+    if task.cancelled():
+        return None
+    exc = task.exception()
+    if exc is not None:
+        log.error("handler failed on query from %s", peer, exc_info=exc)
+        return None
+    return task.result()
+
+
 class UdpProtocol(asyncio.DatagramProtocol):
     """One datagram in, one handler call, at most one datagram out."""
 
-    def __init__(self, handler: Handler):
+    def __init__(self, handler: Handler, pending: Optional[PendingAnswers] = None):
         self._handler = handler
+        self._pending = pending
         self.transport: Optional[asyncio.DatagramTransport] = None
         self._lost = asyncio.Event()
+        self._tasks: set[asyncio.Future] = set()  # this socket's share of pending
 
     def connection_made(self, transport):
         self.transport = transport
 
     def connection_lost(self, exc) -> None:
+        self.transport = None
+        for task in list(self._tasks):
+            task.cancel()  # nobody to send the answers to
         self._lost.set()
 
     async def wait_closed(self) -> None:
@@ -171,6 +245,27 @@ class UdpProtocol(asyncio.DatagramProtocol):
             return
         if response is None:
             return
+        if not isinstance(response, (bytes, bytearray)):
+            self._later(response, addr)
+            return
+        self._send(response, addr)
+
+    def _later(self, result, addr) -> None:
+        if self._pending is None:
+            self._pending = PendingAnswers()
+        task = self._pending.admit(result)
+        if task is None:
+            return
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._done(t, addr))
+
+    def _done(self, task: asyncio.Future, addr) -> None:
+        self._tasks.discard(task)
+        response = _result(task, addr)
+        if response is not None and self.transport is not None:
+            self._send(response, addr)
+
+    def _send(self, response: bytes, addr) -> None:
         if self.transport.get_write_buffer_size() > UDP_MAX_WRITE_BUFFER:
             log.debug("UDP send queue full: dropping answer to %s", addr)
             return

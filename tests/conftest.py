@@ -10,7 +10,12 @@ Helpers (import them with ``from conftest import ...``):
 - :func:`free_port` - a port free for both UDP and TCP on a loopback address.
 - :func:`wait_until` - poll a function until it returns something truthy.
 - :func:`write_atomic` - replace a file's content in one rename.
-- :class:`ServerProcess` - start/query/dig/stop one ``serve`` process.
+- :class:`ServerProcess` - one ``serve`` process: ``start()`` (free ports,
+  retried on a bind race, waits for a non-SERVFAIL answer), ``query(name,
+  type, tcp=False, addr=None, payload=None) -> dns.message.Message``,
+  ``rrset_values(name, type)``, ``dig(*args)``, ``dig_short(*args)``,
+  ``stderr``, ``wait_stderr(regex)``, ``signal(sig)``, ``restart()`` (same
+  ports and state), ``stop() -> exit code``, ``alive()``, ``addresses``.
 - :func:`run_cli` - run any other ``coredns-py`` command to completion.
 
 Fixtures:

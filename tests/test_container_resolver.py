@@ -65,7 +65,8 @@ NAMES = {
 TOOLS = ("getent-hosts", "getent-ahostsv4", "getaddrinfo")
 
 GETADDRINFO = ("import json, socket, sys; "
-               "r = socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, 0, 0, socket.AI_CANONNAME); "
+               "r = socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, 0, 0, "
+               "socket.AI_CANONNAME); "
                "print(json.dumps({'addrs': sorted({a[4][0] for a in r}), 'canonname': r[0][3]}))")
 
 # Runs inside the namespaces.  $OUT gets one NAME.out/.err/.rc per step, the
@@ -201,7 +202,8 @@ def can_create_namespaces() -> str | None:
     except subprocess.TimeoutExpired:
         return "unshare did not finish within 20 s"
     if probe.returncode != 0:
-        return f"cannot create namespaces: {' '.join(UNSHARE)} true: {probe.stderr.strip()}"
+        first = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[0]
+        return f"cannot create namespaces: {' '.join(UNSHARE)} true: {first}"
     return None
 
 
@@ -290,9 +292,12 @@ def cli(state: Path, *args: str) -> str:
 
 
 def table(text: str) -> list[dict]:
-    lines = text.splitlines()
-    header = lines[0].split()
-    return [dict(zip(header, line.split())) for line in lines[1:] if line.strip()]
+    """Rows of a ``get`` table; columns are separated by two or more spaces."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    header = re.split(r"\s{2,}", lines[0])
+    rows = [re.split(r"\s{2,}", line) for line in lines[1:]]
+    assert all(len(row) == len(header) for row in rows), text
+    return [dict(zip(header, row)) for row in rows]
 
 
 @pytest.fixture(scope="module")
@@ -322,10 +327,10 @@ def test_nsswitch_replacement():
     assert nsswitch_replacement("passwd: files\nhosts:          files dns\n") is None
     assert nsswitch_replacement("hosts: dns files\n") is None
     assert nsswitch_replacement("hosts: files dns [!UNAVAIL=return]\n") is None
-    assert nsswitch_replacement("passwd: files\nhosts: files\n") == "passwd: files\nhosts: files dns\n"
-    assert nsswitch_replacement(
-        "hosts: files mdns4_minimal [NOTFOUND=return] dns\n") == "hosts: files dns\n"
-    assert nsswitch_replacement("hosts: resolve [!UNAVAIL=return] files dns\n") == "hosts: files dns\n"
+    fixed = "hosts: files dns\n"
+    assert nsswitch_replacement("passwd: files\nhosts: files\n") == "passwd: files\n" + fixed
+    assert nsswitch_replacement("hosts: files mdns4_minimal [NOTFOUND=return] dns\n") == fixed
+    assert nsswitch_replacement("hosts: resolve [!UNAVAIL=return] files dns\n") == fixed
     assert nsswitch_replacement("passwd: files\n") == "passwd: files\nhosts: files dns\n"
     assert nsswitch_replacement(None) == "hosts: files dns\n"
 

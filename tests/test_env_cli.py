@@ -68,7 +68,8 @@ def cli(*args, state: Path, timeout: float = CLI_TIMEOUT) -> subprocess.Complete
 
 
 def ok(res: subprocess.CompletedProcess) -> str:
-    assert res.returncode == 0, f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    assert res.returncode == 0, (f"exit {res.returncode}\nstdout:\n{res.stdout}"
+                                 f"\nstderr:\n{res.stderr}")
     return res.stdout
 
 
@@ -227,7 +228,8 @@ def test_default_namespace_gives_webapp_variables(zones_state):
 def test_default_namespace_has_only_its_own_services_with_a_cluster_ip(default_env):
     # default: kubernetes, mynginx (LoadBalancer), webapp, and the headless
     # nginx (no variables); kube-dns and the webapps of other namespaces never.
-    prefixes = {re.sub(r"_SERVICE_HOST$", "", k) for k in default_env if k.endswith("_SERVICE_HOST")}
+    prefixes = {re.sub(r"_SERVICE_HOST$", "", k) for k in default_env
+                if k.endswith("_SERVICE_HOST")}
     assert prefixes == {"KUBERNETES", "MYNGINX", "WEBAPP"}
     assert not any(k.startswith(("NGINX_", "KUBE_DNS_")) for k in default_env)
 
@@ -261,7 +263,7 @@ def test_env_and_serve_agree_through_the_state_file(tmp_path, state, env_first):
     write(names)
     first = env_json(state, "shop", "--manifests", folder, "--config", config)
     state_files = list((state / "coredns_py").glob("*.json"))
-    assert len(state_files) == 1, "env must persist its allocation under $XDG_STATE_HOME/coredns_py/"
+    assert len(state_files) == 1, "env persists its allocation in $XDG_STATE_HOME/coredns_py/"
     # Remove half, add four new ones: the new ones take the freed addresses.
     names = names[4:] + [f"new-{i}" for i in range(4)]
     write(names)
@@ -409,6 +411,25 @@ def test_warnings_go_to_stderr_not_stdout(tmp_path, state, fmt):
         values = {k: v for k, v in _shell_env(sh_file).items() if k.startswith("FOO_")}
     assert values["FOO_SERVICE_PORT"] == "80"
     assert values["FOO_SERVICE_SERVICE_PORT"] == "8080"
+
+
+def test_unusable_state_dir_warns_on_stderr_only(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    res = cli("env", "--namespace", "default", "--manifests", ZONES, "--format", "json",
+              state=not_a_dir)
+    values = json.loads(ok(res))
+    assert values["WEBAPP_SERVICE_PORT"] == "8080"
+    assert res.stderr and all(line.startswith("coredns-py: ") for line in res.stderr.splitlines())
+
+
+def test_dual_stack_service_gives_its_primary_address(zones_state):
+    # zones/09-kubectl-dump/shop.yaml: cart has clusterIPs [10.96.120.15, fd00:10:96::7b2]
+    env = env_json(zones_state, "shop", "--manifests", ZONES)
+    assert env["CART_SERVICE_HOST"] == "10.96.120.15"
+    assert env["CART_PORT_9090_TCP"] == "tcp://10.96.120.15:9090"
+    assert env["CART_SERVICE_PORT_GRPC"] == "9090"
+    assert not any(k.startswith("PAYMENTS_") for k in env)  # ExternalName
 
 
 # --- resolv-conf -----------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""The hot path (answers kept as bytes) must say exactly what the plain path
+says: same bytes, for every query shape, letter case and rcode."""
+
+import random
+from pathlib import Path
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import pytest
+
+from coredns_py import answer, cluster, snapshot
+from coredns_py.answer_cache import AnswerCache, cache_key
+from coredns_py.config import Config
+from coredns_py.manifests import ManifestSource
+
+ZONES = Path(__file__).resolve().parent.parent / "zones"
+
+
+@pytest.fixture(scope="module")
+def snap():
+    cfg = Config(pods="insecure")
+    loaded = ManifestSource(ZONES).load()
+    return snapshot.build(cluster.build(loaded.objects, cfg, None), cfg, 4242, ("127.0.0.1",))
+
+
+def names(snap) -> list[str]:
+    out = ["cluster.local", "svc.cluster.local", "default.svc.cluster.local",
+           "dns-version.cluster.local", "ns.dns.cluster.local", "nope.cluster.local",
+           "10-244-0-1.default.pod.cluster.local", "10.0.96.10.in-addr.arpa",
+           "1.2.3.4.in-addr.arpa", "example.com", "in-addr.arpa"]
+    for (ns, name), view in snap.services.items():
+        base = f"{name}.{ns}.svc.cluster.local"
+        out += [base, f"{base}.svc.cluster.local", f"nope.{base}"]
+        for p in view.ports:
+            if p.name:
+                out.append(f"_{p.name}._{p.protocol}.{base}")
+        for ep in view.endpoints[:2]:
+            out.append(f"{ep.name}.{base}")
+    return out
+
+
+def mixed_case(rng: random.Random, name: str) -> str:
+    return "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+
+
+def queries(snap):
+    rng = random.Random(20261128)
+    types = ["A", "AAAA", "SRV", "PTR", "TXT", "CNAME", "SOA", "NS", "MX", "ANY", "AXFR"]
+    for name in names(snap):
+        for qtype in types:
+            for variant in range(3):
+                qname = mixed_case(rng, name) if variant else name
+                q = dns.message.make_query(qname, qtype)
+                q.id = rng.randrange(65536)
+                if variant == 1:
+                    q.use_edns(0, rng.choice([0, dns.flags.DO]), rng.choice([512, 1232, 4096]))
+                if variant == 2 and rng.random() < 0.3:
+                    q.flags &= ~dns.flags.RD
+                yield q.to_wire()
+    # every other rcode: NOTIMP, BADVERS, FORMERR (two questions), REFUSED (class CH)
+    notify = dns.message.make_query("cluster.local", "SOA")
+    notify.set_opcode(dns.opcode.NOTIFY)
+    yield notify.to_wire()
+    badvers = dns.message.make_query("webapp.default.svc.cluster.local", "A")
+    badvers.use_edns(1)
+    yield badvers.to_wire()
+    chaos = dns.message.make_query("version.bind", "TXT", rdclass="CH")
+    yield chaos.to_wire()
+    two = dns.message.make_query("a.cluster.local", "A")
+    two.question.append(two.question[0])
+    yield two.to_wire()
+    cookie = dns.message.make_query("webapp.default.svc.cluster.local", "A", use_edns=0,
+                                    options=[dns.edns.GenericOption(10, b"12345678")])
+    yield cookie.to_wire()
+
+
+def test_fast_path_gives_the_plain_answer_byte_for_byte(snap):
+    cache = AnswerCache()
+    seen_rcodes = set()
+    total = 0
+    for wire in queries(snap):
+        for proto in ("udp", "tcp"):
+            for _ in range(2):  # the second time comes from the cache
+                plain = answer.answer(snap, wire, proto)
+                fast = cache.answer(snap, wire, proto, lambda: answer.answer(snap, wire, proto))
+                assert fast == plain, dns.message.from_wire(wire)
+                total += 1
+            seen_rcodes.add(dns.message.from_wire(plain).rcode())
+    assert cache.hits > total / 3
+    assert {dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED, dns.rcode.NOTIMP,
+            dns.rcode.FORMERR, dns.rcode.BADVERS} <= seen_rcodes
+
+
+def test_case_variants_share_one_entry_and_echo_their_own_case(snap):
+    cache = AnswerCache()
+    lower = dns.message.make_query("webapp.default.svc.cluster.local", "A")
+    upper = dns.message.make_query("WEBAPP.Default.SVC.cluster.LOCAL", "A")
+    for q in (lower, upper):
+        wire = q.to_wire()
+        out = cache.answer(snap, wire, "udp", lambda: answer.answer(snap, wire, "udp"))
+        r = dns.message.from_wire(out)
+        assert r.id == q.id
+        assert out[12:12 + len(q.question[0].name.to_wire()) + 4] == wire[12:len(wire)]
+        assert r.answer[0].name.to_text() == q.question[0].name.to_text()
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_types_that_differ_only_by_ascii_case_do_not_collide(snap):
+    # qtype 65 (HTTPS) is the byte 'A' and qtype 97 is 'a': lower-casing the
+    # whole question would make them one key.
+    k65 = cache_key(dns.message.make_query("webapp.default.svc.cluster.local", 65).to_wire(),
+                    "udp")
+    k97 = cache_key(dns.message.make_query("webapp.default.svc.cluster.local", 97).to_wire(),
+                    "udp")
+    assert k65[0] != k97[0]
+
+
+def test_new_snapshot_drops_old_answers(snap, tmp_path):
+    cache = AnswerCache()
+    wire = dns.message.make_query("webapp.default.svc.cluster.local", "A").to_wire()
+    first = cache.answer(snap, wire, "udp", lambda: answer.answer(snap, wire, "udp"))
+    (tmp_path / "s.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: webapp}\n"
+        "spec: {clusterIP: 10.96.9.9, ports: [{port: 80}]}\n")
+    cfg = Config()
+    other = snapshot.build(cluster.build(ManifestSource(tmp_path).load().objects, cfg, None),
+                           cfg, 1)
+    second = cache.answer(other, wire, "udp", lambda: answer.answer(other, wire, "udp"))
+    assert first != second
+    assert dns.message.from_wire(second).answer[0][0].address == "10.96.9.9"
+
+
+def test_unusual_queries_are_not_cached(snap):
+    q = dns.message.make_query("webapp.default.svc.cluster.local", "A").to_wire()
+    assert cache_key(q + b"junk", "udp") is None  # trailing bytes: FORMERR on the plain path
+    assert cache_key(q[:-3], "udp") is None
+    response_bit = q[:2] + bytes([q[2] | 0x80]) + q[3:]
+    assert cache_key(response_bit, "udp") is None
+    cache = AnswerCache()
+    assert cache.answer(None, q, "udp", lambda: answer.answer(None, q, "udp")) is not None
+    assert cache.misses == 1 and not cache._entries  # nothing kept before the first load
+
+
+def test_full_cache_starts_over(snap):
+    cache = AnswerCache(max_entries=10)
+    for i in range(25):
+        wire = dns.message.make_query(f"n{i}.default.svc.cluster.local", "A").to_wire()
+        cache.answer(snap, wire, "udp", lambda: answer.answer(snap, wire, "udp"))
+        assert len(cache._entries) <= 10
