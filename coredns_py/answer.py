@@ -20,6 +20,7 @@ Name grammar below the zone, read right to left (CoreDNS parse.go):
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -44,6 +45,8 @@ import dns.reversename
 import dns.rrset
 
 from coredns_py.snapshot import ServiceView, Snapshot
+
+log = logging.getLogger("coredns_py.answer")
 
 IN = dns.rdataclass.IN
 
@@ -177,7 +180,9 @@ class _Zone:
             txt = dns.rdtypes.ANY.TXT.TXT(IN, T.TXT, [SCHEMA_VERSION])
             return Result(answer=[_rrset(qname, T.TXT, [txt], SCHEMA_TTL)])
         if labels == ["ns", "dns"] and qtype in ADDRESS_TYPES:
-            return Result(answer=_addresses(qname, self.snap.ns_addresses, qtype, self.ttl))
+            # The same addresses as the apex NS glue (CoreDNS ns.go).
+            addrs = [a for _, addrs in self.snap.nameservers for a in addrs]
+            return Result(answer=_addresses(qname, list(dict.fromkeys(addrs)), qtype, self.ttl))
         # Neither svc nor pod: not a name of the schema. (This makes every
         # other type on dns-version NXDOMAIN too, as CoreDNS answers.)
         return _nx()
@@ -186,11 +191,11 @@ class _Zone:
         if qtype == T.SOA:
             return Result(answer=[soa_rrset(self.snap, qname)])
         if qtype == T.NS:
-            ns = dns.name.Name((b"ns", b"dns") + self.zone.labels)
-            res = Result(answer=[_rrset(qname, T.NS, [dns.rdtypes.ANY.NS.NS(IN, T.NS, ns)],
-                                        self.ttl)])
-            for rdtype in ADDRESS_TYPES:
-                res.additional += _addresses(ns, self.snap.ns_addresses, rdtype, self.ttl)
+            ns = [dns.rdtypes.ANY.NS.NS(IN, T.NS, name) for name, _ in self.snap.nameservers]
+            res = Result(answer=[_rrset(qname, T.NS, ns, self.ttl)])
+            for name, addrs in self.snap.nameservers:
+                for rdtype in ADDRESS_TYPES:
+                    res.additional += _addresses(name, addrs, rdtype, self.ttl)
             return res
         if qtype == T.TXT:
             # CoreDNS: TXT is NXDOMAIN where no record of any type exists,
@@ -326,15 +331,15 @@ class _Zone:
         n = len(labels)
         if n == 0:  # pod.<zone> itself: NODATA in every mode
             return _nx() if qtype == T.TXT else Result()
-        if self.snap.pods_mode == "disabled" or n > 3:
+        if self.snap.pods_mode == "disabled" or n > 4:
             return _nx()
         ns = labels[-1]
         if ns not in self.snap.namespaces:
             return _nx()
         if n == 1:
             return _nx() if qtype == T.TXT else Result()
-        # One extra label in front is ignored, as CoreDNS parses it as an
-        # endpoint of a "service" named like the IP.
+        # Up to two extra labels in front are ignored: CoreDNS parses them as
+        # the endpoint (or port and protocol) of a "service" named like the IP.
         ip = pod_ip(labels[-2])
         if ip is None:
             return _nx()
@@ -347,6 +352,8 @@ class _Zone:
 
 def pod_ip(label: str):
     """``10-244-0-5`` or ``fd00-10-244--5`` back to an address (CoreDNS findPods)."""
+    if "%" in label:
+        return None  # a zoned IPv6 address: Go's net.ParseIP, which CoreDNS uses, rejects it
     if label.count("-") == 3 and "--" not in label:
         text = label.replace("-", ".")
     else:
@@ -382,6 +389,10 @@ def reverse_lookup(snap: Snapshot, qname: dns.name.Name, zone: dns.name.Name,
         return Result(answer=[soa_rrset(snap, qname)]) if qtype == T.SOA else Result()
     if qtype == T.SOA:
         return Result()
+    if qtype != T.PTR:
+        # CoreDNS reads any other type with the forward grammar, where a
+        # reverse name is not a name of the schema: NXDOMAIN (handler.go).
+        return _nx()
     try:
         ip = ipaddress.ip_address(dns.reversename.to_address(qname))
     except (dns.exception.SyntaxError, ValueError):
@@ -389,8 +400,6 @@ def reverse_lookup(snap: Snapshot, qname: dns.name.Name, zone: dns.name.Name,
     targets = snap.ptr.get(ip)
     if not targets:
         return _nx()
-    if qtype != T.PTR:
-        return Result()
     return Result(answer=[_rrset(qname, T.PTR, [dns.rdtypes.ANY.PTR.PTR(IN, T.PTR, t)
                                                 for t in targets], snap.ttl)])
 
@@ -473,7 +482,11 @@ def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp", *,
     except Exception:  # any malformed packet; dnspython raises many types
         return _header_only(wire, dns.rcode.FORMERR)
     limit = udp_limit(query) if proto == "udp" else TCP_MAX
-    response = respond(snap, query, limit)
+    try:
+        response = respond(snap, query, limit)
+    except Exception:  # a bug of ours must cost one answer, not the server
+        log.exception("cannot answer %s", query.question)
+        return _header_only(wire, dns.rcode.SERVFAIL)
     if isinstance(response, Forward):
         if forwarding:
             return response
@@ -487,6 +500,9 @@ def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp", *,
 def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = TCP_MAX):
     """The response message for a parsed query, or a :class:`Forward`."""
     response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
+    # CD is copied as RFC 4035 3.1.6 asks (CoreDNS does, through miekg/dns
+    # SetReply); DO is echoed as RFC 3225 asks.
+    response.flags |= query.flags & dns.flags.CD
     if query.edns >= 0:
         response.ednsflags |= query.ednsflags & dns.flags.DO
     if query.opcode() != dns.opcode.QUERY:
@@ -508,7 +524,10 @@ def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = T
     if question.rdclass != IN or qtype in (T.AXFR, T.IXFR):
         response.set_rcode(dns.rcode.REFUSED)  # zone transfers are not offered
         return response
-    ask = T.A if qtype == T.ANY else qtype
+    ask = qtype
+    if qtype == T.ANY:
+        # Does the name exist? Ask with the type it would have records of.
+        ask = T.PTR if any(qname.is_subdomain(z) for z in REVERSE_ZONES) else T.A
     res = resolve(snap, qname, ask)
     if res is None:
         # Not a zone of ours: only upstream can answer.

@@ -104,6 +104,7 @@ def cmd_serve(args, config) -> int:
         await server.start()
         for host, port in server.listeners.addresses:
             log.info("serving %s on %s port %d (udp, tcp)", config.zone, host, port)
+        _log_recursion(server)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -119,6 +120,21 @@ def cmd_serve(args, config) -> int:
         print(f"coredns-py: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     return EXIT_OK
+
+
+def _log_recursion(server) -> None:
+    """On an address others can reach, say who may have names forwarded."""
+    import ipaddress
+    acl = getattr(server.forwarder, "acl", None)
+    exposed = [h for h, _ in server.listeners.addresses
+               if not ipaddress.ip_address(h).is_loopback]
+    if acl is None or not exposed:
+        return
+    log.info("listening on %s: clients in %s may recurse (names outside our zones are "
+             "forwarded); others get REFUSED for them (config key allow_recursion)",
+             ", ".join(exposed), acl.describe())
+    if acl.open:
+        log.warning("allow_recursion lets every address recurse: this is an open resolver")
 
 
 def cmd_check(args, config) -> int:

@@ -155,6 +155,9 @@ class Server:
         from coredns_py import transport
         self._loop = asyncio.get_running_loop()
         self.listeners = await transport.start(self.handle, self.listens)
+        # Built on the bound addresses, so no upstream is one of our own.
+        from coredns_py import forward
+        self.forwarder = forward.from_config(self.config, self.listeners.addresses)
         self.watcher = Watcher(self.manifests, self.changed)
         self.watcher.start()
         # The first load runs in the background: queries meanwhile get SERVFAIL.
@@ -165,3 +168,5 @@ class Server:
             self.watcher.stop()
         if self.listeners is not None:
             await self.listeners.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()

@@ -88,6 +88,8 @@ class Snapshot:
     pod_ips: Mapping[str, frozenset[IPAddress]]
     # Addresses of this server, for the apex NS glue and ns.dns.<zone>.
     ns_addresses: tuple[str, ...] = ()
+    # The apex NS records: (name server, its addresses). See nameservers().
+    nameservers: tuple[tuple[dns.name.Name, tuple[str, ...]], ...] = ()
     generation: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
 
@@ -158,6 +160,8 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         if ip not in ptr:
             ptr[ip] = owners
 
+    nameservers = _nameservers(services, zone, ns_addresses)
+
     pod_ips: dict[str, set[IPAddress]] = defaultdict(set)
     for pod in cluster.pods:
         if pod.running and pod.ips:
@@ -175,4 +179,25 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         namespaces=frozenset(cluster.namespaces), services=services,
         ptr={k: tuple(v) for k, v in ptr.items()},
         pod_ips={k: frozenset(v) for k, v in pod_ips.items()},
-        ns_addresses=tuple(ns_addresses), generation=generation, counts=counts)
+        ns_addresses=tuple(ns_addresses), nameservers=nameservers, generation=generation,
+        counts=counts)
+
+
+def _nameservers(services: Mapping[tuple[str, str], ServiceView], zone: dns.name.Name,
+                 ns_addresses) -> tuple:
+    """The apex NS: the Services whose endpoints hold this server's own
+    address (kube-dns, in a cluster), with their cluster IPs as glue (the
+    endpoint address for a headless one); otherwise ns.dns.<zone> with the
+    server's addresses (CoreDNS ns.go nsAddrs)."""
+    own = set(ns_addresses)
+    found: dict[dns.name.Name, list[str]] = {}
+    for view in services.values():
+        for ep in view.endpoints:
+            if ep.address in own:
+                addrs = found.setdefault(view.fqdn(zone), [])
+                for ip in (view.ips or (ep.address,)):
+                    if ip not in addrs:
+                        addrs.append(ip)
+    if found:
+        return tuple((name, tuple(addrs)) for name, addrs in found.items())
+    return ((dns.name.Name((b"ns", b"dns") + zone.labels), tuple(ns_addresses)),)

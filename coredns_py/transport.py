@@ -325,17 +325,24 @@ class TcpProtocol(asyncio.Protocol):
     Messages may arrive split across any number of reads, or several in one
     read (pipelining); each complete one is answered at once, in order, and
     the connection stays open for more until the client closes it, sends a
-    zero-length frame, exceeds a limit or stays idle too long.
-    ``idle_timeout=None`` disables the idle timer.
+    zero-length frame, exceeds a limit or stays idle too long.  An answer the
+    handler must wait for (an awaitable) is sent when it is ready, possibly
+    after later ones; at ``max_pending`` such answers we stop reading the
+    connection until one is sent.  ``idle_timeout=None`` disables the idle
+    timer.
     """
 
     def __init__(self, handler: Handler, *, idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
                  max_buffer: int = MAX_TCP_BUFFER,
-                 registry: Optional[ConnectionRegistry] = None):
+                 registry: Optional[ConnectionRegistry] = None,
+                 max_pending: int = MAX_TCP_PENDING):
         self._handler = handler
         self._idle_timeout = idle_timeout
         self._max_buffer = max_buffer
         self._registry = registry
+        self._max_pending = max_pending
+        self._tasks: set[asyncio.Future] = set()  # answers being worked out
+        self._reading = True
         self.transport: Optional[asyncio.Transport] = None
         self._peer = None
         self._buf = bytearray()
@@ -381,17 +388,17 @@ class TcpProtocol(asyncio.Protocol):
         # The client is not reading its answers: stop reading its queries so
         # neither our write buffer nor our read buffer grows.
         self._write_paused = True
-        if not self._closing:
-            self.transport.pause_reading()
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if not self._closing:
-            self.transport.resume_reading()
+            self._update_reading()
             self._process()
 
     def connection_lost(self, exc) -> None:
         self._closing = True
+        self._cancel_pending()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -409,6 +416,7 @@ class TcpProtocol(asyncio.Protocol):
             return
         self._closing = True
         self._buf.clear()
+        self._cancel_pending()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -419,9 +427,30 @@ class TcpProtocol(asyncio.Protocol):
         else:
             self.transport.close()
 
+    def _cancel_pending(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()  # the client is gone: its answers go nowhere
+
+    def _update_reading(self) -> None:
+        """Read while the client reads its answers and we are not at the
+        pending cap; otherwise let TCP flow control hold the client back."""
+        if self._closing:
+            return
+        want = not self._write_paused and len(self._tasks) < self._max_pending
+        if want and not self._reading:
+            self.transport.resume_reading()
+        elif not want and self._reading:
+            self.transport.pause_reading()
+        self._reading = want
+
+    def _complete_frame_buffered(self) -> bool:
+        buf = self._buf
+        return len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big")
+
     def _process(self) -> None:
         buf = self._buf
-        while not self._closing and not self._write_paused and len(buf) >= 2:
+        while (not self._closing and not self._write_paused
+               and len(self._tasks) < self._max_pending and len(buf) >= 2):
             length = int.from_bytes(buf[:2], "big")
             if length == 0:
                 # No DNS message is empty: broken or hostile client.
@@ -435,7 +464,13 @@ class TcpProtocol(asyncio.Protocol):
             if self._loop is not None:
                 self._last_message = self._loop.time()
             self._answer(query)
-        if self._eof and not self._write_paused:
+        if self._closing:
+            return
+        self._update_reading()
+        # At EOF, close once every complete query has been answered (a
+        # trailing partial frame can never complete).
+        if (self._eof and not self._write_paused and not self._tasks
+                and not self._complete_frame_buffered()):
             self._close()
 
     def _answer(self, query: bytes) -> None:
@@ -446,6 +481,25 @@ class TcpProtocol(asyncio.Protocol):
             return
         if response is None:
             return
+        if not isinstance(response, (bytes, bytearray)):
+            task = asyncio.ensure_future(response)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+            return
+        self._write(response)
+
+    def _task_done(self, task: asyncio.Future) -> None:
+        self._tasks.discard(task)
+        response = _result(task, self._peer)
+        if self._closing:
+            return
+        if response is not None:
+            self._write(response)
+        if self._loop is not None:
+            self._last_message = self._loop.time()  # an answer is activity too
+        self._process()  # reads again below the cap; closes after EOF when done
+
+    def _write(self, response: bytes) -> None:
         if len(response) > TCP_MAX_MESSAGE:
             log.error("dropping %d-byte answer to %s: larger than a TCP frame can carry",
                       len(response), self._peer)
@@ -459,6 +513,8 @@ class TcpProtocol(asyncio.Protocol):
         if self._closing:
             return
         remaining = self._last_message + self._idle_timeout - self._loop.time()
+        if self._tasks:
+            remaining = max(remaining, self._idle_timeout)  # waiting for us is not idle
         if remaining > 0:
             self._timer = self._loop.call_later(remaining, self._check_idle)
             return
@@ -564,6 +620,7 @@ class Listeners:
 async def start(handler: Handler, listens: list[tuple[str, int]], *,
                 tcp_idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
                 max_tcp_connections: int = MAX_TCP_CONNECTIONS,
+                max_udp_pending: int = MAX_UDP_PENDING,
                 loop: Optional[asyncio.AbstractEventLoop] = None) -> Listeners:
     """Serve ``handler`` over UDP and TCP on every ``(host, port)``.
 
@@ -575,6 +632,8 @@ async def start(handler: Handler, listens: list[tuple[str, int]], *,
     registry = ConnectionRegistry(max_tcp_connections)
     listeners = Listeners(registry)
 
+    pending = PendingAnswers(max_udp_pending)
+
     def tcp_factory() -> TcpProtocol:
         return TcpProtocol(handler, idle_timeout=tcp_idle_timeout, registry=registry)
 
@@ -583,7 +642,7 @@ async def start(handler: Handler, listens: list[tuple[str, int]], *,
             udp_sock, tcp_sock = _bind_pair(host, port)
             try:
                 listeners._udp.append(await loop.create_datagram_endpoint(
-                    lambda: UdpProtocol(handler), sock=udp_sock))
+                    lambda: UdpProtocol(handler, pending), sock=udp_sock))
             except BaseException:
                 udp_sock.close()
                 tcp_sock.close()

@@ -1,0 +1,514 @@
+"""Prometheus metrics under CoreDNS's names, so a stock CoreDNS dashboard works.
+
+Two kinds of numbers, kept two ways:
+
+* **Per query** (``coredns_dns_*``): counted on the hot path into one plain
+  dictionary, keyed by a tuple of raw values taken from the wire (protocol,
+  address family, the twelve bytes after the question name, the response's
+  flags byte, both sizes, the duration's bucket).  No parsing, no labels, no
+  locks: one ``find``, one tuple, one dictionary update.  Turning those keys
+  into CoreDNS's labels (type names, rcodes, DO bit, histogram buckets)
+  happens at scrape time, in :class:`Collector`, on the HTTP thread.
+* **Per reload or per upstream query** (``coredns_reload_failed_total``,
+  ``coredns_forward_*``, ``coredns_cache_*``, ours under ``coredns_py_``):
+  rare enough to use prometheus_client's own Counter and Histogram objects.
+
+Thread model: the event loop thread is the only writer of the per-query
+dictionary.  The scraper copies it (``dict.copy`` runs without releasing
+the GIL, so the copy is consistent).  When the dictionary holds too many
+distinct keys (a flood of odd query types, say) the loop thread folds it into
+label-level totals under a lock that the hot path only ever tries, never
+waits for.
+
+The forwarding path reports through the methods under "hooks" below
+(:meth:`Metrics.forward_request` ...); they are documented in the README.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from bisect import bisect_left
+from typing import Callable, Iterable, Optional
+
+import dns.rcode
+import dns.rdatatype as T
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
+
+from coredns_py import __version__
+
+NAMESPACE = "coredns"
+OURS = "coredns_py"
+
+# CoreDNS plugin.TimeBuckets: prometheus.ExponentialBuckets(0.00025, 2, 16),
+# 0.25 ms to about 8 s.
+TIME_BUCKETS = tuple(0.00025 * 2 ** i for i in range(16))
+# CoreDNS's request and response size buckets (plugin/metrics/vars).
+SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
+# Reload timings: a small folder builds in milliseconds, 100k Services in
+# seconds; the debounce alone is 20 ms.
+RELOAD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# Query types CoreDNS reports by name; every other type is "other"
+# (plugin/metrics/vars/report.go monitorType).
+MONITORED_TYPES = frozenset((T.A, T.AAAA, T.CNAME, T.DNSKEY, T.DS, T.MX, T.NSEC3, T.NSEC,
+                             T.NS, T.PTR, T.RRSIG, T.SOA, T.SRV, T.TXT, T.HTTPS, T.IXFR,
+                             T.AXFR, T.ANY))
+
+# Distinct per-query keys kept before they are folded into label totals.  In
+# normal traffic a key is (name length, type, answer) so a cluster has a few
+# thousand; only odd traffic (random types, random EDNS sizes) goes past.
+RAW_LIMIT = 10_000
+
+# CoreDNS's `plugin` label: the plugin that wrote the response.  Answers
+# from our zones are what CoreDNS's kubernetes plugin writes.
+PLUGIN_LOCAL = "kubernetes"
+PLUGIN_FORWARD = "forward"
+
+_OPT_HEAD = b"\x00\x00\x29"  # an OPT record's root owner and type
+_RCODE_BADVERS = 16
+
+
+def _type_label(qtype: int) -> str:
+    return T.to_text(qtype) if qtype in MONITORED_TYPES else "other"
+
+
+def _rcode_label(rcode: int) -> str:
+    # miekg/dns (CoreDNS) names 16 after TSIG's BADSIG; it is EDNS's BADVERS too.
+    if rcode == _RCODE_BADVERS:
+        return "BADSIG"
+    try:
+        return dns.rcode.to_text(rcode)
+    except ValueError:
+        return str(rcode)
+
+
+class _Histogram:
+    """Bucket counts (not cumulative; the last is +Inf) and a sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, n: int):
+        self.counts = [0] * (n + 1)
+        self.sum = 0.0
+
+    def copy(self) -> "_Histogram":
+        h = _Histogram(len(self.counts) - 1)
+        h.counts = list(self.counts)
+        h.sum = self.sum
+        return h
+
+    def cumulative(self, bounds) -> list[tuple[str, int]]:
+        out, running = [], 0
+        for bound, n in zip(bounds, self.counts):
+            running += n
+            out.append((_le(bound), running))
+        running += self.counts[-1]
+        out.append(("+Inf", running))
+        return out
+
+
+def _le(bound: float) -> str:
+    return floatToGoString(bound)  # as prometheus_client writes its own buckets
+
+
+class Totals:
+    """Per-query counts at the level of CoreDNS's labels."""
+
+    def __init__(self):
+        self.requests: dict[tuple[str, str, str], int] = {}  # (proto, family, type)
+        self.do_requests = 0
+        self.responses: dict[tuple[str, str], int] = {}  # (rcode, plugin)
+        self.duration: dict[str, _Histogram] = {}  # type
+        self.request_size: dict[str, _Histogram] = {}  # proto
+        self.response_size: dict[str, _Histogram] = {}  # proto
+
+    def copy(self) -> "Totals":
+        t = Totals()
+        t.requests = dict(self.requests)
+        t.do_requests = self.do_requests
+        t.responses = dict(self.responses)
+        t.duration = {k: h.copy() for k, h in self.duration.items()}
+        t.request_size = {k: h.copy() for k, h in self.request_size.items()}
+        t.response_size = {k: h.copy() for k, h in self.response_size.items()}
+        return t
+
+    def add(self, raw: Iterable) -> None:
+        """Add raw hot-path entries: ``(key, [count, seconds])``."""
+        for (proto, family, tail, flags, qsize, rsize, bucket, plugin), (n, seconds) in raw:
+            qtype = int.from_bytes(tail[:2], "big") if len(tail) >= 2 else 0
+            type_label = _type_label(qtype)
+            fam = "2" if family == 4 else "1"  # a peer tuple of 4 is IPv6
+            k = (proto, fam, type_label)
+            self.requests[k] = self.requests.get(k, 0) + n
+            rcode = flags & 0x0F
+            # An OPT record right after the question: the client's DO bit, and
+            # an EDNS version above 0, which we always answer with BADVERS.
+            if len(tail) == 12 and tail[4:7] == _OPT_HEAD:
+                if tail[11] & 0x80:
+                    self.do_requests += n
+                if tail[10] and rcode == 0:
+                    rcode = _RCODE_BADVERS
+            k2 = (_rcode_label(rcode), plugin)
+            self.responses[k2] = self.responses.get(k2, 0) + n
+            h = self.duration.get(type_label)
+            if h is None:
+                h = self.duration[type_label] = _Histogram(len(TIME_BUCKETS))
+            h.counts[bucket] += n
+            h.sum += seconds
+            for table, size in ((self.request_size, qsize), (self.response_size, rsize)):
+                h = table.get(proto)
+                if h is None:
+                    h = table[proto] = _Histogram(len(SIZE_BUCKETS))
+                h.counts[bisect_left(SIZE_BUCKETS, size)] += n
+                h.sum += size * n
+
+
+class Metrics:
+    """Every metric of one server, and the registry ``/metrics`` renders."""
+
+    def __init__(self, server=None):
+        self.server = server
+        self._raw: dict[tuple, list] = {}
+        self._folded = Totals()
+        self._fold_lock = threading.Lock()
+        self.dropped = 0  # queries that got no response at all
+        self.panics = 0  # handler exceptions (the query got no answer)
+        self.log_queries = False  # shown in coredns_plugin_enabled
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        # Reloads.  CoreDNS counts failed Corefile reloads; ours are reloads
+        # of the folder that produced no snapshot (folder unreadable, a crash).
+        self.reload_failed = Counter(
+            "reload_failed_total", "Counter of the number of failed reload attempts.",
+            namespace=NAMESPACE, registry=reg)
+        self.reloads = Counter(
+            "reloads_total", "Snapshots built and swapped in (the first load included).",
+            namespace=OURS, registry=reg)
+        self.build_seconds = Histogram(
+            "snapshot_build_duration_seconds",
+            "Time to read the changed files and build a new snapshot.",
+            namespace=OURS, buckets=RELOAD_BUCKETS, registry=reg)
+        self.propagation_seconds = Histogram(
+            "reload_propagation_seconds",
+            "Time from a change in the folder (or SIGHUP, or start) to the new "
+            "answers being served.", namespace=OURS, buckets=RELOAD_BUCKETS, registry=reg)
+        # The forwarding path (CoreDNS forward and cache plugins).
+        self.forward_requests = Counter(
+            "requests_total", "Counter of requests made per upstream.", ["to"],
+            namespace=NAMESPACE, subsystem="forward", registry=reg)
+        self.forward_responses = Counter(
+            "responses_total", "Counter of responses received per upstream.", ["rcode", "to"],
+            namespace=NAMESPACE, subsystem="forward", registry=reg)
+        self.forward_duration = Histogram(
+            "request_duration_seconds", "Histogram of the time each request took.",
+            ["to", "rcode"], namespace=NAMESPACE, subsystem="forward",
+            buckets=TIME_BUCKETS, registry=reg)
+        self.forward_healthcheck_failures = Counter(
+            "healthcheck_failures_total", "Counter of the number of failed healthchecks.",
+            ["to"], namespace=NAMESPACE, subsystem="forward", registry=reg)
+        self.forward_healthcheck_broken = Counter(
+            "healthcheck_broken_total",
+            "Counter of the number of complete failures of the healthchecks.",
+            namespace=NAMESPACE, subsystem="forward", registry=reg)
+        self.forward_max_concurrent_rejects = Counter(
+            "max_concurrent_rejects_total",
+            "Counter of the number of queries rejected because the concurrent queries "
+            "were at maximum.", namespace=NAMESPACE, subsystem="forward", registry=reg)
+        cache_labels = ["server", "type", "zones", "view"]
+        self.cache_hits = Counter("hits_total", "The count of cache hits.", cache_labels,
+                                  namespace=NAMESPACE, subsystem="cache", registry=reg)
+        self.cache_misses = Counter(
+            "misses_total", "The count of cache misses. Deprecated, derive misses from cache "
+            "hits/requests counters.", ["server", "zones", "view"],
+            namespace=NAMESPACE, subsystem="cache", registry=reg)
+        self.cache_requests = Counter(
+            "requests_total", "The count of cache requests.", ["server", "zones", "view"],
+            namespace=NAMESPACE, subsystem="cache", registry=reg)
+        self.cache_evictions = Counter(
+            "evictions_total", "The count of cache evictions.", cache_labels,
+            namespace=NAMESPACE, subsystem="cache", registry=reg)
+        self._cache_entries: Optional[Callable[[], tuple[int, int]]] = None
+        self.forward_enabled = False
+
+        reg.register(Collector(self))
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
+
+    # --- the hot path (event loop thread) -------------------------------------
+
+    def record(self, wire: bytes, out, proto: str, peer, seconds: float,
+               plugin: str = PLUGIN_LOCAL) -> None:
+        """Count one query and its response; ``out`` None: nothing was sent."""
+        if out is None:
+            self.dropped += 1
+            return
+        end = wire.find(0, 12)  # the question name's root label
+        key = (proto, len(peer or ()), wire[end + 1:end + 13], out[3], len(wire), len(out),
+               bisect_left(TIME_BUCKETS, seconds), plugin)
+        raw = self._raw
+        entry = raw.get(key)
+        if entry is None:
+            if len(raw) >= RAW_LIMIT:
+                self._fold()
+                raw = self._raw
+            raw[key] = [1, seconds]
+        else:
+            entry[0] += 1
+            entry[1] += seconds
+
+    def _fold(self) -> None:
+        # Never wait: if a scrape holds the lock, fold at the next new key.
+        if not self._fold_lock.acquire(blocking=False):
+            return
+        try:
+            raw, self._raw = self._raw, {}
+            self._folded.add((k, tuple(v)) for k, v in raw.items())
+        finally:
+            self._fold_lock.release()
+
+    def totals(self) -> Totals:
+        """A consistent copy of the per-query totals (any thread)."""
+        with self._fold_lock:
+            raw = self._raw.copy()
+            out = self._folded.copy()
+        out.add((k, tuple(v)) for k, v in raw.items())
+        return out
+
+    # --- hooks for the forwarding path (event loop thread) ---------------------
+
+    def forward_request(self, to: str) -> None:
+        """A query sent to upstream ``to`` (``"8.8.8.8:53"``)."""
+        self.forward_requests.labels(to).inc()
+
+    def forward_response(self, to: str, rcode: int, seconds: float) -> None:
+        """A response from ``to`` with ``rcode`` after ``seconds``."""
+        label = _rcode_label(rcode)
+        self.forward_responses.labels(label, to).inc()
+        self.forward_duration.labels(to, label).observe(seconds)
+
+    def forward_healthcheck_failure(self, to: str) -> None:
+        self.forward_healthcheck_failures.labels(to).inc()
+
+    def forward_all_down(self) -> None:
+        """Every upstream failed its health check (coredns_forward_healthcheck_broken_total)."""
+        self.forward_healthcheck_broken.inc()
+
+    def forward_rejected(self) -> None:
+        """A query refused because too many were already waiting on upstreams."""
+        self.forward_max_concurrent_rejects.inc()
+
+    def cache_hit(self, denial: bool = False) -> None:
+        """An answer served from the cache; ``denial``: NXDOMAIN or NODATA."""
+        labels = self._cache_labels()
+        self.cache_requests.labels(labels[0], labels[1], labels[2]).inc()
+        self.cache_hits.labels(labels[0], "denial" if denial else "success",
+                               labels[1], labels[2]).inc()
+
+    def cache_miss(self) -> None:
+        labels = self._cache_labels()
+        self.cache_requests.labels(*labels).inc()
+        self.cache_misses.labels(*labels).inc()
+
+    def cache_evicted(self, denial: bool = False) -> None:
+        labels = self._cache_labels()
+        self.cache_evictions.labels(labels[0], "denial" if denial else "success",
+                                    labels[1], labels[2]).inc()
+
+    def cache_entries(self, source: Callable[[], tuple[int, int]]) -> None:
+        """Register ``source() -> (success entries, denial entries)``, read at scrape."""
+        self._cache_entries = source
+
+    def _cache_labels(self) -> tuple[str, str, str]:
+        return (self.server_label(), ".", "")
+
+    # --- labels -------------------------------------------------------------------
+
+    def server_label(self) -> str:
+        """CoreDNS's ``server``: ``dns://HOST:PORT`` of the first listen address."""
+        server = self.server
+        addrs = None
+        if server is not None:
+            listeners = getattr(server, "listeners", None)
+            addrs = getattr(listeners, "addresses", None) or getattr(server, "listens", None)
+        if not addrs:
+            return "dns://:53"
+        host, port = addrs[0]
+        return f"dns://[{host}]:{port}" if ":" in host else f"dns://{host}:{port}"
+
+
+class Collector:
+    """Renders the hot-path totals and the server's state at scrape time."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+        self._kinds_for = None
+        self._kinds: dict[str, int] = {}
+
+    def describe(self):
+        return []  # built per scrape; nothing to check at registration
+
+    def collect(self):
+        m = self.metrics
+        server_label = m.server_label()
+        zone, view = ".", ""
+        base = [server_label, zone, view]
+        t = m.totals()
+
+        info = GaugeMetricFamily(f"{NAMESPACE}_build_info", "A metric with a constant '1' value "
+                                 "labeled by version, revision, and goversion from which CoreDNS "
+                                 "was built.", labels=["version", "revision", "goversion"])
+        info.add_metric([f"coredns-py {__version__}", "",
+                         f"python{platform.python_version()}"], 1)
+        yield info
+
+        c = CounterMetricFamily(f"{NAMESPACE}_dns_requests_total", "Counter of DNS requests made "
+                                "per zone, protocol and family.",
+                                labels=["server", "zone", "view", "proto", "family", "type"])
+        for (proto, fam, qtype), n in sorted(t.requests.items()):
+            c.add_metric(base + [proto, fam, qtype], n)
+        yield c
+
+        c = CounterMetricFamily(f"{NAMESPACE}_dns_do_requests_total", "Counter of DNS requests "
+                                "with DO bit set per zone.", labels=["server", "zone", "view"])
+        c.add_metric(base, t.do_requests)
+        yield c
+
+        c = CounterMetricFamily(f"{NAMESPACE}_dns_responses_total", "Counter of response status "
+                                "codes.", labels=["server", "zone", "view", "rcode", "plugin"])
+        for (rcode, plugin), n in sorted(t.responses.items()):
+            c.add_metric(base + [rcode, plugin], n)
+        yield c
+
+        h = HistogramMetricFamily(f"{NAMESPACE}_dns_request_duration_seconds", "Histogram of the "
+                                  "time (in seconds) each request took per zone.",
+                                  labels=["server", "zone", "view", "type"])
+        for qtype, hist in sorted(t.duration.items()):
+            h.add_metric(base + [qtype], hist.cumulative(TIME_BUCKETS), hist.sum)
+        yield h
+
+        for name, table, help_text in (
+                ("request_size_bytes", t.request_size,
+                 "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol."),
+                ("response_size_bytes", t.response_size,
+                 "Size of the returned response in bytes.")):
+            h = HistogramMetricFamily(f"{NAMESPACE}_dns_{name}", help_text,
+                                      labels=["server", "zone", "view", "proto"])
+            for proto, hist in sorted(table.items()):
+                h.add_metric(base + [proto], hist.cumulative(SIZE_BUCKETS), hist.sum)
+            yield h
+
+        c = CounterMetricFamily(f"{NAMESPACE}_panics_total",
+                                "A metrics that counts the number of panics.")
+        c.add_metric([], m.panics)
+        yield c
+
+        g = GaugeMetricFamily(f"{NAMESPACE}_plugin_enabled", "A metric that monitors which "
+                              "plugin(s) is(are) enabled.",
+                              labels=["server", "zone", "view", "name"])
+        names = ["kubernetes", "prometheus", "health", "ready", "reload"]
+        forwarding = m.forward_enabled or getattr(m.server, "forwarder", None) is not None
+        if forwarding:
+            names += ["forward", "cache"]
+        if m.log_queries:
+            names.append("log")
+        for name in sorted(names):
+            g.add_metric(base + [name], 1)
+        yield g
+
+        if forwarding or m._cache_entries is not None:
+            g = GaugeMetricFamily(f"{NAMESPACE}_cache_entries", "The number of elements in the "
+                                  "cache.", labels=["server", "type", "zones", "view"])
+            success, denial = m._cache_entries() if m._cache_entries is not None else (0, 0)
+            g.add_metric([server_label, "success", zone, view], success)
+            g.add_metric([server_label, "denial", zone, view], denial)
+            yield g
+
+        yield from self._ours(m)
+
+    def _ours(self, m: Metrics):
+        server = m.server
+        c = CounterMetricFamily(f"{OURS}_dns_dropped_total", "Queries that got no response "
+                                "(not a query, or too short to answer).")
+        c.add_metric([], m.dropped)
+        yield c
+        answers = getattr(server, "answers", None)
+        if answers is not None:
+            for name, value, help_text in (
+                    ("hits", answers.hits, "Queries answered from the answer cache (wire bytes "
+                     "kept per snapshot)."),
+                    ("misses", answers.misses, "Queries the answer cache did not hold.")):
+                c = CounterMetricFamily(f"{OURS}_answer_cache_{name}_total", help_text)
+                c.add_metric([], value)
+                yield c
+
+        loaded = getattr(server, "loaded", None)
+        snap = getattr(server, "snapshot", None)
+        g = GaugeMetricFamily(f"{OURS}_manifest_objects", "Objects read from the manifest "
+                              "files, by kind.", labels=["kind"])
+        for kind, n in sorted(self._kind_counts(loaded).items()):
+            g.add_metric([kind], n)
+        yield g
+
+        g = GaugeMetricFamily(f"{OURS}_manifest_files", "Manifest files in the folder.")
+        g.add_metric([], loaded.files if loaded is not None else 0)
+        yield g
+
+        g = GaugeMetricFamily(f"{OURS}_manifest_errors", "Problems in the manifests (each "
+                              "logged with file, line, object and field), by file.",
+                              labels=["file"])
+        for path, n in sorted(manifest_errors_by_file(server).items()):
+            g.add_metric([path], n)
+        yield g
+
+        g = GaugeMetricFamily(f"{OURS}_snapshot_objects", "Objects the served snapshot was "
+                              "built from, after filling in what a cluster would (pods of "
+                              "Deployments, endpoints of selectors), by kind.", labels=["kind"])
+        for kind, n in sorted((snap.counts if snap is not None else {}).items()):
+            g.add_metric([kind], n)
+        yield g
+
+        g = GaugeMetricFamily(f"{OURS}_last_reload_timestamp_seconds", "When the served "
+                              "snapshot was swapped in (unix time); 0 before the first load.")
+        g.add_metric([], getattr(server, "last_reload", None) or 0)
+        yield g
+
+    def _kind_counts(self, loaded) -> dict[str, int]:
+        # Counted once per load, not per scrape: a folder may hold 100k objects.
+        if loaded is None:
+            return {}
+        if loaded is not self._kinds_for:
+            kinds: dict[str, int] = {}
+            for obj in loaded.objects:
+                kind = obj.kind
+                kinds[kind] = kinds.get(kind, 0) + 1
+            self._kinds, self._kinds_for = kinds, loaded
+        return self._kinds
+
+
+def manifest_errors(server) -> list:
+    """Every current problem: the files' own and the cluster fill-in's."""
+    out = []
+    loaded = getattr(server, "loaded", None)
+    if loaded is not None:
+        out.extend(loaded.errors)
+    cluster = getattr(server, "cluster", None)
+    if cluster is not None and loaded is not None:
+        out.extend(cluster.errors)
+    return out
+
+
+def manifest_errors_by_file(server) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for err in manifest_errors(server):
+        path = getattr(err, "path", "") or ""
+        out[path] = out.get(path, 0) + 1
+    return out
