@@ -74,8 +74,8 @@ class Pool:
         return None
 
 
-class AllocationError(Exception):
-    pass
+def _family(ip: str) -> int:
+    return 6 if ":" in ip else 4
 
 
 def _load(path: Path) -> dict:
@@ -204,8 +204,7 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
                     continue
                 pool = pools.get(ip.version)
                 if (ip.version in req.families and pool and pool.free(ip)
-                        and all(ipaddress.ip_address(r).version != ip.version
-                                for r in req.result)):
+                        and all(_family(r) != ip.version for r in req.result)):
                     pool.take(ip)
                     req.result.append(text)
 
@@ -214,7 +213,7 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
             if req.explicit:
                 continue
             for fam in req.families:
-                if any(ipaddress.ip_address(r).version == fam for r in req.result):
+                if any(_family(r) == fam for r in req.result):
                     continue
                 pool = pools.get(fam)
                 if pool is None:
@@ -226,7 +225,7 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
                     continue
                 req.result.append(ip)
             order = {fam: i for i, fam in enumerate(req.families)}
-            req.result.sort(key=lambda a: order.get(ipaddress.ip_address(a).version, 9))
+            req.result.sort(key=lambda a: order.get(_family(a), 9))
 
         new_table = {r.key: r.result for r in requests if r.result and not r.explicit}
         if state_path is not None and new_table != table:

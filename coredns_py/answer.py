@@ -343,7 +343,7 @@ class _Zone:
         ip = pod_ip(labels[-2])
         if ip is None:
             return _nx()
-        if self.snap.pods_mode == "verified" and ip not in self.snap.pod_ips.get(ns, ()):
+        if self.snap.pods_mode == "verified" and str(ip) not in self.snap.pod_ips.get(ns, ()):
             return _nx()
         if qtype in ADDRESS_TYPES:
             return Result(answer=_addresses(qname, [str(ip)], qtype, self.ttl))
@@ -394,7 +394,7 @@ def reverse_lookup(snap: Snapshot, qname: dns.name.Name, zone: dns.name.Name,
         # reverse name is not a name of the schema: NXDOMAIN (handler.go).
         return _nx()
     try:
-        ip = ipaddress.ip_address(dns.reversename.to_address(qname))
+        ip = str(ipaddress.ip_address(dns.reversename.to_address(qname)))
     except (dns.exception.SyntaxError, ValueError):
         return _nx()  # not a complete reverse name
     targets = snap.ptr.get(ip)

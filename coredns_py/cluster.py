@@ -123,7 +123,7 @@ def selector_slices(svc: o.Service, pods: Iterable[o.Pod],
                                                           "RequireDualStack")
             else set(pod_families[:1]))
     else:
-        families = {ipaddress.ip_address(ip).version for ip in svc.cluster_ips}
+        families = {o.family(ip) for ip in svc.cluster_ips}
     groups: dict[tuple, list] = defaultdict(list)
     for pod in pods:
         if (pod.namespace != svc.namespace or pod.phase in ("Succeeded", "Failed", "Unknown")
@@ -134,7 +134,7 @@ def selector_slices(svc: o.Service, pods: Iterable[o.Pod],
             target = _resolve_target(sp, pod)
             if target is not None:
                 ports.append(o.EndpointPort(sp.name, target, sp.protocol))
-        addrs = tuple(ip for ip in pod.ips if ipaddress.ip_address(ip).version in families)
+        addrs = tuple(ip for ip in pod.ips if o.family(ip) in families)
         if not addrs:
             continue
         ready = svc.publish_not_ready or (pod.ready and not pod.terminating)
@@ -142,7 +142,7 @@ def selector_slices(svc: o.Service, pods: Iterable[o.Pod],
         # subdomain names this Service (kubernetes endpointslice utils.go).
         hostname = pod.hostname if pod.hostname and pod.subdomain == svc.name else ""
         for addr in addrs:
-            fam = ipaddress.ip_address(addr).version
+            fam = o.family(addr)
             groups[(fam, tuple(ports))].append(
                 o.Endpoint((addr,), ready, hostname, pod.name))
     out = []

@@ -26,6 +26,11 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 HEADLESS = "None"
 
 
+def family(ip: str) -> int:
+    """4 or 6 for an address already validated (and made canonical) by convert."""
+    return 6 if ":" in ip else 4
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where an object was read: used in every error and warning."""

@@ -19,7 +19,6 @@ from coredns_py import objects as o
 from coredns_py.cluster import Cluster
 from coredns_py.config import Config
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def dashed(ip: str) -> str:
@@ -82,10 +81,11 @@ class Snapshot:
     ignore_empty_service: bool
     namespaces: frozenset[str]
     services: Mapping[tuple[str, str], ServiceView]
-    # Reverse lookups: Service IPs (first match wins) and ready endpoint IPs.
-    ptr: Mapping[IPAddress, tuple[dns.name.Name, ...]]
-    # Primary pod IP per namespace, for `pods verified`.
-    pod_ips: Mapping[str, frozenset[IPAddress]]
+    # Reverse lookups by canonical address text: Service IPs (first match
+    # wins), else ready endpoint IPs.
+    ptr: Mapping[str, tuple[dns.name.Name, ...]]
+    # Primary pod IP (canonical text) per namespace, for `pods verified`.
+    pod_ips: Mapping[str, frozenset[str]]
     # Addresses of this server, for the apex NS glue and ns.dns.<zone>.
     ns_addresses: tuple[str, ...] = ()
     # The apex NS records: (name server, its addresses). See nameservers().
@@ -116,8 +116,10 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
             slices_by_service[(sl.namespace, sl.service)].append(sl)
 
     services: dict[tuple[str, str], ServiceView] = {}
-    ptr: dict[IPAddress, list[dns.name.Name]] = defaultdict(list)
-    endpoint_ptr: dict[IPAddress, list[dns.name.Name]] = defaultdict(list)
+    # Addresses are canonical text already (convert and the allocator write
+    # them with ipaddress), so text is a key as good as a parsed address.
+    ptr: dict[str, list[dns.name.Name]] = defaultdict(list)
+    endpoint_ptr: dict[str, list[dns.name.Name]] = defaultdict(list)
     for svc in cluster.services:
         key = (svc.namespace, svc.name)
         if svc.type == o.EXTERNAL_NAME:
@@ -143,29 +145,27 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
                     eps.append(EndpointView(name, addr, ports))
                     owner = dns.name.Name((name.encode(), svc.name.encode(),
                                            svc.namespace.encode(), b"svc") + zone.labels)
-                    ip = ipaddress.ip_address(addr)
-                    if (ip, owner) not in seen:
-                        seen.add((ip, owner))
-                        endpoint_ptr[ip].append(owner)
+                    if (addr, owner) not in seen:
+                        seen.add((addr, owner))
+                        endpoint_ptr[addr].append(owner)
         view = ServiceView(svc.namespace, svc.name,
                            "Headless" if svc.headless else "ClusterIP",
                            ips=() if svc.headless else svc.cluster_ips,
                            ports=_ports(svc.ports), endpoints=tuple(eps), type=svc.type)
         services[key] = view
         for ip in view.ips:
-            addr = ipaddress.ip_address(ip)
-            if addr not in ptr:
-                ptr[addr] = [view.fqdn(zone)]
+            if ip not in ptr:
+                ptr[ip] = [view.fqdn(zone)]
     for ip, owners in endpoint_ptr.items():
         if ip not in ptr:
             ptr[ip] = owners
 
     nameservers = _nameservers(services, zone, ns_addresses)
 
-    pod_ips: dict[str, set[IPAddress]] = defaultdict(set)
+    pod_ips: dict[str, set[str]] = defaultdict(set)
     for pod in cluster.pods:
         if pod.running and pod.ips:
-            pod_ips[pod.namespace].add(ipaddress.ip_address(pod.ips[0]))
+            pod_ips[pod.namespace].add(pod.ips[0])
 
     counts = {
         "namespaces": len(cluster.namespaces),
