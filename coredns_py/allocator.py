@@ -41,37 +41,50 @@ def reserved_offsets(kind: str) -> tuple[int, ...]:
 
 
 class Pool:
-    """One CIDR and who holds which address in it."""
+    """One CIDR and who holds which address in it, as integers."""
 
     def __init__(self, network: IPNetwork, reserved: Sequence[int]):
         self.network = network
-        self.reserved = {int(network.network_address) + r for r in reserved}
-        if network.version == 4 and network.num_addresses > 2:
+        self.base = int(network.network_address)
+        self.size = network.num_addresses
+        self.reserved = {self.base + r for r in reserved}
+        if network.version == 4 and self.size > 2:
             self.reserved.add(int(network.broadcast_address))
         self.used: set[int] = set()
 
-    def contains(self, ip: ipaddress._BaseAddress) -> bool:
-        return ip in self.network
+    def contains(self, n: int) -> bool:
+        return self.base <= n < self.base + self.size
 
-    def take(self, ip: ipaddress._BaseAddress) -> None:
-        self.used.add(int(ip))
-
-    def free(self, ip: ipaddress._BaseAddress) -> bool:
-        n = int(ip)
-        return ip in self.network and n not in self.used and n not in self.reserved
+    def free(self, n: int) -> bool:
+        return self.contains(n) and n not in self.used and n not in self.reserved
 
     def allocate(self, key: str) -> Optional[str]:
         """A free address, starting from a slot derived from the key."""
-        base = int(self.network.network_address)
         # Large IPv6 ranges: stay in the first 2**20 addresses so probing is cheap.
-        size = min(self.network.num_addresses, 1 << 20)
+        size = min(self.size, 1 << 20)
         start = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % size
         for i in range(size):
-            n = base + (start + i) % size
+            n = self.base + (start + i) % size
             if n not in self.used and n not in self.reserved:
                 self.used.add(n)
                 return str(ipaddress.ip_address(n))
         return None
+
+
+# Address text -> (family, integer). Parsing with ipaddress costs micro-
+# seconds, and a reload sees the same tens of thousands of addresses again.
+_PARSED: dict[str, tuple[int, int]] = {}
+_PARSED_MAX = 1 << 20
+
+
+def _parse(text: str) -> tuple[int, int]:
+    hit = _PARSED.get(text)
+    if hit is None:
+        ip = ipaddress.ip_address(text)  # ValueError for junk from a state file
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        hit = _PARSED[text] = (ip.version, int(ip))
+    return hit
 
 
 def _family(ip: str) -> int:
@@ -178,16 +191,16 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
         # 1. Explicit addresses are authoritative, first by path order.
         for req in requests:
             for text in req.explicit:
-                ip = ipaddress.ip_address(text)
-                holder = claimed.get(int(ip))
+                fam, n = _parse(text)
+                holder = claimed.get(n)
                 if holder is not None and holder != req.key:
                     req.error = f"address {text} is already used by {holder}"
                     continue
-                claimed[int(ip)] = req.key
+                claimed[n] = req.key
                 req.result.append(text)
-                pool = pools.get(ip.version)
-                if pool and pool.contains(ip):
-                    pool.take(ip)
+                pool = pools.get(fam)
+                if pool and pool.contains(n):
+                    pool.used.add(n)
             if req.explicit and not req.result:
                 # Every address it asked for is taken: it gets new ones (and
                 # keeps its name in DNS) until the conflict is fixed.
@@ -197,15 +210,15 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
         for req in requests:
             if req.explicit:
                 continue
-            for text in table.get(req.key, []):
+            for text in table.get(req.key, ()):
                 try:
-                    ip = ipaddress.ip_address(text)
+                    fam, n = _parse(text)
                 except ValueError:
                     continue
-                pool = pools.get(ip.version)
-                if (ip.version in req.families and pool and pool.free(ip)
-                        and all(_family(r) != ip.version for r in req.result)):
-                    pool.take(ip)
+                pool = pools.get(fam)
+                if (fam in req.families and pool and pool.free(n)
+                        and all(_family(r) != fam for r in req.result)):
+                    pool.used.add(n)
                     req.result.append(text)
 
         # 3. New addresses for what is still missing.

@@ -25,6 +25,7 @@ from coredns_py.allocator import Request, allocate
 from coredns_py.config import Config
 from coredns_py.convert import safe_hash
 from coredns_py.errors import ManifestError
+from coredns_py.memo import Memo, NoMemo
 from coredns_py.selectors import matches
 
 
@@ -154,7 +155,10 @@ def selector_slices(svc: o.Service, pods: Iterable[o.Pod],
 
 # --- putting it together ------------------------------------------------------------
 
-def build(objects: Iterable, config: Config, state_path: Optional[Path]) -> Cluster:
+def build(objects: Iterable, config: Config, state_path: Optional[Path],
+          memo: Memo = NoMemo()) -> Cluster:
+    """Fill the objects in. With a ``memo`` from the previous build, work on
+    objects that did not change (the same Python objects) is reused."""
     services: list[o.Service] = []
     slices: list[o.EndpointSlice] = []
     pods: list[o.Pod] = []
@@ -178,7 +182,8 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path]) -> Clus
     # Workload controllers start their pods; an explicit Pod of the same name wins.
     explicit = {(p.namespace, p.name) for p in pods}
     for wl in workloads:
-        pods.extend(p for p in workload_pods(wl) if (p.namespace, p.name) not in explicit)
+        pods.extend(p for p in memo.get("pods", (wl,), lambda: workload_pods(wl))
+                    if (p.namespace, p.name) not in explicit)
 
     pod_families = [_family(c) for c in config.pod_cidr]
     pod_reqs = []
@@ -191,8 +196,9 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path]) -> Clus
     for i, (pod, req) in enumerate(zip(pods, pod_reqs)):
         if req.error:
             errors.append(_err(pod, req.error, "status.podIPs"))
-        if tuple(req.result) != pod.ips:
-            pods[i] = replace(pod, ips=tuple(req.result))
+        ips = tuple(req.result)
+        if ips != pod.ips:
+            pods[i] = memo.get(("pod-ips", ips), (pod,), lambda: replace(pod, ips=ips))
 
     svc_reqs = []
     for svc in services:
@@ -209,8 +215,10 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path]) -> Clus
             continue
         if req.error:
             errors.append(_err(svc, req.error, "spec.clusterIP"))
-        if tuple(req.result) != svc.cluster_ips:
-            services[i] = replace(svc, cluster_ips=tuple(req.result))
+        ips = tuple(req.result)
+        if ips != svc.cluster_ips:
+            services[i] = memo.get(("svc-ips", ips), (svc,),
+                                   lambda: replace(svc, cluster_ips=ips))
 
     # Endpoint controllers: explicit slices first, then mirrored Endpoints,
     # then slices made from the selector.
@@ -227,7 +235,9 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path]) -> Clus
         if svc.selector and svc.type != o.EXTERNAL_NAME and (svc.namespace, svc.name) not in covered:
             candidates = min((by_label.get((svc.namespace, k, v), []) for k, v in svc.selector),
                              key=len)
-            final.extend(selector_slices(svc, candidates, pod_families))
+            final.extend(memo.get(("slices", tuple(pod_families)), (svc, *candidates),
+                                  lambda: selector_slices(svc, candidates, pod_families)))
+    memo.rotate()
 
     return Cluster(frozenset(namespaces), tuple(services), tuple(final), tuple(pods),
                    tuple(errors))

@@ -86,25 +86,25 @@ class Config:
 _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
 
-def _cidrs(key: str, value: Any) -> tuple[str, ...]:
+def _cidrs(source: str, key: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     out = []
     families = set()
     for item in items:
         if not isinstance(item, str):
-            raise ConfigError(f"config key {key}: expected a CIDR string, got {item!r}")
+            raise ConfigError(f"{source}: config key {key}: expected a CIDR string, got {item!r}")
         try:
             net = ipaddress.ip_network(item, strict=True)
         except ValueError as exc:
-            raise ConfigError(f"config key {key}: {exc}") from None
+            raise ConfigError(f"{source}: config key {key}: {exc}") from None
         if net.version in families:
-            raise ConfigError(f"config key {key}: at most one CIDR per IP family")
+            raise ConfigError(f"{source}: config key {key}: at most one CIDR per IP family")
         families.add(net.version)
         if net.num_addresses < 16:
-            raise ConfigError(f"config key {key}: {item} is too small")
+            raise ConfigError(f"{source}: config key {key}: {item} is too small")
         out.append(str(net))
     if not out:
-        raise ConfigError(f"config key {key}: needs at least one CIDR")
+        raise ConfigError(f"{source}: config key {key}: needs at least one CIDR")
     return tuple(out)
 
 
@@ -166,7 +166,7 @@ def parse(data: Any, source: str = "config") -> Config:
             known = ", ".join(sorted(_TYPES))
             raise ConfigError(f"{source}: unknown config key {key!r} (known keys: {known})")
         if key in ("service_cidr", "pod_cidr"):
-            values[key] = _cidrs(key, value)
+            values[key] = _cidrs(source, key, value)
             continue
         if key == "upstream":
             values[key] = _upstream(source, value)

@@ -187,8 +187,9 @@ def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> File
 class ManifestSource:
     """A folder of manifests, re-read incrementally on every ``load()``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, log_errors: bool = True):
         self.root = Path(root)
+        self.log_errors = log_errors  # `check` prints them itself
         self._files: dict[Path, FileResult] = {}
         self._generation = 0
         self._last_objects: Optional[tuple] = None
@@ -241,6 +242,7 @@ class ManifestSource:
     def _report(self, errors: list[ManifestError]) -> None:
         """Log each error once, not on every reload."""
         current = {str(e) for e in errors}
-        for text in sorted(current - self._reported):
-            log.error("%s", text)
+        if self.log_errors:
+            for text in sorted(current - self._reported):
+                log.error("%s", text)
         self._reported = current

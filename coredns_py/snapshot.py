@@ -18,6 +18,7 @@ import dns.name
 from coredns_py import objects as o
 from coredns_py.cluster import Cluster
 from coredns_py.config import Config
+from coredns_py.memo import Memo, NoMemo
 
 
 
@@ -107,8 +108,44 @@ def _is_ip(text: str) -> bool:
         return False
 
 
+def service_view(svc: o.Service, slices, zone: dns.name.Name,
+                 endpoint_pod_names: bool) -> tuple[ServiceView, list]:
+    """A Service as DNS sees it, and the (address, endpoint name) pairs its
+    ready endpoints add to the reverse zone."""
+    if svc.type == o.EXTERNAL_NAME:
+        is_ip = _is_ip(svc.external_name)
+        target = None if is_ip else dns.name.from_text(svc.external_name)
+        return ServiceView(svc.namespace, svc.name, "ExternalName", external=target,
+                           external_is_ip=is_ip, type=svc.type), []
+    eps = []
+    owners = []
+    seen = set()
+    suffix = (svc.name.encode(), svc.namespace.encode(), b"svc") + zone.labels
+    for sl in slices:
+        ports = _ports(sl.ports)
+        for ep in sl.endpoints:
+            if not ep.ready:
+                continue
+            for addr in ep.addresses:
+                if ep.hostname:
+                    name = ep.hostname.lower()
+                elif endpoint_pod_names and ep.target_pod and len(ep.target_pod) < 64:
+                    name = ep.target_pod.lower()
+                else:
+                    name = dashed(addr)
+                eps.append(EndpointView(name, addr, ports))
+                owner = dns.name.Name((name.encode(),) + suffix)
+                if (addr, owner) not in seen:
+                    seen.add((addr, owner))
+                    owners.append((addr, owner))
+    view = ServiceView(svc.namespace, svc.name, "Headless" if svc.headless else "ClusterIP",
+                       ips=() if svc.headless else svc.cluster_ips, ports=_ports(svc.ports),
+                       endpoints=tuple(eps), type=svc.type)
+    return view, owners
+
+
 def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
-          generation: int = 0) -> Snapshot:
+          generation: int = 0, memo: Memo = NoMemo()) -> Snapshot:
     zone = dns.name.from_text(config.zone)
     slices_by_service: dict[tuple[str, str], list[o.EndpointSlice]] = defaultdict(list)
     for sl in cluster.slices:
@@ -121,41 +158,17 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     ptr: dict[str, list[dns.name.Name]] = defaultdict(list)
     endpoint_ptr: dict[str, list[dns.name.Name]] = defaultdict(list)
     for svc in cluster.services:
-        key = (svc.namespace, svc.name)
-        if svc.type == o.EXTERNAL_NAME:
-            is_ip = _is_ip(svc.external_name)
-            target = None if is_ip else dns.name.from_text(svc.external_name)
-            services[key] = ServiceView(svc.namespace, svc.name, "ExternalName",
-                                        external=target, external_is_ip=is_ip, type=svc.type)
-            continue
-        eps = []
-        seen = set()
-        for sl in slices_by_service.get(key, ()):
-            ports = _ports(sl.ports)
-            for ep in sl.endpoints:
-                if not ep.ready:
-                    continue
-                for addr in ep.addresses:
-                    if ep.hostname:
-                        name = ep.hostname.lower()
-                    elif config.endpoint_pod_names and ep.target_pod and len(ep.target_pod) < 64:
-                        name = ep.target_pod.lower()
-                    else:
-                        name = dashed(addr)
-                    eps.append(EndpointView(name, addr, ports))
-                    owner = dns.name.Name((name.encode(), svc.name.encode(),
-                                           svc.namespace.encode(), b"svc") + zone.labels)
-                    if (addr, owner) not in seen:
-                        seen.add((addr, owner))
-                        endpoint_ptr[addr].append(owner)
-        view = ServiceView(svc.namespace, svc.name,
-                           "Headless" if svc.headless else "ClusterIP",
-                           ips=() if svc.headless else svc.cluster_ips,
-                           ports=_ports(svc.ports), endpoints=tuple(eps), type=svc.type)
-        services[key] = view
+        slices = slices_by_service.get((svc.namespace, svc.name), ())
+        view, owners = memo.get(("view", zone, config.endpoint_pod_names), (svc, *slices),
+                                lambda: service_view(svc, slices, zone,
+                                                     config.endpoint_pod_names))
+        services[(svc.namespace, svc.name)] = view
         for ip in view.ips:
             if ip not in ptr:
                 ptr[ip] = [view.fqdn(zone)]
+        for addr, owner in owners:
+            endpoint_ptr[addr].append(owner)
+    memo.rotate()
     for ip, owners in endpoint_ptr.items():
         if ip not in ptr:
             ptr[ip] = owners
