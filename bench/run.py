@@ -458,6 +458,10 @@ class Perf:
     others_server_cpu: Optional[float] = None
     others_client_cpu: Optional[float] = None
     quiet_wait: Optional[dict] = None
+    # Share of the run the server's / dnsperf's threads were runnable but
+    # waiting for their CPU (schedstat): the direct cost of other processes.
+    server_waited: Optional[float] = None
+    client_waited: Optional[float] = None
     rcodes: str = ""
     error: str = ""
 
@@ -536,12 +540,31 @@ def parse_summary(text: str, perf: Perf) -> None:
     perf.rcodes = m.group(1).strip() if m else ""
 
 
+def sched_wait(pid: int) -> Optional[float]:
+    """Seconds the process's threads spent runnable but waiting for a CPU
+    (/proc/PID/task/*/schedstat, second field): time other processes took."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                    total += int(fh.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    except OSError:
+        return None
+    return total / 1e9
+
+
 def run_dnsperf(tools: Tools, server: Proc, port: int, qfile: Path, duration: float,
                 proto: str, clients: int, outstanding: int, rate: Optional[int],
-                workdir: Path, query_timeout: float, quiet_wait: float = 0.0) -> Perf:
+                workdir: Path, query_timeout: float, quiet_wait: float = 0.0,
+                passes: Optional[int] = None) -> Perf:
     cmd = [tools.dnsperf, "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile),
            "-l", str(duration), "-c", str(clients), "-T", "1", "-q", str(outstanding),
            "-t", str(query_timeout), "-m", proto]
+    if passes:
+        cmd += ["-n", str(passes)]
     verbose = rate is not None
     if verbose:
         cmd += ["-Q", str(rate), "-v"]
@@ -555,16 +578,36 @@ def run_dnsperf(tools: Tools, server: Proc, port: int, qfile: Path, duration: fl
                 f"{perf.quiet_wait['waited_s']} s; running dnsperf anyway")
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stat0 = cpu_busy()
+    wait0 = sched_wait(server.pid)
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
-    try:
-        with open(out_path, "wb") as out:
-            res = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE,
-                                 timeout=duration + query_timeout + 60)
-    except subprocess.TimeoutExpired:
-        perf.error = "dnsperf did not finish in time"
-        return perf
+    client_wait = None
+    with open(out_path, "wb") as out:
+        child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL)
+        try:
+            deadline = t0 + duration + query_timeout + 60
+            while True:
+                w = sched_wait(child.pid)  # the last reading before it exits
+                if w is not None:
+                    client_wait = w
+                try:
+                    child.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        raise
+            stderr = child.stderr.read()
+        except subprocess.TimeoutExpired:
+            perf.error = "dnsperf did not finish in time"
+            return perf
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=10)
+            child.stderr.close()
     wall = time.monotonic() - t0
     stat1 = cpu_busy()
+    wait1 = sched_wait(server.pid)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if wall > 0:
         perf.server_cpu = (server.cpu_seconds() - cpu0) / wall
@@ -575,6 +618,10 @@ def run_dnsperf(tools: Tools, server: Proc, port: int, qfile: Path, duration: fl
         b = busy_share(stat0, stat1, tools.client_cpu)
         if b is not None:
             perf.others_client_cpu = max(0.0, b - perf.client_cpu)
+        if wait0 is not None and wait1 is not None:
+            perf.server_waited = (wait1 - wait0) / wall
+        if client_wait is not None:
+            perf.client_waited = client_wait / wall
     summary_lines = []
     latencies = []
     with open(out_path, "r", errors="replace") as fh:
@@ -591,8 +638,8 @@ def run_dnsperf(tools: Tools, server: Proc, port: int, qfile: Path, duration: fl
     out_path.unlink()
     summary = "".join(summary_lines)
     parse_summary(summary, perf)
-    if res.returncode != 0 or not perf.sent:
-        perf.error = (res.stderr.decode(errors="replace").strip() or summary.strip())[-400:]
+    if child.returncode != 0 or not perf.sent:
+        perf.error = (stderr.decode(errors="replace").strip() or summary.strip())[-400:]
     if latencies:
         latencies.sort()
         perf.p50_ms = percentile(latencies, 50) * 1000
@@ -613,7 +660,7 @@ def start_coredns(args, name: str, manifests: Path, config: Path, state_dir: Pat
     if profile_out is not None:
         py += ["-m", "cProfile", "-o", str(profile_out)]
     cmd = py + ["-m", "coredns_py", "serve", "--manifests", str(manifests),
-                "--listen", f"127.0.0.1:{port}", "--config", str(config)]
+                "--listen", f"127.0.0.1:{port}", "--config", str(config)] + args.serve_extra
     return Proc(name, tools.pin(cmd, tools.server_cpu), workdir / f"{name}.log", env=env,
                 cwd=REPO)
 
@@ -650,17 +697,93 @@ zone:
                 workdir / "knotd.log")
 
 
-def write_config(path: Path) -> None:
-    # The knot zone is written for this zone and TTL: pin them.
-    path.write_text(f"zone: {ZONE}\nttl: {TTL}\n")
+CONFIG_CHECK = """
+import json, sys
+from coredns_py import config
+try:
+    c = config.load(sys.argv[1])
+except Exception as exc:
+    print(json.dumps({"error": str(exc)}))
+else:
+    print(json.dumps({"upstream": list(getattr(c, "upstream", ()) or ()),
+                      "zone": c.zone, "ttl": c.ttl}))
+"""
+
+
+def serve_extra(python: str) -> list:
+    """Options of ``serve`` to turn off what is not DNS, when this version has them:
+    the HTTP status listener (a fixed port, which two servers would fight over)
+    and the lame-duck delay at shutdown."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        text = subprocess.run([python, "-m", "coredns_py", "serve", "--help"],
+                              capture_output=True, text=True, timeout=60, env=env,
+                              cwd=REPO).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    extra = []
+    if "--http" in text:
+        extra += ["--http", ""]
+    if "--lameduck" in text:
+        extra += ["--lameduck", "0"]
+    return extra
+
+
+def write_config(path: Path, python: str) -> Optional[str]:
+    """The server's config for the benchmark; an error text when it is unsafe.
+
+    The knot zone is written for this zone and TTL, so both are pinned.
+    Forwarding is turned off (``upstream: []``): the ExternalName targets are
+    outside the zone, and a server that forwards them would send queries to
+    the machine's resolver, off 127.0.0.1.  A server too old to know the key
+    has no forwarding; the loaded config is checked either way.
+    """
+    keys = [f"zone: {ZONE}", f"ttl: {TTL}", "upstream: []", "allow_recursion: []"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for _ in range(3):
+        path.write_text("\n".join(keys) + "\n")
+        try:
+            out = subprocess.run([python, "-c", CONFIG_CHECK, str(path)], capture_output=True,
+                                 text=True, timeout=60, env=env, cwd=REPO)
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+            return f"cannot load the benchmark config with {python}"
+        err = got.get("error")
+        if err:
+            # An older server without forwarding rejects the keys it does not know.
+            unknown = [k for k in keys if k.startswith(("upstream", "allow_recursion"))
+                       and k.split(":")[0] in err]
+            if not unknown:
+                return f"the server rejects the benchmark config: {err}"
+            keys = [k for k in keys if k not in unknown]
+            continue
+        if got["upstream"]:
+            return (f"the server would forward to {got['upstream']}: refusing to run, "
+                    "as that sends queries off 127.0.0.1")
+        if got["zone"] != ZONE or got["ttl"] != TTL:
+            return f"the server config has zone {got['zone']} ttl {got['ttl']}"
+        return None
+    return "cannot write a config the server accepts"
 
 
 # --- the phases ------------------------------------------------------------------------------
 
 def phase_load(args, tools: Tools, servers: dict, ports: dict, qfile: Path,
                workdir: Path) -> dict:
-    """ROUNDS rounds: for each protocol, each server in turn (order alternating by
-    round): saturation, then latency at half of the saturation rate."""
+    """A warm-up pass through the query file per server (its rate is reported as
+    the cold figure: a server with an answer cache is slower until it has seen
+    each name once), then ROUNDS rounds: for each protocol, each server in turn
+    (order alternating by round): saturation, then latency at half that rate."""
+    warmup: dict = {}
+    for name, proc in servers.items():
+        w = run_dnsperf(tools, proc, ports[name], qfile, args.warmup_limit, "udp",
+                        args.clients, args.outstanding, None, workdir, args.query_timeout,
+                        args.quiet_wait, passes=1)
+        warmup[name] = w.__dict__
+        log(f"  warm-up {name:10} one pass of {w.sent} queries over UDP: {w.qps:8.0f} q/s "
+            f"loss {w.loss * 100:.2f}%" + (f"  [{w.error}]" if w.error else ""))
     rounds = []
     for r in range(args.rounds):
         order = list(servers) if r % 2 == 0 else list(reversed(servers))
@@ -681,12 +804,12 @@ def phase_load(args, tools: Tools, servers: dict, ports: dict, qfile: Path,
                 rnd[proto][name] = {"saturation": sat.__dict__, "half_rate": half,
                                     "latency": lat.__dict__}
                 log(f"  round {r + 1} {proto:3} {name:10} {sat.qps:8.0f} q/s "
-                    f"loss {sat.loss * 100:5.2f}% cpu server {fmt(sat.server_cpu, '.0%')} "
-                    f"dnsperf {fmt(sat.client_cpu, '.0%')} others {fmt(sat.others_server_cpu, '.0%')}"
-                    f"/{fmt(sat.others_client_cpu, '.0%')}"
+                    f"loss {sat.loss * 100:5.2f}% cpu: server {fmt(sat.server_cpu, '.0%')} "
+                    f"dnsperf {fmt(sat.client_cpu, '.0%')}, waited {fmt(sat.server_waited, '.0%')}"
+                    f"/{fmt(sat.client_waited, '.0%')}"
                     f" | at {half} q/s: p50 {fmt(lat.p50_ms, '.3f')} ms "
-                    f"p99 {fmt(lat.p99_ms, '.3f')} ms loss {lat.loss * 100:.2f}% others "
-                    f"{fmt(lat.others_server_cpu, '.0%')}/{fmt(lat.others_client_cpu, '.0%')}"
+                    f"p99 {fmt(lat.p99_ms, '.3f')} ms loss {lat.loss * 100:.2f}%, waited "
+                    f"{fmt(lat.server_waited, '.0%')}/{fmt(lat.client_waited, '.0%')}"
                     + (f"  [{sat.error or lat.error}]" if sat.error or lat.error else ""))
             if len(servers) == 2:
                 c, k = (rnd[proto][n]["saturation"]["qps"] for n in ("coredns-py", "knotd"))
@@ -707,16 +830,15 @@ def phase_load(args, tools: Tools, servers: dict, ports: dict, qfile: Path,
                 "p99_ms_median": median_of(x["latency"]["p99_ms"] for x in runs),
                 "server_cpu_median": median_of(x["saturation"]["server_cpu"] for x in runs),
                 "client_cpu_median": median_of(x["saturation"]["client_cpu"] for x in runs),
-                "others_cpu_max": max((v for x in runs for k in ("saturation", "latency")
-                                       for v in (x[k]["others_server_cpu"],
-                                                 x[k]["others_client_cpu"])
-                                       if v is not None), default=None),
+                "waited_max": max((v for x in runs for k in ("saturation", "latency")
+                                   for v in (x[k]["server_waited"], x[k]["client_waited"])
+                                   if v is not None), default=None),
             }
         if len(servers) == 2:
             s["ratio_per_round"] = [rnd[proto]["ratio"] for rnd in rounds]
             s["ratio_median"] = median_of(s["ratio_per_round"])
         summary[proto] = s
-    return {"rounds": rounds, "summary": summary}
+    return {"warmup": warmup, "rounds": rounds, "summary": summary}
 
 
 def median_of(values) -> Optional[float]:
@@ -875,7 +997,7 @@ def run_size(args, tools: Tools, n: int, workdir: Path, config: Path, load: bool
                     log(f"  differs: {ex}")
 
         if load:
-            log(f"load: {args.rounds} round(s), {args.duration:g} s saturation + "
+            log(f"load: a warm-up pass, then {args.rounds} round(s), {args.duration:g} s saturation + "
                 f"{args.latency_duration:g} s at half rate each, dnsperf -c {args.clients} "
                 f"-q {args.outstanding}")
             result["load"] = phase_load(args, tools, servers, ports, qfile, sdir)
@@ -931,6 +1053,14 @@ def run_size(args, tools: Tools, n: int, workdir: Path, config: Path, load: bool
     finally:
         for p in servers.values():
             p.stop()
+        for logfile in sorted(sdir.glob("coredns-py*.log")):
+            text = logfile.read_text(errors="replace")
+            lines = [line for line in text.splitlines()
+                     if re.search(r"upstream|forward", line, re.I)
+                     and "forwarding is off" not in line]
+            if lines:
+                log(f"  warning: {logfile.name} mentions forwarding:\n"
+                    + "\n".join(lines)[:1000])
     return result
 
 
@@ -1049,8 +1179,11 @@ def print_summary(results: list, targets: list) -> None:
         load = r.get("load")
         if load:
             log(f"  {'proto':5} {'server':10} {'q/s (median)':>12} {'loss':>6} "
-                f"{'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7} {'dnsperf':>7} {'others':>7}"
-                "   (p50/p99 at half the rate; others: max CPU share of other processes)")
+                f"{'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7} {'dnsperf':>7} {'waited':>7}"
+                "   (p50/p99 at half the rate; waited: the most either process spent "
+                "runnable but kept off its CPU by other processes)")
+            for name, w in load.get("warmup", {}).items():
+                log(f"  udp   {name:10} {w['qps']:12.0f}  (first pass through the query file)")
             for proto, s in load["summary"].items():
                 for name in ("coredns-py", "knotd"):
                     if name in s:
@@ -1060,7 +1193,7 @@ def print_summary(results: list, targets: list) -> None:
                             f"{fmt(x['p99_ms_median'], '7.3f')} "
                             f"{fmt(x['server_cpu_median'], '7.0%')} "
                             f"{fmt(x['client_cpu_median'], '7.0%')} "
-                            f"{fmt(x['others_cpu_max'], '7.0%')}")
+                            f"{fmt(x['waited_max'], '7.0%')}")
                 if s.get("ratio_per_round"):
                     log(f"  {proto:5} coredns-py/knotd per round: "
                         + ", ".join(fmt(v, ".4f") for v in s["ratio_per_round"])
@@ -1091,6 +1224,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--latency-duration", type=float, default=None,
                    help="seconds of each half-rate latency run (default: --duration)")
     p.add_argument("--protos", default="udp,tcp", help="dnsperf transports")
+    p.add_argument("--warmup-limit", type=float, default=120.0,
+                   help="at most this many seconds for the warm-up pass through the queries")
     p.add_argument("--clients", type=int, default=8, help="dnsperf -c (sockets/connections)")
     p.add_argument("--outstanding", type=int, default=100,
                    help="dnsperf -q: queries in flight at saturation")
@@ -1171,16 +1306,24 @@ def main(argv=None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="coredns-py-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "coredns_py.yaml"
-    write_config(config)
+    args.serve_extra = serve_extra(args.python)
+    problem = write_config(config, args.python)
+    if problem:
+        print(f"bench: {problem}", file=sys.stderr)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return 2
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(shlex.quote(a) for a in [sys.argv[0]] + (argv or sys.argv[1:])),
         "machine": machine(),
         "python": platform.python_version(),
-        "dnsperf": tools.version([tools.dnsperf, "-h"]),
+        "dnsperf": "dnsperf " + tools.version([tools.dnsperf, "-h"]).replace("Version ", ""),
         "knotd": tools.version([tools.knotd, "-V"]) if tools.knotd else None,
         "pinned": {"server_cpu": tools.server_cpu, "dnsperf_cpu": tools.client_cpu},
         "nice": args.nice,
+        "serve_options": args.serve_extra,
+        "config": config.read_text(),
         "coredns_py_commit": head_commit(),
         "workdir": str(workdir),
     }
@@ -1189,6 +1332,8 @@ def main(argv=None) -> int:
         f"{meta['knotd'] or 'knotd skipped'}")
     log(f"coredns-py from {REPO} (commit {meta['coredns_py_commit']}, plus any uncommitted "
         "changes)")
+    log(f"coredns-py config: {config.read_text().strip().replace(chr(10), '; ')}; "
+        f"serve options {' '.join(repr(a) if not a else a for a in args.serve_extra)}")
     log(f"servers on CPU {tools.server_cpu}, dnsperf on CPU {tools.client_cpu}"
         + (f", nice {args.nice}" if args.nice else "") + f"; data in {workdir}")
     log("latency percentiles: from dnsperf -v (one line per answered query; this dnsperf "

@@ -545,6 +545,15 @@ def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = T
     response.additional = res.additional
     if res.soa_zone is not None:
         response.authority = [soa_rrset(snap, res.soa_zone)]
+    if res.nxdomain and not qname.is_subdomain(snap.zone):
+        # The stock Corefile's `fallthrough in-addr.arpa ip6.arpa`: a reverse
+        # name that is no Service or endpoint IP of ours goes upstream (the
+        # host's own addresses, say); without forwarding, or for a client
+        # that may not recurse, it stays this NXDOMAIN.
+        fresh = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
+        fresh.ednsflags = response.ednsflags
+        fresh.flags |= query.flags & dns.flags.CD
+        return Forward(query, fresh, qname, qtype, response, limit)
     if res.chase is not None:
         return Forward(query, response, res.chase, qtype, response, limit)
     return response

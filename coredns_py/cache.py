@@ -71,13 +71,16 @@ def key(qname: dns.name.Name, qtype: int, do: bool, cd: bool,
     return (qname, qtype, rdclass, bool(do), bool(cd))
 
 
+def is_denial(ans: Answer) -> bool:
+    """NXDOMAIN or NODATA: a negative answer (RFC 2308)."""
+    return ans.rcode == dns.rcode.NXDOMAIN or (ans.rcode == dns.rcode.NOERROR and not ans.answer)
+
+
 def cache_ttl(ans: Answer, max_ttl: int) -> Optional[int]:
     """How long ``ans`` may be cached, in seconds; None when it may not be."""
     if ans.flags & dns.flags.TC:
         return None
-    negative = ans.rcode == dns.rcode.NXDOMAIN or (
-        ans.rcode == dns.rcode.NOERROR and not ans.answer)
-    if negative:
+    if is_denial(ans):
         soas = [rs for rs in ans.authority if rs.rdtype == dns.rdatatype.SOA]
         if not soas:
             return None
@@ -98,11 +101,24 @@ class Cache:
         self.capacity = capacity
         self.max_ttl = max_ttl
         self._clock = clock
-        self._entries: "OrderedDict[Hashable, tuple[Answer, float]]" = OrderedDict()
+        # key -> (answer, expiry time, is a denial)
+        self._entries: "OrderedDict[Hashable, tuple[Answer, float, bool]]" = OrderedDict()
+        self._denials = 0
         self.hits = self.misses = self.evictions = 0
+        # Called with ``denial`` when an entry is evicted to make room (metrics).
+        self.on_evict: Optional[Callable[[bool], None]] = None
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def counts(self) -> tuple[int, int]:
+        """(positive entries, negative entries), expired ones included until met."""
+        return len(self._entries) - self._denials, self._denials
+
+    def _drop(self, k: Hashable) -> bool:
+        _ans, _expires, denial = self._entries.pop(k)
+        self._denials -= denial
+        return denial
 
     def get(self, k: Hashable) -> Optional[Answer]:
         """The cached answer with its remaining TTL, or None (missing or expired)."""
@@ -110,10 +126,10 @@ class Cache:
         if entry is None:
             self.misses += 1
             return None
-        ans, expires = entry
+        ans, expires, _denial = entry
         remaining = expires - self._clock()
         if remaining <= 0:
-            del self._entries[k]
+            self._drop(k)
             self.misses += 1
             return None
         self._entries.move_to_end(k)
@@ -128,12 +144,17 @@ class Cache:
         if ttl is None:
             return False
         if k in self._entries:
-            self._entries.move_to_end(k)
+            self._drop(k)
         elif len(self._entries) >= self.capacity:
-            self._entries.popitem(last=False)  # the least recently used
+            denial = self._drop(next(iter(self._entries)))  # the least recently used
             self.evictions += 1
-        self._entries[k] = (ans, self._clock() + ttl)
+            if self.on_evict is not None:
+                self.on_evict(denial)
+        denial = is_denial(ans)
+        self._entries[k] = (ans, self._clock() + ttl, denial)
+        self._denials += denial
         return True
 
     def clear(self) -> None:
         self._entries.clear()
+        self._denials = 0

@@ -47,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"address to serve UDP and TCP on; repeatable (default {DEFAULT_LISTEN})")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
+    p.add_argument("--http", default=None, metavar="HOST:PORT",
+                   help="HTTP listener for /health, /ready, /metrics and the status page "
+                   "(default 127.0.0.1:9153, CoreDNS's metrics port; '' turns it off)")
+    p.add_argument("--lameduck", type=float, default=None, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, report unhealthy and keep answering this long "
+                   "before closing (default 5, as CoreDNS's health lameduck in Kubernetes)")
+    p.add_argument("--log-queries", action="store_true",
+                   help="log one line per query (client, name, type, rcode, size, duration)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="log lines as plain text or JSON lines")
 
     p = sub.add_parser("check", help="load the folder as the server would and report problems")
     _common(p)
@@ -72,23 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(level: str = "info") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="coredns-py: %(levelname)s: %(message)s")
+def _setup_logging(level: str = "info", fmt: str = "text") -> None:
+    from coredns_py.querylog import formatter
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(fmt))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
-def load_cluster(args, config, state: bool = True):
+def load_cluster(args, config, state: bool = True, log_errors: bool = True):
     """Load the folder and fill it in, exactly as ``serve`` does."""
     from coredns_py import cluster
     from coredns_py.manifests import ManifestSource
-    loaded = ManifestSource(args.manifests).load()
+    loaded = ManifestSource(args.manifests, log_errors=log_errors).load()
     built = cluster.build(loaded.objects, config,
                           config.state_path(args.manifests) if state else None)
     return loaded, built
 
 
 def cmd_serve(args, config) -> int:
-    from coredns_py import transport
+    from coredns_py import querylog, status, transport
     from coredns_py.manifests import list_files
     from coredns_py.server import Server
 
@@ -97,26 +109,48 @@ def cmd_serve(args, config) -> int:
     except ValueError as exc:
         print(f"coredns-py: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        http_address = status.parse_http(status.DEFAULT_HTTP if args.http is None else args.http)
+    except ValueError as exc:
+        print(f"coredns-py: --http: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    lameduck = status.LAMEDUCK if args.lameduck is None else max(0.0, args.lameduck)
     list_files(args.manifests)  # an unreadable folder fails now, with one line
     server = Server(args.manifests, config, listens)
+    if args.log_queries:
+        server.observe = querylog.observer(server.metrics, querylog.QueryLog())
 
     async def run() -> None:
+        # HTTP first: /ready says 503 while the first load runs.
+        http = status.start_http(server, http_address, required=args.http is not None)
+        try:
+            await serve(http)
+        finally:
+            if http is not None:
+                http.close()
+
+    async def serve(http) -> None:
         await server.start()
         for host, port in server.listeners.addresses:
             log.info("serving %s on %s port %d (udp, tcp)", config.zone, host, port)
         _log_recursion(server)
-        stop = asyncio.Event()
+        stop, hurry = asyncio.Event(), asyncio.Event()
+
+        def on_stop() -> None:  # a second SIGTERM/SIGINT cuts the lame duck short
+            (hurry if stop.is_set() else stop).set()
+
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, on_stop)
+        loop.add_signal_handler(signal.SIGINT, on_stop)
         loop.add_signal_handler(signal.SIGHUP, server.request_reload)
         await stop.wait()
+        await status.lame_duck(http, lameduck, hurry)
         log.info("shutting down")
         await server.stop()
 
     try:
         asyncio.run(run())
-    except transport.ListenError as exc:
+    except (transport.ListenError, status.HttpListenError) as exc:
         print(f"coredns-py: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     return EXIT_OK
@@ -138,7 +172,8 @@ def _log_recursion(server) -> None:
 
 
 def cmd_check(args, config) -> int:
-    loaded, built = load_cluster(args, config, state=False)
+    # check prints each problem itself, once: the source must not log them too.
+    loaded, built = load_cluster(args, config, state=False, log_errors=False)
     problems = list(loaded.errors) + list(built.errors)
     for err in problems:
         print(err)
@@ -196,7 +231,7 @@ COMMANDS = {"serve": cmd_serve, "check": cmd_check, "get": cmd_get, "env": cmd_e
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(getattr(args, "log_level", "warning"))
+    _setup_logging(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
     try:
         config = config_mod.load(args.config)
         return COMMANDS[args.command](args, config)

@@ -39,13 +39,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import Counter
 from typing import Awaitable, Optional, Sequence, Union
 
+import dns.asyncbackend
 import dns.asyncquery
 import dns.edns
 import dns.exception
 import dns.flags
+import dns.inet
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -53,7 +56,7 @@ import dns.rdatatype
 from coredns_py import answer as answer_mod
 from coredns_py import upstreams as upstreams_mod
 from coredns_py.acl import Acl
-from coredns_py.cache import Answer, Cache, key as cache_key
+from coredns_py.cache import Answer, Cache, is_denial, key as cache_key
 from coredns_py.upstreams import Upstream
 
 log = logging.getLogger("coredns_py.forward")
@@ -94,7 +97,7 @@ class Forwarder:
 
     def __init__(self, upstreams: Sequence[Upstream], acl: Acl, cache: Optional[Cache] = None,
                  *, timeout: float = UPSTREAM_TIMEOUT, deadline: float = FORWARD_DEADLINE,
-                 max_exchanges: int = MAX_EXCHANGES):
+                 max_exchanges: int = MAX_EXCHANGES, metrics=None):
         if not upstreams:
             raise ValueError("a Forwarder needs at least one upstream")
         self.upstreams = tuple(upstreams)
@@ -108,6 +111,11 @@ class Forwarder:
         # Counters for tests and logs: forwarded, refused, cache_hits,
         # exchanges, attempts, failures, servfail.
         self.stats: Counter = Counter()
+        # The server's Metrics (coredns_forward_*, coredns_cache_*), or None.
+        self.metrics = metrics
+        if metrics is not None and cache is not None:
+            metrics.cache_entries(cache.counts)
+            cache.on_evict = metrics.cache_evicted
 
     # --- the entry point: Server.handle calls this ----------------------------------
 
@@ -123,7 +131,11 @@ class Forwarder:
             cached = self.cache.get(k)
             if cached is not None:
                 self.stats["cache_hits"] += 1
+                if self.metrics is not None:
+                    self.metrics.cache_hit(is_denial(cached))
                 return compose(fwd, cached)
+            if self.metrics is not None:
+                self.metrics.cache_miss()
         return self._complete(fwd, k)
 
     async def _complete(self, fwd: answer_mod.Forward, k: tuple) -> bytes:
@@ -167,25 +179,42 @@ class Forwarder:
         except TimeoutError:
             pass
         self.stats["servfail"] += 1
+        if self.metrics is not None:
+            self.metrics.forward_all_down()
         log.debug("no upstream answered %s %s", qname, dns.rdatatype.to_text(qtype))
         return None
 
     async def _ask(self, up: Upstream, query: dns.message.Message, loop
                    ) -> Optional[dns.message.Message]:
         self.stats["attempts"] += 1
+        if self.metrics is not None:
+            self.metrics.forward_request(str(up))
+        started = loop.time()
+        backend = dns.asyncbackend.get_backend("asyncio")
         try:
             async with asyncio.timeout(self.timeout):
-                # ignore_errors: a reply with the wrong ID or a garbled one is
-                # skipped (it may be spoofed); only the right one ends the wait.
-                msg, _tcp = await dns.asyncquery.udp_with_fallback(
-                    query, up.host, port=up.port, ignore_errors=True)
+                # A connected UDP socket: an ICMP "port unreachable" (nobody
+                # listens there) fails the attempt at once instead of after
+                # the timeout, and no other address can answer on it.
+                async with await backend.make_socket(
+                        dns.inet.af_for_address(up.host), socket.SOCK_DGRAM, 0, None,
+                        (up.host, up.port)) as sock:
+                    # ignore_errors: a reply with the wrong ID or a garbled one
+                    # is skipped (it may be spoofed); only the right one ends
+                    # the wait.  A truncated one is asked again over TCP.
+                    msg, _tcp = await dns.asyncquery.udp_with_fallback(
+                        query, up.host, port=up.port, udp_sock=sock, ignore_errors=True)
         except Exception as exc:  # timeout, refused, unreachable, bad TCP answer...
             self.stats["failures"] += 1
+            if self.metrics is not None:
+                self.metrics.forward_healthcheck_failure(str(up))
             if self._down_until.get(up, 0.0) <= loop.time():
                 log.warning("upstream %s failed (%s); trying the others first for %g s",
                             up, _why(exc), DOWN_INTERVAL)
             self._down_until[up] = loop.time() + DOWN_INTERVAL
             return None
+        if self.metrics is not None:
+            self.metrics.forward_response(str(up), msg.rcode(), loop.time() - started)
         if self._down_until.pop(up, None) is not None:
             log.info("upstream %s answers again", up)
         return msg
@@ -273,12 +302,14 @@ def _render(fwd: answer_mod.Forward, msg: dns.message.Message) -> bytes:
 # --- from the configuration -----------------------------------------------------------
 
 
-def from_config(config, listens: Sequence[tuple[str, int]]) -> Optional[Forwarder]:
+def from_config(config, listens: Sequence[tuple[str, int]], metrics=None
+                ) -> Optional[Forwarder]:
     """The server's forwarder, or None when nothing is forwarded (``upstream: []``,
     or no usable upstream: then foreign names stay REFUSED, as without it).
 
     ``listens`` are the addresses the server is bound to: an upstream equal
-    to one of them would loop and is left out.
+    to one of them would loop and is left out.  ``metrics`` receives the
+    forward and cache hooks of :class:`coredns_py.metrics.Metrics`.
     """
     if not config.upstream:
         log.info("forwarding is off (upstream: []): names outside our zones are REFUSED")
@@ -293,4 +324,4 @@ def from_config(config, listens: Sequence[tuple[str, int]]) -> Optional[Forwarde
     if config.cache_size > 0 and config.cache_max_ttl > 0:
         cache = Cache(config.cache_size, config.cache_max_ttl)
     log.info("forwarding names outside our zones to %s", ", ".join(map(str, found)))
-    return Forwarder(found, Acl(config.allow_recursion), cache)
+    return Forwarder(found, Acl(config.allow_recursion), cache, metrics=metrics)

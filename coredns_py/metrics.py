@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Optional
 
 import dns.rcode
 import dns.rdatatype as T
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 from prometheus_client.gc_collector import GCCollector
@@ -50,6 +50,7 @@ OURS = "coredns_py"
 # 0.25 ms to about 8 s.
 TIME_BUCKETS = tuple(0.00025 * 2 ** i for i in range(16))
 # CoreDNS's request and response size buckets (plugin/metrics/vars).
+_FIRST_BUCKET = TIME_BUCKETS[0]  # most answers: skip the search
 SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
 # Reload timings: a small folder builds in milliseconds, 100k Services in
 # seconds; the debounce alone is 20 ms.
@@ -182,6 +183,8 @@ class Metrics:
         self.panics = 0  # handler exceptions (the query got no answer)
         self.log_queries = False  # shown in coredns_plugin_enabled
 
+        # CoreDNS exports no *_created series; neither do we (process-wide switch).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         # Reloads.  CoreDNS counts failed Corefile reloads; ours are reloads
@@ -253,7 +256,7 @@ class Metrics:
             return
         end = wire.find(0, 12)  # the question name's root label
         key = (proto, len(peer or ()), wire[end + 1:end + 13], out[3], len(wire), len(out),
-               bisect_left(TIME_BUCKETS, seconds), plugin)
+               0 if seconds <= _FIRST_BUCKET else bisect_left(TIME_BUCKETS, seconds), plugin)
         raw = self._raw
         entry = raw.get(key)
         if entry is None:

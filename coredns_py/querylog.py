@@ -121,3 +121,18 @@ class JsonFormatter(logging.Formatter):
 
 def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def observer(metrics, query_log: QueryLog):
+    """What Server.handle reports each query to when the query log is on:
+    the metrics first, then the log line."""
+    from coredns_py.metrics import PLUGIN_LOCAL
+    record = metrics.record
+    metrics.log_queries = True
+
+    def observe(wire: bytes, out, proto: str, peer, seconds: float,
+                plugin: str = PLUGIN_LOCAL) -> None:
+        record(wire, out, proto, peer, seconds, plugin)
+        query_log(wire, out, proto, peer, seconds)
+
+    return observe

@@ -9,6 +9,8 @@ completes, every query gets SERVFAIL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import ipaddress
 import logging
 import threading
@@ -18,9 +20,11 @@ from typing import Optional
 
 from coredns_py import answer as answer_mod
 from coredns_py import cluster as cluster_mod
+from coredns_py import metrics as metrics_mod
 from coredns_py import snapshot as snapshot_mod
 from coredns_py.answer_cache import AnswerCache
 from coredns_py.config import Config
+from coredns_py.memo import Memo
 from coredns_py.manifests import ManifestSource, SourceError
 from coredns_py.reload import Watcher
 
@@ -29,6 +33,27 @@ log = logging.getLogger("coredns_py.server")
 # Changes arriving within this window are applied in one rebuild: an editor
 # saving a file often writes, renames and touches it in quick succession.
 RELOAD_DEBOUNCE = 0.02
+
+_clock = time.perf_counter
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc():
+    """Pause the cyclic garbage collector while a snapshot is built.
+
+    A build allocates tens of thousands of objects next to a heap of the same
+    size (the current snapshot, the parsed files); every few hundred
+    allocations the collector would walk that heap again. Measured on 10k
+    Services this halved a reload. Reference counting still frees garbage
+    meanwhile, and the collector runs again as soon as the build ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Server:
@@ -44,6 +69,10 @@ class Server:
         self._generation = 0
         self._serial = 0
         self._lock = threading.Lock()  # one rebuild at a time
+        # Results of the last build, reused for what a reload did not touch.
+        self._cluster_memo = Memo()
+        self._snapshot_memo = Memo()
+        self._reported: set[str] = set()
         self._pending: Optional[asyncio.TimerHandle] = None
         self._running = False
         self._dirty = False
@@ -54,18 +83,47 @@ class Server:
         # Completes answers that need upstream data (names outside our zones,
         # ExternalNames pointing outside); None: such queries are REFUSED.
         self.forwarder = None
+        # Counts every query (hot path: plain dict updates) and reload;
+        # ``observe`` is what handle() reports each query to (the query log
+        # wraps it when on).
+        self.metrics = metrics_mod.Metrics(self)
+        self.observe = self.metrics.record
+        self._change_seen: Optional[float] = None  # the first change not yet served
+        self._reload_started: Optional[float] = None
 
     # --- the core call: bytes in, bytes out ---------------------------------------
 
     def handle(self, wire: bytes, proto: str, peer):
+        started = _clock()
         # self.snapshot is read once: the whole answer comes from that one.
         snap = self.snapshot
         forwarding = self.forwarder is not None
-        out = self.answers.answer(
-            snap, wire, proto, lambda: answer_mod.answer(snap, wire, proto, forwarding=forwarding))
+        try:
+            out = self.answers.answer(
+                snap, wire, proto,
+                lambda: answer_mod.answer(snap, wire, proto, forwarding=forwarding))
+        except Exception:
+            self.metrics.panics += 1
+            raise
         if type(out) is answer_mod.Forward:
-            return self.forwarder.complete(out, peer)  # an awaitable
+            return self._forward(out, wire, proto, peer, started)
+        self.observe(wire, out, proto, peer, _clock() - started)
         return out
+
+    def _forward(self, fwd, wire: bytes, proto: str, peer, started: float):
+        """The forwarder's bytes (a refused client, a cache hit), or a task the
+        transport waits for; either way the query is counted when answered."""
+        out = self.forwarder.complete(fwd, peer)
+        if out is None or isinstance(out, (bytes, bytearray)):
+            self.observe(wire, out, proto, peer, _clock() - started, metrics_mod.PLUGIN_FORWARD)
+            return out
+        # A task, not a wrapping coroutine: the transport cancels it cleanly
+        # when it is over its cap of pending answers.
+        task = asyncio.ensure_future(out)
+        task.add_done_callback(lambda t: self.observe(
+            wire, None if t.cancelled() or t.exception() is not None else t.result(),
+            proto, peer, _clock() - started, metrics_mod.PLUGIN_FORWARD))
+        return task
 
     # --- building snapshots -------------------------------------------------------
 
@@ -87,29 +145,36 @@ class Server:
         current snapshot (and logs why): serving the last good data beats
         serving nothing.
         """
-        with self._lock:
+        with self._lock, _no_cyclic_gc():
             started = time.monotonic()
             try:
                 loaded = self.source.load()
             except SourceError as exc:
                 log.error("%s; still serving the last good data", exc)
+                self.metrics.reload_failed.inc()
                 return False
             if self.snapshot is not None and loaded.generation == self._generation:
                 return False
             cluster = cluster_mod.build(loaded.objects, self.config,
-                                        self.config.state_path(self.manifests))
-            for err in cluster.errors:
-                log.error("%s", err)
+                                        self.config.state_path(self.manifests),
+                                        self._cluster_memo)
+            # Like manifest errors, each problem is logged once, not per reload.
+            problems = {str(err) for err in cluster.errors}
+            for text in sorted(problems - self._reported):
+                log.error("%s", text)
+            self._reported = problems
             if loaded.generation != self._generation:
                 self._serial = max(self._serial + 1, int(time.time()))
             snap = snapshot_mod.build(cluster, self.config, self._serial, self.ns_addresses(),
-                                      loaded.generation)
+                                      loaded.generation, self._snapshot_memo)
             self._generation = loaded.generation
             self.loaded = loaded
             self.cluster = cluster
             self.snapshot = snap  # the swap: one reference assignment
             self.last_reload = time.time()
             self.last_reload_seconds = time.monotonic() - started
+            self.metrics.reloads.inc()
+            self.metrics.build_seconds.observe(self.last_reload_seconds)
             log.info("loaded %d files: %s (%.0f ms)", loaded.files,
                      ", ".join(f"{v} {k}" for k, v in snap.counts.items()),
                      self.last_reload_seconds * 1000)
@@ -123,6 +188,8 @@ class Server:
             self._loop.call_soon_threadsafe(self._schedule)
 
     def _schedule(self) -> None:
+        if self._change_seen is None:
+            self._change_seen = time.monotonic()
         if self._pending is None:
             self._pending = self._loop.call_later(RELOAD_DEBOUNCE, self._start_rebuild)
 
@@ -132,6 +199,7 @@ class Server:
             self._dirty = True  # rebuild again when the current one ends
             return
         self._running = True
+        self._reload_started, self._change_seen = self._change_seen, None
         fut = self._loop.run_in_executor(None, self.rebuild)
         fut.add_done_callback(self._rebuild_done)
 
@@ -139,6 +207,11 @@ class Server:
         self._running = False
         if fut.exception() is not None:
             log.error("reload failed: %r; still serving the last good data", fut.exception())
+            self.metrics.reload_failed.inc()
+        elif fut.result() and self._reload_started is not None:
+            # From the first change this rebuild took in to its answers
+            # being served (the swap happened in the worker thread already).
+            self.metrics.propagation_seconds.observe(time.monotonic() - self._reload_started)
         if self._dirty:
             self._dirty = False
             self._schedule()
@@ -157,7 +230,7 @@ class Server:
         self.listeners = await transport.start(self.handle, self.listens)
         # Built on the bound addresses, so no upstream is one of our own.
         from coredns_py import forward
-        self.forwarder = forward.from_config(self.config, self.listeners.addresses)
+        self.forwarder = forward.from_config(self.config, self.listeners.addresses, self.metrics)
         self.watcher = Watcher(self.manifests, self.changed)
         self.watcher.start()
         # The first load runs in the background: queries meanwhile get SERVFAIL.

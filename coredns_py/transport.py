@@ -165,6 +165,16 @@ def parse_listen(text: str) -> tuple[str, int]:
 # --- UDP --------------------------------------------------------------------
 
 
+def _awaitable(result, peer) -> bool:
+    """True for an awaitable handler result; anything else but bytes is a bug,
+    logged here so that it costs one answer, not the listener."""
+    if inspect.isawaitable(result):
+        return True
+    log.error("handler returned %s for a query from %s, not bytes, None or an awaitable",
+              type(result).__name__, peer)
+    return False
+
+
 def _discard(result) -> None:
     """Drop an awaitable we will not run without a "never awaited" warning."""
     if inspect.iscoroutine(result):
@@ -246,7 +256,8 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if response is None:
             return
         if not isinstance(response, (bytes, bytearray)):
-            self._later(response, addr)
+            if _awaitable(response, addr):
+                self._later(response, addr)
             return
         self._send(response, addr)
 
@@ -482,6 +493,8 @@ class TcpProtocol(asyncio.Protocol):
         if response is None:
             return
         if not isinstance(response, (bytes, bytearray)):
+            if not _awaitable(response, self._peer):
+                return
             task = asyncio.ensure_future(response)
             self._tasks.add(task)
             task.add_done_callback(self._task_done)

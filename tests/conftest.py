@@ -17,14 +17,16 @@ Helpers (import them with ``from conftest import ...``):
   ``stderr``, ``wait_stderr(regex)``, ``signal(sig)``, ``restart()`` (same
   ports and state), ``stop() -> exit code``, ``alive()``, ``addresses``.
 - :func:`run_cli` - run any other ``coredns-py`` command to completion.
+- :func:`hermetic_config` - the bundled config with forwarding off.
 
 Fixtures:
 
 - ``state_home`` - a fresh directory to use as ``$XDG_STATE_HOME``.
 - ``start_server`` - factory: ``start_server(manifests, state_home=..., hosts=...,
-  args=..., env=...)`` returns a started, ready :class:`ServerProcess`; every
+  args=..., env=..., hermetic=True, http=False, lameduck=0)`` returns a started, ready :class:`ServerProcess`; every
   server it started is stopped when the test ends.
-- ``zones_server`` - one server on the bundled ``zones/`` for the whole module.
+- ``zones_server`` - one server on the bundled ``zones/`` (no ``--manifests``:
+  the default) for the whole module.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "zones"
+DEFAULT_CONFIG = ROOT / "config" / "coredns_py.yaml"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "process"
 SEED = Path("/work/shared/seed/manifests")
 DIG = "/usr/bin/dig"
@@ -163,6 +166,39 @@ def run_cli(*args: str, state_home: Optional[Path] = None, env: Optional[dict] =
                           stdin=subprocess.DEVNULL)
 
 
+def hermetic_config(directory: Path) -> Path:
+    """The bundled config/coredns_py.yaml with forwarding turned off.
+
+    The bundled config forwards names outside the cluster zones to the
+    host's resolver (/etc/resolv.conf).  Tests must only talk to 127.0.0.1,
+    so by default every :class:`ServerProcess` runs with this copy, where
+    such names are REFUSED.  Everything else is the bundled config.
+    """
+    import yaml  # PyYAML: a dependency of the project
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8")) or {}
+    if "upstream" in data:
+        data["upstream"] = []
+    path = Path(directory) / "coredns_py.hermetic.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+_SERVE_OPTIONS: Optional[str] = None
+
+
+def serve_supports(option: str) -> bool:
+    """Whether ``coredns-py serve`` has ``option`` (from its --help, read once)."""
+    global _SERVE_OPTIONS
+    if _SERVE_OPTIONS is None:
+        res = run_cli("serve", "--help", timeout=60)
+        _SERVE_OPTIONS = res.stdout
+    return re.search(rf"(^|\s){re.escape(option)}\b", _SERVE_OPTIONS) is not None
+
+
+def _has_option(args: Sequence[str], option: str) -> bool:
+    return any(a == option or a.startswith(option + "=") for a in args)
+
+
 def format_listen(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -174,15 +210,24 @@ class ServerFailed(AssertionError):
 class ServerProcess:
     """One ``coredns-py serve`` process on free loopback ports.
 
+    ``manifests=None`` omits ``--manifests`` (the default, zones/).
     ``hosts`` are the addresses to listen on (each gets its own free port,
     UDP and TCP); ``args`` are extra command-line arguments (``--config``,
-    ``--log-level`` ...).  stdout and stderr go to files, so a chatty server
-    can never block on a full pipe; read them with :attr:`stderr`.
+    ``--log-level`` ...).  Unless ``args`` has a ``--config`` or
+    ``hermetic=False`` is given, the server runs with :func:`hermetic_config`
+    (the bundled config without forwarding), so no query leaves loopback.
+    The HTTP status listener is off (its default port 9153 is fixed, so two
+    servers would fight over it) unless ``http=True``, which gives it a free
+    port (:attr:`http_address`).  ``lameduck`` (default 0) is passed as
+    ``--lameduck`` so that stopping does not keep answering for 5 s.
+    stdout and stderr go to files, so a chatty server can never block on a
+    full pipe; read them with :attr:`stderr`.
     """
 
     def __init__(self, manifests: Optional[Path] = ZONES, *, state_home: Path,
                  hosts: Sequence[str] = ("127.0.0.1",), args: Iterable[str] = (),
-                 env: Optional[dict] = None, logdir: Optional[Path] = None):
+                 env: Optional[dict] = None, logdir: Optional[Path] = None,
+                 hermetic: bool = True, http: bool = False, lameduck: float = 0.0):
         self.manifests = Path(manifests) if manifests is not None else None
         self.state_home = Path(state_home)
         self.hosts = list(hosts)
@@ -190,6 +235,15 @@ class ServerProcess:
         self.extra_env = env or {}
         self.logdir = Path(logdir or tempfile.mkdtemp(prefix="coredns-py-log-"))
         self.logdir.mkdir(parents=True, exist_ok=True)
+        if hermetic and not _has_option(self.args, "--config"):
+            self.args += ["--config", str(hermetic_config(self.logdir))]
+        self.http = http
+        self.lameduck = lameduck
+        self.http_address: Optional[tuple[str, int]] = None
+        if not http and not _has_option(self.args, "--http") and serve_supports("--http"):
+            self.args += ["--http", ""]
+        if not _has_option(self.args, "--lameduck") and serve_supports("--lameduck"):
+            self.args += ["--lameduck", str(lameduck)]
         self.proc: Optional[subprocess.Popen] = None
         self.addresses: list[tuple[str, int]] = []
         self.returncode: Optional[int] = None
@@ -214,6 +268,8 @@ class ServerProcess:
             cmd += ["--manifests", str(self.manifests)]
         for host, port in self.addresses:
             cmd += ["--listen", format_listen(host, port)]
+        if self.http_address is not None:
+            cmd += ["--http", format_listen(*self.http_address)]
         return cmd + self.args
 
     def _spawn(self) -> None:
@@ -231,6 +287,8 @@ class ServerProcess:
         started = time.monotonic()
         for attempt in range(BIND_ATTEMPTS):
             self.addresses = [(h, free_port(h)) for h in self.hosts]
+            if self.http:
+                self.http_address = ("127.0.0.1", free_port())
             self._spawn()
             try:
                 self.wait_ready(timeout)
@@ -278,8 +336,10 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> Optional[int]:
+    def stop(self, timeout: Optional[float] = None) -> Optional[int]:
         """SIGTERM, wait, SIGKILL if needed; return the exit code.  Idempotent."""
+        if timeout is None:
+            timeout = STOP_TIMEOUT + self.lameduck
         if self.proc is None:
             return self.returncode
         if self.proc.poll() is None:
@@ -392,11 +452,13 @@ def start_server(tmp_path_factory, request):
 
     def factory(manifests: Optional[Path] = ZONES, *, state_home: Optional[Path] = None,
                 hosts: Sequence[str] = ("127.0.0.1",), args: Iterable[str] = (),
-                env: Optional[dict] = None, start: bool = True) -> ServerProcess:
+                env: Optional[dict] = None, hermetic: bool = True, http: bool = False,
+                lameduck: float = 0.0, start: bool = True) -> ServerProcess:
         if state_home is None:
             state_home = tmp_path_factory.mktemp("state")
         srv = ServerProcess(manifests, state_home=state_home, hosts=hosts, args=args, env=env,
-                            logdir=tmp_path_factory.mktemp("serverlog"))
+                            logdir=tmp_path_factory.mktemp("serverlog"), hermetic=hermetic,
+                            http=http, lameduck=lameduck)
         made.append(srv)
         if start:
             srv.start()
@@ -413,8 +475,8 @@ def start_server(tmp_path_factory, request):
 
 @pytest.fixture(scope="module")
 def zones_server(tmp_path_factory):
-    """One server on the bundled zones/ folder (read-only), shared by a module."""
-    srv = ServerProcess(ZONES, state_home=tmp_path_factory.mktemp("zones-state"),
+    """One server on the bundled zones/ folder (the default --manifests), shared by a module."""
+    srv = ServerProcess(None, state_home=tmp_path_factory.mktemp("zones-state"),
                         logdir=tmp_path_factory.mktemp("zones-log"))
     try:
         srv.start()

@@ -281,7 +281,18 @@ def test_zones_nxdomain_has_soa(zones_server):
     assert soa.rdtype == dns.rdatatype.SOA and soa.name == dns.name.from_text("cluster.local.")
 
 
+def test_zones_default_config(start_server):
+    """No --manifests and no --config: the bundled zones/ with the bundled config
+    (only names in the cluster zone are asked, so nothing is forwarded)."""
+    srv = start_server(None, hermetic=False)
+    assert "--config" not in srv.command()
+    assert srv.dig_short("kube-dns.kube-system.svc.cluster.local") == ["10.96.0.10"]
+    assert srv.dig_short("-x", "10.96.0.1") == ["kubernetes.default.svc.cluster.local."]
+
+
 def test_zones_refuses_other_zones(zones_server):
+    """With forwarding off (the test servers' config), a name outside the
+    cluster zones is REFUSED."""
     out = zones_server.dig("example.com", "A")
     assert dig_status(out) == "REFUSED"
     assert rr_lines(out) == []
@@ -590,9 +601,6 @@ def test_reload_broken_yaml_keeps_old_names_then_fix(start_server, folder):
     assert a_values(srv, fqdn("alpha")) == ["10.96.1.12"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a ClusterIP conflict error (cluster.build errors) is "
-                   "logged again on every reload (server.rebuild logs cluster.errors each time), "
-                   "while manifest errors are logged once (ManifestSource._report)")
 def test_reload_clusterip_conflict_reported_once(start_server, folder):
     (folder / "a.yaml").write_text(svc("one", cluster_ip="10.96.9.9"))
     (folder / "b.yaml").write_text(svc("two", cluster_ip="10.96.9.9"))
