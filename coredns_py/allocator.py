@@ -91,7 +91,31 @@ def _family(ip: str) -> int:
     return 6 if ":" in ip else 4
 
 
+# path -> ((mtime, size, inode), data): a reload of a large folder need not
+# parse and check tens of thousands of entries that it wrote itself.
+_STATE_CACHE: dict[Path, tuple[tuple, dict]] = {}
+
+
+def _stamp(path: Path) -> Optional[tuple]:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def _load(path: Path) -> dict:
+    stamp = _stamp(path)
+    cached = _STATE_CACHE.get(path)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return cached[1]
+    data = _read(path)
+    if stamp is not None:
+        _STATE_CACHE[path] = (stamp, data)
+    return data
+
+
+def _read(path: Path) -> dict:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -126,6 +150,9 @@ def _save(path: Path, data: dict) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        stamp = _stamp(path)
+        if stamp is not None:
+            _STATE_CACHE[path] = (stamp, data)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -173,25 +200,46 @@ class Request:
         self.error = ""
 
 
+class FixedConflict(Exception):
+    """An explicit address of a request is held by a fixed (unchanged) object."""
+
+
 def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
-             state_path: Optional[Path]) -> None:
+             state_path: Optional[Path], fixed: Optional[dict[str, list[str]]] = None) -> None:
     """Fill ``request.result`` (and ``request.error``) for every request.
 
     ``kind`` is "services" or "pods", the table in the state file. Requests
     come in path order: on a conflict between explicit addresses the first
     keeps the address and the second gets an error.
+
+    ``fixed`` holds the addresses of objects a reload did not touch (key ->
+    addresses): they are kept as they are, and only ``requests`` are worked
+    out around them. When an explicit address of a request is one of them,
+    who keeps it depends on path order, which only a full run knows:
+    FixedConflict is raised and the caller runs again with everything.
     """
+    fixed = fixed or {}
     pools = {ipaddress.ip_network(c).version: Pool(ipaddress.ip_network(c),
                                                     reserved_offsets(kind)) for c in cidrs}
     with (_locked(state_path) if state_path else _nolock()):
         data = _load(state_path) if state_path else {}
         table: dict[str, list[str]] = dict(data.get(kind, {}))
         claimed: dict[int, str] = {}
+        held: dict[int, str] = {}
+        for key, addrs in fixed.items():
+            for text in addrs:
+                fam, n = _parse(text)
+                held[n] = key
+                pool = pools.get(fam)
+                if pool and pool.contains(n):
+                    pool.used.add(n)
 
         # 1. Explicit addresses are authoritative, first by path order.
         for req in requests:
             for text in req.explicit:
                 fam, n = _parse(text)
+                if n in held and held[n] != req.key:
+                    raise FixedConflict(text)
                 holder = claimed.get(n)
                 if holder is not None and holder != req.key:
                     req.error = f"address {text} is already used by {holder}"
@@ -240,7 +288,8 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
             order = {fam: i for i, fam in enumerate(req.families)}
             req.result.sort(key=lambda a: order.get(_family(a), 9))
 
-        new_table = {r.key: r.result for r in requests if r.result and not r.explicit}
+        new_table = {key: table[key] for key in fixed if key in table}
+        new_table.update((r.key, r.result) for r in requests if r.result and not r.explicit)
         if state_path is not None and new_table != table:
             data = {**data, "version": STATE_VERSION, kind: new_table}
             try:

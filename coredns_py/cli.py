@@ -121,16 +121,19 @@ def cmd_serve(args, config) -> int:
         server.observe = querylog.observer(server.metrics, querylog.QueryLog())
 
     async def run() -> None:
-        # HTTP first: /ready says 503 while the first load runs.
-        http = status.start_http(server, http_address, required=args.http is not None)
+        # HTTP first: /ready says 503 while the first load runs.  What it
+        # has to say waits until DNS is bound: a failure there is one line.
+        http, http_news = status.start_http(server, http_address,
+                                            required=args.http is not None)
         try:
-            await serve(http)
+            await serve(http, http_news)
         finally:
             if http is not None:
                 http.close()
 
-    async def serve(http) -> None:
+    async def serve(http, http_news) -> None:
         await server.start()
+        http_news()
         for host, port in server.listeners.addresses:
             log.info("serving %s on %s port %d (udp, tcp)", config.zone, host, port)
         _log_recursion(server)

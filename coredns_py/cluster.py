@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Optional
 
 from coredns_py import objects as o
-from coredns_py.allocator import Request, allocate
+from coredns_py.allocator import FixedConflict, Request, allocate
 from coredns_py.config import Config
 from coredns_py.convert import safe_hash
 from coredns_py.errors import ManifestError
@@ -36,6 +36,8 @@ class Cluster:
     slices: tuple[o.EndpointSlice, ...]
     pods: tuple[o.Pod, ...]
     errors: tuple[ManifestError, ...]
+    # The same, per namespace (the snapshot reuses what a reload did not touch).
+    by_namespace: dict = field(default_factory=dict, compare=False)
 
     def service_slices(self, namespace: str, name: str) -> list[o.EndpointSlice]:
         return [s for s in self.slices if s.namespace == namespace and s.service == name]
@@ -155,89 +157,203 @@ def selector_slices(svc: o.Service, pods: Iterable[o.Pod],
 
 # --- putting it together ------------------------------------------------------------
 
-def build(objects: Iterable, config: Config, state_path: Optional[Path],
-          memo: Memo = NoMemo()) -> Cluster:
-    """Fill the objects in. With a ``memo`` from the previous build, work on
-    objects that did not change (the same Python objects) is reused."""
-    services: list[o.Service] = []
-    slices: list[o.EndpointSlice] = []
-    pods: list[o.Pod] = []
-    workloads: list[o.Workload] = []
-    namespaces: set[str] = set()
-    errors: list[ManifestError] = []
-    for obj in objects:
-        if isinstance(obj, o.Namespace):
-            namespaces.add(obj.name)
-            continue
-        namespaces.add(obj.namespace)
-        if isinstance(obj, o.Service):
-            services.append(obj)
-        elif isinstance(obj, o.EndpointSlice):
-            slices.append(obj)
-        elif isinstance(obj, o.Pod):
-            pods.append(obj)
-        elif isinstance(obj, o.Workload):
-            workloads.append(obj)
+@dataclass(frozen=True)
+class NamespaceParts:
+    """One namespace's objects, sorted by kind, with workload pods started
+    and allocation requests worked out; IPs not yet filled in."""
 
+    services: tuple[o.Service, ...]
+    slices: tuple[o.EndpointSlice, ...]
+    pods: tuple[o.Pod, ...]
+    svc_requests: tuple  # (index into services, key, explicit, families)
+    pod_requests: tuple  # (index into pods, key, explicit, families)
+    errors: tuple[ManifestError, ...]
+
+
+@dataclass(frozen=True)
+class NamespaceResult:
+    services: tuple[o.Service, ...]
+    slices: tuple[o.EndpointSlice, ...]
+    pods: tuple[o.Pod, ...]
+    errors: tuple[ManifestError, ...]
+
+
+def _parts(objs: tuple, config: Config, memo: Memo) -> NamespaceParts:
+    services, slices, pods, workloads, errors = [], [], [], [], []
+    for obj in objs:
+        kind = type(obj)
+        if kind is o.Service:
+            services.append(obj)
+        elif kind is o.EndpointSlice:
+            slices.append(obj)
+        elif kind is o.Pod:
+            pods.append(obj)
+        elif kind is o.Workload:
+            workloads.append(obj)
     # Workload controllers start their pods; an explicit Pod of the same name wins.
-    explicit = {(p.namespace, p.name) for p in pods}
+    explicit = {p.name for p in pods}
     for wl in workloads:
         pods.extend(p for p in memo.get("pods", (wl,), lambda: workload_pods(wl))
-                    if (p.namespace, p.name) not in explicit)
-
-    pod_families = [_family(c) for c in config.pod_cidr]
-    pod_reqs = []
-    for pod in pods:
-        if pod.ips or not pod.running:
-            pod_reqs.append(Request(f"{pod.namespace}/{pod.name}", pod.ips, []))
-        else:
-            pod_reqs.append(Request(f"{pod.namespace}/{pod.name}", [], pod_families))
-    allocate("pods", pod_reqs, config.pod_cidr, state_path)
-    for i, (pod, req) in enumerate(zip(pods, pod_reqs)):
-        if req.error:
-            errors.append(_err(pod, req.error, "status.podIPs"))
-        ips = tuple(req.result)
-        if ips != pod.ips:
-            pods[i] = memo.get(("pod-ips", ips), (pod,), lambda: replace(pod, ips=ips))
-
-    svc_reqs = []
-    for svc in services:
+                    if p.name not in explicit)
+    pod_families = tuple(_family(c) for c in config.pod_cidr)
+    pod_requests = tuple(
+        (i, f"{p.namespace}/{p.name}", p.ips, ()) if p.ips or not p.running
+        else (i, f"{p.namespace}/{p.name}", (), pod_families)
+        for i, p in enumerate(pods))
+    svc_requests = []
+    for i, svc in enumerate(services):
         if svc.type == o.EXTERNAL_NAME or svc.headless:
-            svc_reqs.append(None)
             continue
         fams, problem = _service_families(svc, config.service_cidr)
         if problem and not svc.cluster_ips:
             errors.append(_err(svc, problem, "spec.ipFamilyPolicy"))
-        svc_reqs.append(Request(f"{svc.namespace}/{svc.name}", svc.cluster_ips, fams))
-    allocate("services", [r for r in svc_reqs if r], config.service_cidr, state_path)
-    for i, (svc, req) in enumerate(zip(services, svc_reqs)):
-        if req is None:
-            continue
-        if req.error:
-            errors.append(_err(svc, req.error, "spec.clusterIP"))
-        ips = tuple(req.result)
+        svc_requests.append((i, f"{svc.namespace}/{svc.name}", svc.cluster_ips, tuple(fams)))
+    return NamespaceParts(tuple(services), tuple(slices), tuple(pods), tuple(svc_requests),
+                          pod_requests, tuple(errors))
+
+
+def _fill(parts: NamespaceParts, svc_results: tuple, pod_results: tuple,
+          pod_families: list[int], memo: Memo) -> NamespaceResult:
+    """Put the allocated addresses in, then run the endpoint controllers."""
+    errors = list(parts.errors)
+    pods = list(parts.pods)
+    for (i, _key, _explicit, _fams), (ips, error) in zip(parts.pod_requests, pod_results):
+        pod = pods[i]
+        if error:
+            errors.append(_err(pod, error, "status.podIPs"))
+        if ips != pod.ips:
+            pods[i] = memo.get(("pod-ips", ips), (pod,), lambda: replace(pod, ips=ips))
+    services = list(parts.services)
+    for (i, _key, _explicit, _fams), (ips, error) in zip(parts.svc_requests, svc_results):
+        svc = services[i]
+        if error:
+            errors.append(_err(svc, error, "spec.clusterIP"))
         if ips != svc.cluster_ips:
             services[i] = memo.get(("svc-ips", ips), (svc,),
                                    lambda: replace(svc, cluster_ips=ips))
 
     # Endpoint controllers: explicit slices first, then mirrored Endpoints,
     # then slices made from the selector.
-    have_slices = {(s.namespace, s.service) for s in slices if not s.mirrored}
-    final = [s for s in slices if not s.mirrored or (s.namespace, s.service) not in have_slices]
-    covered = {(s.namespace, s.service) for s in final}
-    # Index pods by (namespace, label) so a selector only looks at pods that
-    # carry at least its first label, not at every pod of the namespace.
-    by_label: dict[tuple[str, str, str], list[o.Pod]] = defaultdict(list)
+    slices = parts.slices
+    have_slices = {s.service for s in slices if not s.mirrored}
+    final = [s for s in slices if not s.mirrored or s.service not in have_slices]
+    covered = {s.service for s in final}
+    # Index pods by label so a selector only looks at pods that carry at
+    # least its first label, not at every pod of the namespace.
+    by_label: dict[tuple[str, str], list[o.Pod]] = defaultdict(list)
     for pod in pods:
-        for key, value in pod.labels:
-            by_label[(pod.namespace, key, value)].append(pod)
+        for label in pod.labels:
+            by_label[label].append(pod)
     for svc in services:
-        if svc.selector and svc.type != o.EXTERNAL_NAME and (svc.namespace, svc.name) not in covered:
-            candidates = min((by_label.get((svc.namespace, k, v), []) for k, v in svc.selector),
-                             key=len)
+        if svc.selector and svc.type != o.EXTERNAL_NAME and svc.name not in covered:
+            candidates = min((by_label.get(kv, []) for kv in svc.selector), key=len)
             final.extend(memo.get(("slices", tuple(pod_families)), (svc, *candidates),
                                   lambda: selector_slices(svc, candidates, pod_families)))
-    memo.rotate()
+    return NamespaceResult(tuple(services), tuple(final), tuple(pods), tuple(errors))
 
-    return Cluster(frozenset(namespaces), tuple(services), tuple(final), tuple(pods),
-                   tuple(errors))
+
+def _allocate(kind: str, parts: dict, changed: set, previous: dict, cidrs, state_path,
+              field: str, position: dict) -> dict:
+    """Addresses for every request of every namespace: namespaces a reload
+    did not touch keep theirs, the others are worked out around them.
+    Requests go in path order (``position`` of each object), which decides
+    who keeps an address two objects claim."""
+    objects_of = "services" if field == "svc_requests" else "pods"
+
+    def requests(names) -> tuple[dict, list]:
+        by_ns, ordered = {}, []
+        for ns in names:
+            part = parts[ns]
+            objs = getattr(part, objects_of)
+            by_ns[ns] = []
+            for i, key, explicit, fams in getattr(part, field):
+                req = Request(key, explicit, fams)
+                by_ns[ns].append(req)
+                ordered.append((position.get(id(objs[i]), len(position)), req))
+        ordered.sort(key=lambda item: item[0])
+        return by_ns, [req for _pos, req in ordered]
+
+    fixed = {}
+    for ns, part in parts.items():
+        if ns not in changed:
+            for (_i, key, _e, _f), (ips, error) in zip(getattr(part, field),
+                                                       previous[ns][field]):
+                if ips and not error:
+                    fixed[key] = list(ips)
+    todo = [ns for ns in parts if ns in changed]
+    reqs, ordered = requests(todo)
+    try:
+        allocate(kind, ordered, cidrs, state_path, fixed)
+    except FixedConflict:
+        # An explicit address now claims what an untouched object holds:
+        # path order decides, so everything is worked out again.
+        todo = list(parts)
+        reqs, ordered = requests(todo)
+        allocate(kind, ordered, cidrs, state_path)
+    out = {ns: previous[ns][field] for ns in parts if ns not in todo}
+    for ns in todo:
+        out[ns] = tuple((tuple(r.result), r.error) for r in reqs[ns])
+    return out
+
+
+def build(objects: Iterable, config: Config, state_path: Optional[Path],
+          memo: Memo = NoMemo()) -> Cluster:
+    """Fill the objects in, namespace by namespace.
+
+    Everything a cluster derives stays inside a namespace (workload pods,
+    selectors, slices), except addresses, which come from cluster-wide
+    ranges. With a ``memo`` from the previous build, a namespace whose
+    objects are all the same Python objects as last time (the source keeps
+    the objects of unchanged files) keeps its result, and only the
+    namespaces a reload touched are worked out again, around the addresses
+    the others hold.
+    """
+    objects = tuple(objects)
+    by_ns: dict[str, list] = defaultdict(list)
+    namespaces: set[str] = set()
+    for obj in objects:
+        if type(obj) is o.Namespace:
+            namespaces.add(obj.name)
+        else:
+            by_ns[obj.namespace].append(obj)
+    namespaces.update(by_ns)
+
+    parts = {ns: memo.get(("parts", config), tuple(objs),
+                          lambda: _parts(tuple(objs), config, memo))
+             for ns, objs in by_ns.items()}
+    position = {id(obj): i for i, obj in enumerate(objects)}
+    # The previous build's per-namespace results, if the memo carries them.
+    previous: dict = getattr(memo, "namespaces", {})
+    same_config = getattr(memo, "config", None) == (config, state_path)
+    changed = {ns for ns, part in parts.items()
+               if not same_config or ns not in previous or previous[ns]["parts"] is not part}
+    pod_results = _allocate("pods", parts, changed, previous, config.pod_cidr, state_path,
+                            "pod_requests", position)
+    svc_results = _allocate("services", parts, changed, previous, config.service_cidr,
+                            state_path, "svc_requests", position)
+
+    pod_families = [_family(c) for c in config.pod_cidr]
+    results: dict[str, NamespaceResult] = {}
+    current = {}
+    for ns, part in parts.items():
+        old = previous.get(ns)
+        if (old is not None and old["parts"] is part and old["svc_requests"] == svc_results[ns]
+                and old["pod_requests"] == pod_results[ns]):
+            result = old["result"]
+        else:
+            result = _fill(part, svc_results[ns], pod_results[ns], pod_families, memo)
+        results[ns] = result
+        current[ns] = {"parts": part, "svc_requests": svc_results[ns],
+                       "pod_requests": pod_results[ns], "result": result}
+    memo.rotate()
+    if not isinstance(memo, NoMemo):
+        memo.namespaces = current
+        memo.config = (config, state_path)
+
+    return Cluster(
+        frozenset(namespaces),
+        tuple(s for r in results.values() for s in r.services),
+        tuple(s for r in results.values() for s in r.slices),
+        tuple(p for r in results.values() for p in r.pods),
+        tuple(e for r in results.values() for e in r.errors),
+        results)

@@ -144,41 +144,68 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
     return view, owners
 
 
-def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
-          generation: int = 0, memo: Memo = NoMemo()) -> Snapshot:
-    zone = dns.name.from_text(config.zone)
-    slices_by_service: dict[tuple[str, str], list[o.EndpointSlice]] = defaultdict(list)
-    for sl in cluster.slices:
+@dataclass(frozen=True)
+class NamespaceView:
+    """One namespace's share of a snapshot."""
+
+    services: dict
+    cluster_ptr: tuple  # (address, Service name) for cluster IPs
+    endpoint_ptr: tuple  # (address, endpoint name) for ready endpoints
+    pod_ips: dict  # namespace -> primary IPs of its running pods
+
+
+def namespace_view(services, slices, pods, zone: dns.name.Name, endpoint_pod_names: bool,
+                   memo: Memo) -> NamespaceView:
+    slices_by_service: dict[str, list[o.EndpointSlice]] = defaultdict(list)
+    for sl in slices:
         if sl.service:
             slices_by_service[(sl.namespace, sl.service)].append(sl)
+    views = {}
+    cluster_ptr = []
+    endpoint_ptr = []
+    for svc in services:
+        mine = slices_by_service.get((svc.namespace, svc.name), ())
+        view, owners = memo.get(("view", zone, endpoint_pod_names), (svc, *mine),
+                                lambda: service_view(svc, mine, zone, endpoint_pod_names))
+        views[(svc.namespace, svc.name)] = view
+        cluster_ptr.extend((ip, view.fqdn(zone)) for ip in view.ips)
+        endpoint_ptr.extend(owners)
+    pod_ips: dict[str, set[str]] = defaultdict(set)
+    for pod in pods:
+        if pod.running and pod.ips:
+            pod_ips[pod.namespace].add(pod.ips[0])
+    return NamespaceView(views, tuple(cluster_ptr), tuple(endpoint_ptr),
+                         {ns: frozenset(ips) for ns, ips in pod_ips.items()})
 
+
+def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
+          generation: int = 0, memo: Memo = NoMemo()) -> Snapshot:
+    """The snapshot of a cluster. With a ``memo`` from the previous build,
+    namespaces the reload did not touch (the same result objects) are reused."""
+    zone = dns.name.from_text(config.zone)
     services: dict[tuple[str, str], ServiceView] = {}
     # Addresses are canonical text already (convert and the allocator write
     # them with ipaddress), so text is a key as good as a parsed address.
-    ptr: dict[str, list[dns.name.Name]] = defaultdict(list)
+    ptr: dict[str, list[dns.name.Name]] = {}
     endpoint_ptr: dict[str, list[dns.name.Name]] = defaultdict(list)
-    for svc in cluster.services:
-        slices = slices_by_service.get((svc.namespace, svc.name), ())
-        view, owners = memo.get(("view", zone, config.endpoint_pod_names), (svc, *slices),
-                                lambda: service_view(svc, slices, zone,
-                                                     config.endpoint_pod_names))
-        services[(svc.namespace, svc.name)] = view
-        for ip in view.ips:
-            if ip not in ptr:
-                ptr[ip] = [view.fqdn(zone)]
-        for addr, owner in owners:
-            endpoint_ptr[addr].append(owner)
+    pod_ips: dict[str, frozenset[str]] = {}
+    for result in cluster.by_namespace.values():
+        part = memo.get(("namespace", zone, config.endpoint_pod_names), (result,),
+                        lambda: namespace_view(result.services, result.slices, result.pods,
+                                               zone, config.endpoint_pod_names, memo))
+        services.update(part.services)
+        for ip, name in part.cluster_ptr:
+            if ip not in ptr:  # the first Service with the IP wins, as in CoreDNS
+                ptr[ip] = [name]
+        for ip, owner in part.endpoint_ptr:
+            endpoint_ptr[ip].append(owner)
+        pod_ips.update(part.pod_ips)
     memo.rotate()
     for ip, owners in endpoint_ptr.items():
         if ip not in ptr:
             ptr[ip] = owners
 
     nameservers = _nameservers(services, zone, ns_addresses)
-
-    pod_ips: dict[str, set[str]] = defaultdict(set)
-    for pod in cluster.pods:
-        if pod.running and pod.ips:
-            pod_ips[pod.namespace].add(pod.ips[0])
 
     counts = {
         "namespaces": len(cluster.namespaces),
@@ -191,7 +218,7 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         ignore_empty_service=config.ignore_empty_service,
         namespaces=frozenset(cluster.namespaces), services=services,
         ptr={k: tuple(v) for k, v in ptr.items()},
-        pod_ips={k: frozenset(v) for k, v in pod_ips.items()},
+        pod_ips=pod_ips,
         ns_addresses=tuple(ns_addresses), nameservers=nameservers, generation=generation,
         counts=counts)
 

@@ -649,23 +649,27 @@ async def lame_duck(status: Optional[StatusServer], seconds: float,
         pass
 
 
-def start_http(server, address: Optional[tuple[str, int]],
-               required: bool) -> Optional[StatusServer]:
-    """Start the listener for ``--http``; None when it is off.
+def start_http(server, address: Optional[tuple[str, int]], required: bool):
+    """Start the listener for ``--http``: ``(listener or None, news)``, where
+    ``news()`` logs where it listens, or why it does not.
 
     A port the user asked for that cannot be bound is an error
     (HttpListenError).  The default one is only a warning: a second server
-    on the same machine, or a CoreDNS holding 9153, must not stop DNS.
+    on the same machine, or a CoreDNS holding 9153, must not stop DNS.  The
+    caller calls ``news()`` once DNS is bound, so that a DNS port in use is
+    still the only line printed.
     """
     if address is None:
-        return None
+        return None, lambda: None
     try:
         http_server = StatusServer(server, *address).start()
     except HttpListenError as exc:
         if required:
             raise
-        log.warning("%s: no HTTP listener (health, metrics, status page); "
-                    "choose another with --http HOST:PORT", exc)
-        return None
-    log.info("health, metrics and status page on http://%s/", _addr(*http_server.address))
-    return http_server
+        problem = exc
+        return None, lambda: log.warning(
+            "%s: no HTTP listener (health, metrics, status page); "
+            "choose another with --http HOST:PORT", problem)
+    where = _addr(*http_server.address)
+    return http_server, lambda: log.info(
+        "health, metrics and status page on http://%s/", where)

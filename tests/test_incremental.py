@@ -1,0 +1,118 @@
+"""A reload reuses what it did not touch; the result must be exactly what a
+build from scratch gives, whatever the sequence of edits."""
+
+import random
+from pathlib import Path
+
+import pytest
+
+from coredns_py import cluster, snapshot
+from coredns_py.config import Config
+from coredns_py.manifests import ManifestSource
+from coredns_py.memo import Memo
+
+SVC = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  {extra}
+  selector: {{app: {app}}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+"""
+DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: c, image: x, ports: [{{name: http, containerPort: 8080}}]}}]}}
+---
+"""
+
+
+def render(state: dict) -> dict[str, str]:
+    """Folder content: one file per namespace, plus a file of explicit IPs."""
+    files = {}
+    for ns, svcs in state["ns"].items():
+        text = ""
+        for name, (replicas, headless) in svcs.items():
+            extra = "clusterIP: None" if headless else ""
+            text += SVC.format(name=name, ns=ns, extra=extra, app=name)
+            text += DEPLOY.format(name=name, ns=ns, replicas=replicas)
+        files[f"{ns}.yaml"] = text
+    files["pinned.yaml"] = "".join(
+        SVC.format(name=f"pin{i}", ns=ns, extra=f"clusterIP: {ip}", app="none")
+        for i, (ns, ip) in enumerate(state["pinned"]))
+    return files
+
+
+def summary(cl):
+    return (
+        sorted(cl.namespaces),
+        sorted((s.namespace, s.name, s.cluster_ips) for s in cl.services),
+        sorted((p.namespace, p.name, p.ips, p.hostname) for p in cl.pods),
+        sorted((s.namespace, s.service, tuple(sorted((e.addresses, e.hostname, e.ready)
+                                                     for e in s.endpoints)), s.ports)
+               for s in cl.slices),
+        sorted(str(e).split(": ", 1)[1] for e in cl.errors),
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_incremental_builds_equal_full_builds(tmp_path, seed):
+    rng = random.Random(seed)
+    root = tmp_path / "m"
+    root.mkdir()
+    state = {"ns": {f"ns{i}": {f"s{j}": (rng.randint(0, 3), rng.random() < 0.3)
+                               for j in range(rng.randint(1, 4))} for i in range(5)},
+             "pinned": [("ns0", "10.96.50.50")]}
+    config = Config(service_cidr=("10.96.0.0/24",), pod_cidr=("10.244.0.0/24",))
+    memo_c, memo_s = Memo(), Memo()
+    source = ManifestSource(root)
+    for step in range(25):
+        for name, text in render(state).items():
+            path = root / name
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                # a distinct mtime even within one clock tick
+                st = path.stat()
+                import os
+                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + step * 1_000_000 + 1))
+        for path in root.iterdir():
+            if path.name not in render(state):
+                path.unlink()
+        objects = source.load().objects
+        inc = cluster.build(objects, config, tmp_path / "inc.json", memo_c)
+        full = cluster.build(ManifestSource(root).load().objects, config,
+                             tmp_path / "full.json")
+        assert summary(inc) == summary(full), f"step {step}"
+        inc_snap = snapshot.build(inc, config, 1, memo=memo_s)
+        full_snap = snapshot.build(full, config, 1)
+        assert dict(inc_snap.services) == dict(full_snap.services), f"step {step}"
+        assert dict(inc_snap.ptr) == dict(full_snap.ptr), f"step {step}"
+        assert inc_snap.namespaces == full_snap.namespaces
+        assert dict(inc_snap.pod_ips) == dict(full_snap.pod_ips)
+
+        # the next edit: scale, add, remove, toggle headless, move a pinned IP
+        ns = rng.choice(sorted(state["ns"]))
+        action = rng.random()
+        svcs = state["ns"][ns]
+        if action < 0.3 and svcs:
+            name = rng.choice(sorted(svcs))
+            svcs[name] = (rng.randint(0, 4), svcs[name][1])
+        elif action < 0.5:
+            svcs[f"s{rng.randint(0, 9)}"] = (rng.randint(1, 3), rng.random() < 0.3)
+        elif action < 0.65 and len(svcs) > 1:
+            del svcs[rng.choice(sorted(svcs))]
+        elif action < 0.8:
+            state["pinned"].append((rng.choice(sorted(state["ns"])),
+                                    f"10.96.0.{rng.randint(2, 250)}"))
+        elif action < 0.9 and state["pinned"]:
+            state["pinned"].pop(rng.randrange(len(state["pinned"])))
+        else:
+            state["ns"][f"ns{rng.randint(0, 7)}"] = {"a": (1, False)}
