@@ -772,18 +772,20 @@ def write_config(path: Path, python: str) -> Optional[str]:
 
 def phase_load(args, tools: Tools, servers: dict, ports: dict, qfile: Path,
                workdir: Path) -> dict:
-    """A warm-up pass through the query file per server (its rate is reported as
+    """A warm-up pass through the query file per server and protocol (its rate is reported as
     the cold figure: a server with an answer cache is slower until it has seen
     each name once), then ROUNDS rounds: for each protocol, each server in turn
     (order alternating by round): saturation, then latency at half that rate."""
     warmup: dict = {}
-    for name, proc in servers.items():
-        w = run_dnsperf(tools, proc, ports[name], qfile, args.warmup_limit, "udp",
-                        args.clients, args.outstanding, None, workdir, args.query_timeout,
-                        args.quiet_wait, passes=1)
-        warmup[name] = w.__dict__
-        log(f"  warm-up {name:10} one pass of {w.sent} queries over UDP: {w.qps:8.0f} q/s "
-            f"loss {w.loss * 100:.2f}%" + (f"  [{w.error}]" if w.error else ""))
+    for proto in args.protos:  # an answer cache may keep UDP and TCP answers apart
+        warmup[proto] = {}
+        for name, proc in servers.items():
+            w = run_dnsperf(tools, proc, ports[name], qfile, args.warmup_limit, proto,
+                            args.clients, args.outstanding, None, workdir, args.query_timeout,
+                            args.quiet_wait, passes=1)
+            warmup[proto][name] = w.__dict__
+            log(f"  warm-up {proto:3} {name:10} one pass of {w.sent} queries: {w.qps:8.0f} q/s "
+                f"loss {w.loss * 100:.2f}%" + (f"  [{w.error}]" if w.error else ""))
     rounds = []
     for r in range(args.rounds):
         order = list(servers) if r % 2 == 0 else list(reversed(servers))
@@ -1182,8 +1184,10 @@ def print_summary(results: list, targets: list) -> None:
                 f"{'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7} {'dnsperf':>7} {'waited':>7}"
                 "   (p50/p99 at half the rate; waited: the most either process spent "
                 "runnable but kept off its CPU by other processes)")
-            for name, w in load.get("warmup", {}).items():
-                log(f"  udp   {name:10} {w['qps']:12.0f}  (first pass through the query file)")
+            for proto, ws in load.get("warmup", {}).items():
+                for name, w in ws.items():
+                    log(f"  {proto:5} {name:10} {w['qps']:12.0f}  (first pass through the "
+                        "query file)")
             for proto, s in load["summary"].items():
                 for name in ("coredns-py", "knotd"):
                     if name in s:

@@ -6,19 +6,22 @@ Two kinds of numbers, kept two ways:
   dictionary, keyed by a tuple of raw values taken from the wire (protocol,
   address family, the twelve bytes after the question name, the response's
   flags byte, both sizes, the duration's bucket).  No parsing, no labels, no
-  locks: one ``find``, one tuple, one dictionary update.  Turning those keys
-  into CoreDNS's labels (type names, rcodes, DO bit, histogram buckets)
+  waiting: one ``find``, one tuple, one dictionary update.  Turning those
+  keys into CoreDNS's labels (type names, rcodes, DO bit, histogram buckets)
   happens at scrape time, in :class:`Collector`, on the HTTP thread.
+  (Queuing the queries and counting them in batches was tried and measured
+  worse: holding on to the datagrams asyncio received keeps big buffers
+  alive and the allocator pays for it on every packet.)
 * **Per reload or per upstream query** (``coredns_reload_failed_total``,
   ``coredns_forward_*``, ``coredns_cache_*``, ours under ``coredns_py_``):
   rare enough to use prometheus_client's own Counter and Histogram objects.
 
 Thread model: the event loop thread is the only writer of the per-query
-dictionary.  The scraper copies it (``dict.copy`` runs without releasing
-the GIL, so the copy is consistent).  When the dictionary holds too many
-distinct keys (a flood of odd query types, say) the loop thread folds it into
-label-level totals under a lock that the hot path only ever tries, never
-waits for.
+dictionary.  When it holds too many distinct keys (a flood of odd query
+types, say) the loop thread folds it into label-level totals under a lock it
+only ever tries, never waits for; the scraper takes that lock to copy the
+dictionary and the totals (``dict.copy`` runs without releasing the GIL), so
+every query is counted in exactly one of them.
 
 The forwarding path reports through the methods under "hooks" below
 (:meth:`Metrics.forward_request` ...); they are documented in the README.
@@ -123,6 +126,7 @@ class Totals:
     """Per-query counts at the level of CoreDNS's labels."""
 
     def __init__(self):
+        self.dropped = 0  # queries that got no response at all
         self.requests: dict[tuple[str, str, str], int] = {}  # (proto, family, type)
         self.do_requests = 0
         self.responses: dict[tuple[str, str], int] = {}  # (rcode, plugin)
@@ -134,6 +138,7 @@ class Totals:
         t = Totals()
         t.requests = dict(self.requests)
         t.do_requests = self.do_requests
+        t.dropped = self.dropped
         t.responses = dict(self.responses)
         t.duration = {k: h.copy() for k, h in self.duration.items()}
         t.request_size = {k: h.copy() for k, h in self.request_size.items()}
@@ -142,7 +147,11 @@ class Totals:
 
     def add(self, raw: Iterable) -> None:
         """Add raw hot-path entries: ``(key, [count, seconds])``."""
-        for (proto, family, tail, flags, qsize, rsize, bucket, plugin), (n, seconds) in raw:
+        for key, (n, seconds) in raw:
+            if key is None:
+                self.dropped += n
+                continue
+            proto, family, tail, flags, qsize, rsize, bucket, plugin = key
             qtype = int.from_bytes(tail[:2], "big") if len(tail) >= 2 else 0
             type_label = _type_label(qtype)
             fam = "2" if family == 4 else "1"  # a peer tuple of 4 is IPv6
@@ -178,8 +187,7 @@ class Metrics:
         self.server = server
         self._raw: dict[tuple, list] = {}
         self._folded = Totals()
-        self._fold_lock = threading.Lock()
-        self.dropped = 0  # queries that got no response at all
+        self._lock = threading.Lock()
         self.panics = 0  # handler exceptions (the query got no answer)
         self.log_queries = False  # shown in coredns_plugin_enabled
 
@@ -252,35 +260,36 @@ class Metrics:
                plugin: str = PLUGIN_LOCAL) -> None:
         """Count one query and its response; ``out`` None: nothing was sent."""
         if out is None:
-            self.dropped += 1
-            return
-        end = wire.find(0, 12)  # the question name's root label
-        key = (proto, len(peer or ()), wire[end + 1:end + 13], out[3], len(wire), len(out),
-               0 if seconds <= _FIRST_BUCKET else bisect_left(TIME_BUCKETS, seconds), plugin)
+            key = None
+        else:
+            end = wire.find(0, 12)  # the question name's root label
+            key = (proto, len(peer or ()), wire[end + 1:end + 13], out[3], len(wire), len(out),
+                   0 if seconds <= _FIRST_BUCKET else bisect_left(TIME_BUCKETS, seconds),
+                   plugin)
         raw = self._raw
         entry = raw.get(key)
-        if entry is None:
-            if len(raw) >= RAW_LIMIT:
-                self._fold()
-                raw = self._raw
-            raw[key] = [1, seconds]
-        else:
+        if entry is not None:
             entry[0] += 1
             entry[1] += seconds
+            return
+        if len(raw) >= RAW_LIMIT:
+            self._fold()
+            raw = self._raw
+        raw[key] = [1, seconds]
 
     def _fold(self) -> None:
         # Never wait: if a scrape holds the lock, fold at the next new key.
-        if not self._fold_lock.acquire(blocking=False):
+        if not self._lock.acquire(blocking=False):
             return
         try:
             raw, self._raw = self._raw, {}
             self._folded.add((k, tuple(v)) for k, v in raw.items())
         finally:
-            self._fold_lock.release()
+            self._lock.release()
 
     def totals(self) -> Totals:
         """A consistent copy of the per-query totals (any thread)."""
-        with self._fold_lock:
+        with self._lock:
             raw = self._raw.copy()
             out = self._folded.copy()
         out.add((k, tuple(v)) for k, v in raw.items())
@@ -435,13 +444,13 @@ class Collector:
             g.add_metric([server_label, "denial", zone, view], denial)
             yield g
 
-        yield from self._ours(m)
+        yield from self._ours(m, t)
 
-    def _ours(self, m: Metrics):
+    def _ours(self, m: Metrics, t: Totals):
         server = m.server
         c = CounterMetricFamily(f"{OURS}_dns_dropped_total", "Queries that got no response "
                                 "(not a query, or too short to answer).")
-        c.add_metric([], m.dropped)
+        c.add_metric([], t.dropped)
         yield c
         answers = getattr(server, "answers", None)
         if answers is not None:

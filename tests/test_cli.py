@@ -138,10 +138,6 @@ def test_serve_port_in_use(state_home, kind):
     assert "address already in use" in line and str(port) in line and kind in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with the HTTP status listener on (the default, "
-                   "127.0.0.1:9153, or --http), `serve` on a DNS port in use prints an INFO "
-                   "line about the HTTP listener before the error: two lines, not one "
-                   "(cli.cmd_serve starts HTTP before binding the DNS ports)")
 def test_serve_port_in_use_with_http_listener_is_one_line(state_home):
     if not serve_supports("--http"):
         pytest.skip("serve has no --http")
