@@ -12,10 +12,11 @@ One run, for each cluster size N:
    IPv4-only names (NODATA), 10% search-path misses
    (<svc>.<ns>.svc.cluster.local.svc.cluster.local, NXDOMAIN), shuffled with a
    fixed seed, a share of them in random letter case;
-3. starts coredns-py (pinned to CPU 0) and measures the time to its first
-   answer; starts knotd (also CPU 0) and checks that a sample of the mix gets
-   the same answers from both;
-4. runs dnsperf (pinned to CPU 1) against each server in turn, ROUNDS rounds
+3. starts coredns-py (pinned to CPU 0; forwarding off, so nothing leaves
+   127.0.0.1) and measures the time to its first answer; starts knotd (also
+   CPU 0) and checks that a sample of the mix gets the same answers from both;
+4. runs dnsperf (pinned to CPU 1): one warm-up pass through the queries per
+   server and transport, then against each server in turn, ROUNDS rounds
    alternating which goes first, over UDP and TCP: saturation throughput
    (queries/s and loss), then latency percentiles at half of that rate;
 5. reads coredns-py's resident memory after the load, and times one-file
@@ -1221,12 +1222,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sizes", default="1000,10000,100000",
                    help="cluster sizes (number of Services), comma-separated")
     p.add_argument("--load-sizes", default=None,
-                   help="sizes at which to run dnsperf (default: all of --sizes)")
+                   help="sizes at which to run dnsperf; none: all of --sizes")
     p.add_argument("--rounds", type=int, default=3, help="alternating dnsperf rounds")
     p.add_argument("--duration", type=float, default=10.0,
                    help="seconds of each saturation run")
     p.add_argument("--latency-duration", type=float, default=None,
-                   help="seconds of each half-rate latency run (default: --duration)")
+                   help="seconds of each half-rate latency run; none: --duration")
     p.add_argument("--protos", default="udp,tcp", help="dnsperf transports")
     p.add_argument("--warmup-limit", type=float, default=120.0,
                    help="at most this many seconds for the warm-up pass through the queries")
@@ -1239,13 +1240,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="lines in the query file (dnsperf loops over it)")
     p.add_argument("--case-share", type=float, default=0.25,
                    help="share of queries in random letter case")
-    p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--seed", type=int, default=20240601,
+                   help="seed of the generated cluster and query mix")
     p.add_argument("--skip-knot", action="store_true", help="benchmark coredns-py alone")
     p.add_argument("--skip-allocated", action="store_true",
                    help="skip start-up/reload on the manifests without clusterIPs")
     p.add_argument("--startup-timeout", type=float, default=120.0,
                    help="give up waiting for the first answer after this many seconds")
-    p.add_argument("--reload-repeats", type=int, default=7)
+    p.add_argument("--reload-repeats", type=int, default=7,
+                   help="one-file changes timed per size (and Services added)")
     p.add_argument("--reload-pause", type=float, default=0.5,
                    help="seconds between two reload measurements")
     p.add_argument("--reload-budget", type=float, default=180.0,
@@ -1253,13 +1256,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compare-sample", type=int, default=300,
                    help="queries checked for identical answers from both servers")
     p.add_argument("--quiet-wait", type=float, default=15.0,
-                   help="before each dnsperf run, wait up to this many seconds for the two "
+                   help="before each measurement, wait up to this many seconds for the two "
                         "CPUs to be idle (other processes on a shared machine); 0: don't")
     p.add_argument("--nice", type=int, default=0,
                    help="run the servers and dnsperf under nice -n N (e.g. -10 as root "
                         "on a shared machine, so other processes disturb less)")
-    p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
+    p.add_argument("--client-cpu", type=int, default=1, help="CPU dnsperf is pinned to")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs coredns-py")
     p.add_argument("--profile", action="store_true",
                    help="also run coredns-py under cProfile for one UDP saturation run at "
@@ -1267,7 +1270,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="a ~1 minute smoke run: N=1000, 1 round of 3 s, 3 reloads")
     p.add_argument("--workdir", type=Path, default=None,
-                   help="where to generate data (default: a new temporary folder)")
+                   help="where to generate data; none: a new temporary folder, removed "
+                        "at the end unless --keep")
     p.add_argument("--keep", action="store_true", help="keep the generated data")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
