@@ -14,6 +14,7 @@ dump of a real cluster) are used as they are.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -77,7 +78,10 @@ def workload_pods(wl: o.Workload) -> list[o.Pod]:
 
 # --- IP families ---------------------------------------------------------------
 
+@functools.lru_cache(maxsize=64)
 def _family(cidr: str) -> int:
+    # Asked once per Service and pod; parsing the CIDR each time showed up in
+    # profiles of large folders.
     return ipaddress.ip_network(cidr).version
 
 
