@@ -327,8 +327,8 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path],
              for ns, objs in by_ns.items()}
     position = {id(obj): i for i, obj in enumerate(objects)}
     # The previous build's per-namespace results, if the memo carries them.
-    previous: dict = getattr(memo, "namespaces", {})
-    same_config = getattr(memo, "config", None) == (config, state_path)
+    previous: dict = memo.namespaces
+    same_config = memo.config == (config, state_path)
     changed = {ns for ns, part in parts.items()
                if not same_config or ns not in previous or previous[ns]["parts"] is not part}
     pod_results = _allocate("pods", parts, changed, previous, config.pod_cidr, state_path,

@@ -21,6 +21,10 @@ class Memo:
     def __init__(self) -> None:
         self._previous: dict[tuple, tuple] = {}
         self._current: dict[tuple, tuple] = {}
+        # cluster.build keeps its per-namespace results (and the config they
+        # were made with) here, to rebuild only the namespaces a reload touched.
+        self.namespaces: dict = {}
+        self.config = None
 
     def get(self, tag: Hashable, inputs: tuple, compute: Callable[[], T]) -> T:
         key = (tag,) + tuple(map(id, inputs))
