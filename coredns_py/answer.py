@@ -77,7 +77,6 @@ class Result:
     rcode: int = dns.rcode.NOERROR
     answer: list = field(default_factory=list)
     additional: list = field(default_factory=list)
-    authoritative: bool = True
     soa_zone: Optional[dns.name.Name] = None  # zone (as sent) whose SOA goes in authority
     # An ExternalName pointing outside our zones: the answer holds the CNAME,
     # and the target's records can only come from upstream.

@@ -17,6 +17,22 @@ class CorednsPyError(Exception):
         super().__init__(msg or (self.__doc__ or "").strip())
 
 
+class OnceLog:
+    """Logs each problem once: a reload that finds the same broken file or the
+    same address conflict again says nothing new, and a problem that was fixed
+    and comes back is logged again."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self._current: set[str] = set()
+
+    def report(self, problems) -> None:
+        texts = {str(p) for p in problems}
+        for text in sorted(texts - self._current):
+            self.logger.error("%s", text)
+        self._current = texts
+
+
 class ConfigError(CorednsPyError):
     """The configuration is invalid."""
 

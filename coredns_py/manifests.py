@@ -22,7 +22,7 @@ from typing import Any, Optional
 import yaml
 
 from coredns_py.convert import convert
-from coredns_py.errors import CorednsPyError, ManifestError
+from coredns_py.errors import CorednsPyError, ManifestError, OnceLog
 
 log = logging.getLogger("coredns_py.manifests")
 
@@ -189,15 +189,13 @@ class ManifestSource:
 
     def __init__(self, root: Path, log_errors: bool = True):
         self.root = Path(root)
-        self.log_errors = log_errors  # `check` prints them itself
         self._files: dict[Path, FileResult] = {}
         self._generation = 0
         self._last_objects: Optional[tuple] = None
-        self._reported: set[str] = set()
+        self._errors = OnceLog(log) if log_errors else None
 
     def load(self) -> Loaded:
         paths = list_files(self.root)  # raises SourceError when the folder is gone
-        changed = set(self._files) != set(paths)
         files: dict[Path, FileResult] = {}
         for path in paths:
             try:
@@ -210,7 +208,6 @@ class ManifestSource:
                 files[path] = old
                 continue
             files[path] = parse_file(path, stamp, old)
-            changed = True
         self._files = files
 
         objects: list = []
@@ -236,13 +233,7 @@ class ManifestSource:
         if result != self._last_objects:
             self._generation += 1
             self._last_objects = result
-        self._report(errors)
+        if self._errors is not None:
+            self._errors.report(errors)
         return Loaded(result, tuple(errors), len(paths), self._generation)
 
-    def _report(self, errors: list[ManifestError]) -> None:
-        """Log each error once, not on every reload."""
-        current = {str(e) for e in errors}
-        if self.log_errors:
-            for text in sorted(current - self._reported):
-                log.error("%s", text)
-        self._reported = current

@@ -24,6 +24,7 @@ from coredns_py import metrics as metrics_mod
 from coredns_py import snapshot as snapshot_mod
 from coredns_py.answer_cache import AnswerCache
 from coredns_py.config import Config
+from coredns_py.errors import OnceLog
 from coredns_py.memo import Memo
 from coredns_py.manifests import ManifestSource, SourceError
 from coredns_py.reload import Watcher
@@ -72,7 +73,7 @@ class Server:
         # Results of the last build, reused for what a reload did not touch.
         self._cluster_memo = Memo()
         self._snapshot_memo = Memo()
-        self._reported: set[str] = set()
+        self._problems = OnceLog(log)
         self._pending: Optional[asyncio.TimerHandle] = None
         self._running = False
         self._dirty = False
@@ -158,11 +159,7 @@ class Server:
             cluster = cluster_mod.build(loaded.objects, self.config,
                                         self.config.state_path(self.manifests),
                                         self._cluster_memo)
-            # Like manifest errors, each problem is logged once, not per reload.
-            problems = {str(err) for err in cluster.errors}
-            for text in sorted(problems - self._reported):
-                log.error("%s", text)
-            self._reported = problems
+            self._problems.report(cluster.errors)  # once each, as manifest errors
             if loaded.generation != self._generation:
                 self._serial = max(self._serial + 1, int(time.time()))
             snap = snapshot_mod.build(cluster, self.config, self._serial, self.ns_addresses(),

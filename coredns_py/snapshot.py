@@ -87,9 +87,8 @@ class Snapshot:
     ptr: Mapping[str, tuple[dns.name.Name, ...]]
     # Primary pod IP (canonical text) per namespace, for `pods verified`.
     pod_ips: Mapping[str, frozenset[str]]
-    # Addresses of this server, for the apex NS glue and ns.dns.<zone>.
-    ns_addresses: tuple[str, ...] = ()
-    # The apex NS records: (name server, its addresses). See nameservers().
+    # The apex NS records and ns.dns.<zone>: (name server, its addresses),
+    # worked out from this server's own addresses by _nameservers().
     nameservers: tuple[tuple[dns.name.Name, tuple[str, ...]], ...] = ()
     generation: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
@@ -219,7 +218,7 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         namespaces=frozenset(cluster.namespaces), services=services,
         ptr={k: tuple(v) for k, v in ptr.items()},
         pod_ips=pod_ips,
-        ns_addresses=tuple(ns_addresses), nameservers=nameservers, generation=generation,
+        nameservers=nameservers, generation=generation,
         counts=counts)
 
 
