@@ -7,9 +7,17 @@ survives), and a tail of records.  The tail does not depend on the letter
 case of the question: every owner name in it that equals the question name or
 one of its suffixes is written as a compression pointer into the question
 (dnspython compresses case-insensitively), and every other name is written
-from our lower-case data.  So the tail can be reused for any query that
-differs only in ID and letter case, which makes a repeated query a dictionary
-lookup and two concatenations.
+from our lower-case data.  So one answer serves every query that differs
+only in ID and letter case (and in EDNS options, which we do not answer).
+
+Answers are filed under the *canonical query*: the query without its ID,
+its question name in lower case, its OPT record without options.  Most
+queries are already canonical (stub resolvers send names as written, in
+lower case, and no options), so the common lookup is one slice of the
+query and one dictionary probe; only a miss there parses the question to
+build the canonical form.  The entry is the canonical response without its
+ID: for a canonical query that is the whole answer, for any other the
+query's own question is spliced in.
 
 What may not be reused is not stored: queries of unusual shape (compressed
 question, extra records other than one OPT, trailing bytes) and anything
@@ -22,23 +30,26 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-# Bound on remembered answers per snapshot: about 300 bytes each, so the
-# cache stays under about 80 MB.  When full it starts over rather than
-# tracking recency, which costs nothing on the hot path.  (At 100k Services
-# the benchmark's mix has ~80k distinct questions per transport; a bound of
-# 100k made UDP and TCP rounds empty it for each other.)
+# Bound on remembered answers per snapshot, over both transports: about 300
+# bytes each, so the cache stays under about 80 MB.  When full it starts over
+# rather than tracking recency, which costs nothing on the hot path.  (At
+# 100k Services the benchmark's mix has ~80k distinct questions per
+# transport; a bound of 100k made UDP and TCP rounds empty it for each other.)
 MAX_ENTRIES = 262_144
 
 _OPT_HEAD = b"\x00\x00\x29"  # root owner name, type OPT (41)
+_NO_OPTIONS = b"\x00\x00"  # RDLENGTH 0
 
 
-def cache_key(wire: bytes, proto: str) -> Optional[tuple]:
-    """(key, end of question) for a plain query, None for anything else.
+def canonical(wire: bytes) -> Optional[tuple[bytes, int]]:
+    """(canonical query, end of question) for a plain query, None for anything else.
 
-    The key holds what the answer depends on: the flags word (opcode, RD,
-    CD ...), the question with its name lower-cased, the OPT record's payload
-    size, extended rcode, version and flags (not its options, which we do not
-    answer), and the transport (which sets the size limit).
+    The canonical query holds what the answer depends on: the flags word
+    (opcode, RD, CD ...), the question with its name lower-cased, and the OPT
+    record's payload size, extended rcode, version and flags (not its
+    options, which we do not answer).  Lower-casing touches only the name:
+    the label lengths (at most 63) are never ASCII letters, and the type
+    and class bytes after the name are kept as they are.
     """
     n = len(wire)
     # QR clear, opcode QUERY, exactly one question, no answer/authority records.
@@ -59,50 +70,57 @@ def cache_key(wire: bytes, proto: str) -> Optional[tuple]:
     if arcount == b"\x00\x00":
         if qend != n:
             return None
-        opt = None
+        rest = wire[pos:qend]
     elif arcount == b"\x00\x01":
         if wire[qend:qend + 3] != _OPT_HEAD or qend + 11 > n:
             return None
         rdlen = int.from_bytes(wire[qend + 9:qend + 11], "big")
         if qend + 11 + rdlen != n:
             return None
-        opt = wire[qend + 3:qend + 9]
+        rest = wire[pos:qend + 9] + _NO_OPTIONS
     else:
         return None
-    if qend > n:
-        return None
-    key = (wire[2:4], wire[12:pos].lower() + wire[pos:qend], opt, proto)
-    return key, qend
+    return wire[2:12] + wire[12:pos].lower() + rest, qend
 
 
 class AnswerCache:
     def __init__(self, max_entries: int = MAX_ENTRIES):
         self.max_entries = max_entries
         self._snapshot = None
-        self._entries: dict[tuple, tuple[bytes, bytes]] = {}
+        # One table per transport: the size limit (truncation) differs.
+        self._tables: dict[str, dict[bytes, bytes]] = {"udp": {}, "tcp": {}}
         self.hits = 0
         self.misses = 0
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._tables.values())
 
     def answer(self, snap, wire: bytes, proto: str, plain: Callable[[], object]):
         """The cached answer for ``wire``, or ``plain()``'s, remembered when safe."""
         if snap is not self._snapshot:
             self._snapshot = snap
-            self._entries = {}
-        found = cache_key(wire, proto)
+            self._tables = {"udp": {}, "tcp": {}}
+        table = self._tables[proto]
+        entry = table.get(wire[2:])
+        if entry is not None:  # a canonical query seen before
+            self.hits += 1
+            return wire[:2] + entry
+        found = canonical(wire)
         if found is None:
             return plain()
         key, qend = found
-        entry = self._entries.get(key)
-        if entry is not None:
+        entry = table.get(key)
+        if entry is not None:  # the same in another case, or with options
             self.hits += 1
-            return wire[:2] + entry[0] + wire[12:qend] + entry[1]
+            return wire[:2] + entry[:10] + wire[12:qend] + entry[qend - 2:]
         self.misses += 1
         out = plain()
         # Only plain bytes that echo the question in place can be reused; a
         # Forward (upstream data) or a dropped query never is. Before the
         # first load (snap is None) nothing is kept.
         if snap is not None and type(out) is bytes and out[12:qend] == wire[12:qend]:
-            if len(self._entries) >= self.max_entries:
-                self._entries = {}
-            self._entries[key] = (out[2:12], out[qend:])
+            if len(self) >= self.max_entries:
+                self._tables = {"udp": {}, "tcp": {}}
+                table = self._tables[proto]
+            table[key] = out[2:12] + key[10:qend - 2] + out[qend:]
         return out

@@ -19,6 +19,7 @@ a hostile or broken packet costs that one query its answer, never the server.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import inspect
 import ipaddress
@@ -37,14 +38,21 @@ Handler = Callable[[bytes, str, tuple], HandlerResult]
 
 # --- Limits -----------------------------------------------------------------
 
-# Largest datagram we must be able to receive: the 16-bit IP length field.
-# asyncio's datagram transports read up to 256 KiB per recvfrom, so nothing
-# is truncated; the constant documents the requirement (tests check it).
+# Largest datagram we must be able to receive: the 16-bit IP length field,
+# the size of every recvfrom, so nothing is truncated (tests check it).
 UDP_MAX_DATAGRAM = 65535
 
-# Answers queued in asyncio when the kernel's UDP send buffer is full.  asyncio
-# would queue without limit; UDP is lossy anyway and clients retry, so past
-# this we drop answers rather than grow memory under a flood.
+# Datagrams read per wake-up of the event loop.  Under load several queries
+# wait in the socket at once; reading them in one go saves a trip through
+# the event loop (an epoll call and its Python bookkeeping, about half the
+# cost of a cached answer) for each.  The bound keeps TCP clients, timers and
+# upstream answers served while a UDP flood lasts: 32 cached answers take
+# about 0.3 ms.
+UDP_BATCH = 32
+
+# Answers queued when the kernel's UDP send buffer is full.  UDP is lossy
+# anyway and clients retry, so past this we drop answers rather than grow
+# memory under a flood.
 UDP_MAX_WRITE_BUFFER = 1024 * 1024
 
 # Close a TCP connection after this long without a complete query.  RFC 7766
@@ -221,6 +229,108 @@ def _result(task: asyncio.Future, peer) -> Optional[bytes]:
         log.error("handler failed on query from %s", peer, exc_info=exc)
         return None
     return task.result()
+
+
+class UdpSocket(asyncio.DatagramTransport):
+    """A UDP socket served on the event loop, read in batches (UDP_BATCH).
+
+    asyncio's own datagram transport reads one datagram per trip through
+    the event loop, which at saturation costs more than answering from the
+    answer cache.  This one drains the socket on each wake-up, and sends
+    straight from the socket, queueing (up to UDP_MAX_WRITE_BUFFER, enforced
+    by the protocol) only when the kernel's send buffer is full.  It speaks
+    to its protocol exactly as asyncio's does.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 protocol: asyncio.DatagramProtocol):
+        super().__init__()
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._queue: collections.deque = collections.deque()
+        self._queued = 0
+        self._closing = False
+        sock.setblocking(False)
+        protocol.connection_made(self)
+        loop.add_reader(self._fd, self._read_ready)
+
+    def get_extra_info(self, name, default=None):
+        if name == "socket":
+            return self._sock
+        if name == "sockname":
+            return self._sock.getsockname()
+        return default
+
+    def _read_ready(self) -> None:
+        recvfrom = self._sock.recvfrom
+        received = self._protocol.datagram_received
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = recvfrom(UDP_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            received(data, addr)
+            if self._closing:
+                return
+
+    def sendto(self, data, addr=None) -> None:
+        if self._closing:
+            return
+        if not self._queue:
+            try:
+                self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._fd, self._write_ready)
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+        self._queue.append((bytes(data), addr))
+        self._queued += len(data)
+
+    def _write_ready(self) -> None:
+        while self._queue:
+            data, addr = self._queue[0]
+            try:
+                self._sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._protocol.error_received(exc)
+            self._queue.popleft()
+            self._queued -= len(data)
+        self._loop.remove_writer(self._fd)
+
+    def get_write_buffer_size(self) -> int:
+        return self._queued
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Stop reading; answers still queued are dropped (UDP: clients retry)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        if self._queue:
+            self._loop.remove_writer(self._fd)
+            self._queue.clear()
+            self._queued = 0
+        # Like asyncio: the protocol hears of it on the next loop iteration.
+        self._loop.call_soon(self._finish)
+
+    def abort(self) -> None:
+        self.close()
+
+    def _finish(self) -> None:
+        self._sock.close()
+        self._protocol.connection_lost(None)
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -654,8 +764,8 @@ async def start(handler: Handler, listens: list[tuple[str, int]], *,
         for host, port in listens:
             udp_sock, tcp_sock = _bind_pair(host, port)
             try:
-                listeners._udp.append(await loop.create_datagram_endpoint(
-                    lambda: UdpProtocol(handler, pending), sock=udp_sock))
+                protocol = UdpProtocol(handler, pending)
+                listeners._udp.append((UdpSocket(loop, udp_sock, protocol), protocol))
             except BaseException:
                 udp_sock.close()
                 tcp_sock.close()

@@ -12,7 +12,7 @@ import dns.rcode
 import pytest
 
 from coredns_py import answer, cluster, snapshot
-from coredns_py.answer_cache import AnswerCache, cache_key
+from coredns_py.answer_cache import AnswerCache, canonical
 from coredns_py.config import Config
 from coredns_py.manifests import ManifestSource
 
@@ -111,10 +111,8 @@ def test_case_variants_share_one_entry_and_echo_their_own_case(snap):
 def test_types_that_differ_only_by_ascii_case_do_not_collide(snap):
     # qtype 65 (HTTPS) is the byte 'A' and qtype 97 is 'a': lower-casing the
     # whole question would make them one key.
-    k65 = cache_key(dns.message.make_query("webapp.default.svc.cluster.local", 65).to_wire(),
-                    "udp")
-    k97 = cache_key(dns.message.make_query("webapp.default.svc.cluster.local", 97).to_wire(),
-                    "udp")
+    k65 = canonical(dns.message.make_query("webapp.default.svc.cluster.local", 65).to_wire())
+    k97 = canonical(dns.message.make_query("webapp.default.svc.cluster.local", 97).to_wire())
     assert k65[0] != k97[0]
 
 
@@ -135,13 +133,13 @@ def test_new_snapshot_drops_old_answers(snap, tmp_path):
 
 def test_unusual_queries_are_not_cached(snap):
     q = dns.message.make_query("webapp.default.svc.cluster.local", "A").to_wire()
-    assert cache_key(q + b"junk", "udp") is None  # trailing bytes: FORMERR on the plain path
-    assert cache_key(q[:-3], "udp") is None
+    assert canonical(q + b"junk") is None  # trailing bytes: FORMERR on the plain path
+    assert canonical(q[:-3]) is None
     response_bit = q[:2] + bytes([q[2] | 0x80]) + q[3:]
-    assert cache_key(response_bit, "udp") is None
+    assert canonical(response_bit) is None
     cache = AnswerCache()
     assert cache.answer(None, q, "udp", lambda: answer.answer(None, q, "udp")) is not None
-    assert cache.misses == 1 and not cache._entries  # nothing kept before the first load
+    assert cache.misses == 1 and not len(cache)  # nothing kept before the first load
 
 
 def test_full_cache_starts_over(snap):
@@ -149,4 +147,24 @@ def test_full_cache_starts_over(snap):
     for i in range(25):
         wire = dns.message.make_query(f"n{i}.default.svc.cluster.local", "A").to_wire()
         cache.answer(snap, wire, "udp", lambda: answer.answer(snap, wire, "udp"))
-        assert len(cache._entries) <= 10
+        assert len(cache) <= 10
+
+
+def test_one_entry_serves_every_case_and_options_in_any_order(snap):
+    # The entry is filed under the canonical (lower-case, option-less) query
+    # whichever variant came first; each variant still gets its plain answer.
+    def variants(name):
+        upper = dns.message.make_query(name.upper(), "SRV", use_edns=0)
+        lower = dns.message.make_query(name, "SRV", use_edns=0)
+        cookie = dns.message.make_query(name.title(), "SRV", use_edns=0,
+                                        options=[dns.edns.GenericOption(10, b"abcdefgh")])
+        return [upper.to_wire(), lower.to_wire(), cookie.to_wire()]
+
+    for order in ([0, 1, 2], [1, 0, 2], [2, 0, 1]):
+        cache = AnswerCache()
+        wires = variants("_web._tcp.webapp.multiport.svc.cluster.local")
+        for i in order:
+            wire = wires[i]
+            fast = cache.answer(snap, wire, "udp", lambda: answer.answer(snap, wire, "udp"))
+            assert fast == answer.answer(snap, wire, "udp")
+        assert (cache.hits, cache.misses, len(cache)) == (2, 1, 1)
