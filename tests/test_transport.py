@@ -373,6 +373,67 @@ def test_udp_large_datagram():
     run(main())
 
 
+def test_udp_burst_beyond_one_batch_is_all_answered():
+    # The listener reads at most UDP_BATCH datagrams per wake-up; the rest
+    # must wait for the next one, not be lost.
+    count = tr.UDP_BATCH * 4 + 3
+
+    async def main():
+        h = Recorder()
+        async with await start(h, [(LOCAL, 0)]) as listeners:
+            port = listeners.addresses[0][1]
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            client.setblocking(False)
+            try:
+                for i in range(count):  # all sent before the server runs once
+                    client.sendto(b"q%d" % i, (LOCAL, port))
+                loop = asyncio.get_running_loop()
+                got = [await asyncio.wait_for(loop.sock_recv(client, 100), STEP)
+                       for _ in range(count)]
+            finally:
+                client.close()
+            assert sorted(got) == sorted(b"R:q%d" % i for i in range(count))
+            assert len(h.calls) == count
+    run(main())
+
+
+def test_udp_answers_wait_in_a_queue_while_the_kernel_buffer_is_full():
+    class Busy(socket.socket):
+        """A UDP socket whose send buffer is 'full' for the first few sends."""
+        refusals = 3
+
+        def sendto(self, data, addr):
+            if self.refusals:
+                self.refusals -= 1
+                raise BlockingIOError(errno.EAGAIN, "full")
+            return super().sendto(data, addr)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.bind((LOCAL, 0))
+        receiver.setblocking(False)
+        sock = Busy(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((LOCAL, 0))
+        proto = UdpProtocol(Recorder())
+        udp = tr.UdpSocket(loop, sock, proto)
+        try:
+            where = receiver.getsockname()
+            for i in range(3):
+                udp.sendto(b"a%d" % i, where)  # refused: queued, in order
+            assert udp.get_write_buffer_size() == 6
+            got = [await asyncio.wait_for(loop.sock_recv(receiver, 100), STEP) for _ in range(3)]
+            assert got == [b"a0", b"a1", b"a2"]
+            assert udp.get_write_buffer_size() == 0
+        finally:
+            udp.close()
+            await asyncio.wait_for(proto.wait_closed(), STEP)
+            receiver.close()
+        assert sock.fileno() == -1  # closed with the transport
+    run(main())
+
+
 def test_tcp_pipelined_queries_answered_in_order():
     async def main():
         h = Recorder()
