@@ -109,9 +109,20 @@ def _yaml_text(value: Any) -> str:
     return str(value)
 
 
+# A dotted quad exactly as ipaddress accepts it: four ASCII decimal octets
+# 0-255, no leading zeros.  Such text is already canonical, so _ip returns it
+# as it is; anything else (IPv6, zone ids, errors) goes through ipaddress.
+# ip_address() costs ~6 us an address, the match ~0.4 us, and a folder of
+# 10,000 Services and 1,500 EndpointSlices holds ~12,500 addresses.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def _ip(ctx: _Ctx, value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise ctx.error(field, f"expected an IP address, got {value!r}")
+    if _IPV4.fullmatch(value):
+        return value
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -198,7 +209,8 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
     if cluster_ip and parsed and cluster_ip != parsed[0] and (
             cluster_ip == o.HEADLESS or _ip(ctx, cluster_ip, "spec.clusterIP") != parsed[0]):
         raise ctx.error("spec.clusterIP", f"{cluster_ip} differs from clusterIPs[0] {parsed[0]}")
-    if len({ipaddress.ip_address(a).version for a in parsed if a != o.HEADLESS}) < len(
+    # parsed holds canonical text, whose family o.family() tells without parsing again.
+    if len({o.family(a) for a in parsed if a != o.HEADLESS}) < len(
             [a for a in parsed if a != o.HEADLESS]):
         raise ctx.error("spec.clusterIPs", "at most one address per IP family")
 

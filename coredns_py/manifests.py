@@ -23,14 +23,11 @@ import yaml
 
 from coredns_py.convert import convert
 from coredns_py.errors import CorednsPyError, ManifestError, OnceLog
+from coredns_py.yaml_load import Loader as YamlLoader, construct
 
 log = logging.getLogger("coredns_py.manifests")
 
 SUFFIXES = (".yaml", ".yml", ".json")
-
-# libyaml's parser is an order of magnitude faster than the pure-Python one,
-# which matters at thousands of objects; PyYAML wheels ship it.
-YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SourceError(CorednsPyError):
@@ -105,10 +102,56 @@ def _documents(text: str, path: str) -> list[tuple[Optional[int], Any, list]]:
                     if getattr(key, "value", None) == "items" and isinstance(
                             value, yaml.SequenceNode):
                         item_lines = [v.start_mark.line + 1 for v in value.value]
-            out.append((line, loader.construct_document(node), item_lines))
+            try:
+                data = construct(loader, node)
+            except _VALUE_ERRORS as exc:
+                # PyYAML lets some bad scalars escape as plain Python errors
+                # (`when: 2024-13-45` is a timestamp with month 13, `!!bool
+                # maybe`): report them as the YAML errors they are.
+                raise _value_error(loader, node, exc) from exc
+            out.append((line, data, item_lines))
     finally:
         loader.dispose()
     return out
+
+
+_VALUE_ERRORS = (ValueError, KeyError, TypeError, OverflowError)
+
+
+def _value_error(loader, document, exc: Exception) -> yaml.YAMLError:
+    """A YAML error naming the first scalar of ``document`` that cannot be
+    built (its field path and line), or the document when none is found."""
+    def walk(node, path):
+        if isinstance(node, yaml.ScalarNode):
+            # Fresh constructor state: the failed attempt left its own behind.
+            loader.constructed_objects, loader.recursive_objects = {}, {}
+            try:
+                loader.construct_object(node, deep=True)
+            except _VALUE_ERRORS as err:
+                return node, path, err
+            return None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                label = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                found = walk(key, path) or walk(value, path + (label,))
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for i, child in enumerate(node.value):
+                found = walk(child, path + (f"[{i}]",))
+                if found:
+                    return found
+        return None
+
+    found = walk(document, ())
+    if found is None:
+        return yaml.constructor.ConstructorError(
+            None, None, f"cannot read this document: {exc}", document.start_mark)
+    node, path, err = found
+    field = ".".join(path).replace(".[", "[") or "value"
+    return yaml.constructor.ConstructorError(
+        None, None, f"{field}: cannot read {node.value!r} as {node.tag.rpartition(':')[2]}: {err}",
+        node.start_mark)
 
 
 def _identity(raw: Any) -> Optional[tuple]:

@@ -151,6 +151,27 @@ def test_yaml_syntax_error_keeps_last_good_objects(tmp_path):
     assert fixed.generation > first.generation
 
 
+@pytest.mark.parametrize("value, field, why", [
+    ("2024-13-45", "metadata.annotations.when", "month must be in 1..12"),  # a timestamp to YAML
+    ("!!bool maybe", "metadata.annotations.when", "as bool"),
+    ("!!float twelve", "metadata.annotations.when", "as float"),
+])
+def test_a_value_yaml_cannot_build_is_reported_not_raised(tmp_path, value, field, why):
+    # PyYAML lets these escape as plain ValueError/KeyError; they must be
+    # reported like any YAML error (file, line, field) and lose nothing.
+    src = ManifestSource(tmp_path)
+    write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.2"))
+    write(tmp_path, "b.yaml", SVC.format(name="b", ip="10.96.0.3"))
+    first = src.load()
+    write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.2").replace(
+        "  name: a\n", f"  name: a\n  annotations:\n    when: {value}\n"))
+    broken = src.load()
+    assert services(broken) == services(first)
+    [err] = messages(broken)
+    assert err.startswith(f"{tmp_path / 'a.yaml'}:6: invalid YAML: {field}: cannot read "), err
+    assert why in err
+
+
 def test_invalid_object_keeps_its_last_good_version(tmp_path):
     src = ManifestSource(tmp_path)
     write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.2") + "---\n"
