@@ -19,10 +19,13 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
+
+from coredns_py import objects as o
 
 log = logging.getLogger("coredns_py.allocator")
 
@@ -80,10 +83,14 @@ _PARSED_MAX = 1 << 20
 def _parse(text: str) -> tuple[int, int]:
     hit = _PARSED.get(text)
     if hit is None:
-        ip = ipaddress.ip_address(text)  # ValueError for junk from a state file
+        if o.is_dotted_quad(text):
+            hit = (4, int.from_bytes(socket.inet_aton(text), "big"))
+        else:
+            ip = ipaddress.ip_address(text)  # ValueError for junk from a state file
+            hit = (ip.version, int(ip))
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
-        hit = _PARSED[text] = (ip.version, int(ip))
+        _PARSED[text] = hit
     return hit
 
 

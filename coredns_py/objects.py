@@ -10,6 +10,7 @@ trust every field here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,6 +30,21 @@ HEADLESS = "None"
 def family(ip: str) -> int:
     """4 or 6 for an address already validated (and made canonical) by convert."""
     return 6 if ":" in ip else 4
+
+
+# A dotted quad exactly as ipaddress accepts it: four ASCII decimal octets
+# 0-255, no leading zeros.  Such text is already canonical, so it needs no
+# parsing; anything else (IPv6, zone ids, errors) goes through ipaddress.
+# ip_address() costs ~6 us an address, the match ~0.4 us, and a folder of
+# 10,000 Services and 1,500 EndpointSlices holds ~12,500 addresses (each
+# looked at by convert, the allocator and the snapshot).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def is_dotted_quad(text: str) -> bool:
+    """True for canonical IPv4 text (what ``str(ipaddress.ip_address(text))`` keeps as is)."""
+    return _DOTTED_QUAD.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)

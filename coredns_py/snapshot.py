@@ -30,6 +30,8 @@ def dashed(ip: str) -> str:
     form with colons as dashes, and a trailing dash padded to ``-0`` so the
     label does not end in a dash (CoreDNS ``endpointHostname``).
     """
+    if o.is_dotted_quad(ip):
+        return ip.replace(".", "-")
     addr = ipaddress.ip_address(ip)
     if addr.version == 4:
         return str(addr).replace(".", "-")
@@ -108,6 +110,8 @@ def _port_views(ports: tuple) -> tuple[PortView, ...]:
 
 
 def _is_ip(text: str) -> bool:
+    if o.is_dotted_quad(text):
+        return True
     try:
         ipaddress.ip_address(text)
         return True
