@@ -463,6 +463,12 @@ class Perf:
     # waiting for their CPU (schedstat): the direct cost of other processes.
     server_waited: Optional[float] = None
     client_waited: Optional[float] = None
+    # Share of the server's / dnsperf's CPU the hypervisor gave to other
+    # machines (steal time in /proc/stat): on a virtual machine a stolen
+    # vCPU stalls whatever runs on it for milliseconds, which no process
+    # here can see as waiting, and which shows up in the latency tail.
+    server_cpu_stolen: Optional[float] = None
+    client_cpu_stolen: Optional[float] = None
     rcodes: str = ""
     error: str = ""
 
@@ -479,7 +485,7 @@ def percentile(sorted_values: list, p: float) -> Optional[float]:
 
 
 def cpu_busy() -> dict:
-    """Per-CPU (busy, total) jiffies from /proc/stat."""
+    """Per-CPU (busy, total, steal) jiffies from /proc/stat."""
     out = {}
     try:
         with open("/proc/stat") as fh:
@@ -488,7 +494,7 @@ def cpu_busy() -> dict:
                     f = line.split()
                     vals = [int(v) for v in f[1:9]]
                     idle = vals[3] + vals[4]
-                    out[int(f[0][3:])] = (sum(vals) - idle, sum(vals))
+                    out[int(f[0][3:])] = (sum(vals) - idle, sum(vals), vals[7])
     except (OSError, ValueError, IndexError):
         pass
     return out
@@ -499,6 +505,14 @@ def busy_share(before: dict, after: dict, cpu: Optional[int]) -> Optional[float]
         return None
     total = after[cpu][1] - before[cpu][1]
     return (after[cpu][0] - before[cpu][0]) / total if total > 0 else None
+
+
+def steal_share(before: dict, after: dict, cpu: Optional[int]) -> Optional[float]:
+    """Share of ``cpu``'s time stolen by the hypervisor between two cpu_busy()."""
+    if cpu is None or cpu not in before or cpu not in after:
+        return None
+    total = after[cpu][1] - before[cpu][1]
+    return (after[cpu][2] - before[cpu][2]) / total if total > 0 else None
 
 
 def wait_quiet(tools: "Tools", max_wait: float, threshold: float = 0.10) -> dict:
@@ -619,6 +633,8 @@ def run_dnsperf(tools: Tools, server: Proc, port: int, qfile: Path, duration: fl
         b = busy_share(stat0, stat1, tools.client_cpu)
         if b is not None:
             perf.others_client_cpu = max(0.0, b - perf.client_cpu)
+        perf.server_cpu_stolen = steal_share(stat0, stat1, tools.server_cpu)
+        perf.client_cpu_stolen = steal_share(stat0, stat1, tools.client_cpu)
         if wait0 is not None and wait1 is not None:
             perf.server_waited = (wait1 - wait0) / wall
         if client_wait is not None:
@@ -812,7 +828,8 @@ def phase_load(args, tools: Tools, servers: dict, ports: dict, qfile: Path,
                     f"/{fmt(sat.client_waited, '.0%')}"
                     f" | at {half} q/s: p50 {fmt(lat.p50_ms, '.3f')} ms "
                     f"p99 {fmt(lat.p99_ms, '.3f')} ms loss {lat.loss * 100:.2f}%, waited "
-                    f"{fmt(lat.server_waited, '.0%')}/{fmt(lat.client_waited, '.0%')}"
+                    f"{fmt(lat.server_waited, '.0%')}/{fmt(lat.client_waited, '.0%')}, stolen "
+                    f"{fmt(lat.server_cpu_stolen, '.0%')}/{fmt(lat.client_cpu_stolen, '.0%')}"
                     + (f"  [{sat.error or lat.error}]" if sat.error or lat.error else ""))
             if len(servers) == 2:
                 c, k = (rnd[proto][n]["saturation"]["qps"] for n in ("coredns-py", "knotd"))
@@ -835,6 +852,9 @@ def phase_load(args, tools: Tools, servers: dict, ports: dict, qfile: Path,
                 "client_cpu_median": median_of(x["saturation"]["client_cpu"] for x in runs),
                 "waited_max": max((v for x in runs for k in ("saturation", "latency")
                                    for v in (x[k]["server_waited"], x[k]["client_waited"])
+                                   if v is not None), default=None),
+                "stolen_max": max((v for x in runs for k in ("saturation", "latency")
+                                   for v in (x[k]["server_cpu_stolen"], x[k]["client_cpu_stolen"])
                                    if v is not None), default=None),
             }
         if len(servers) == 2:
@@ -1182,9 +1202,11 @@ def print_summary(results: list, targets: list) -> None:
         load = r.get("load")
         if load:
             log(f"  {'proto':5} {'server':10} {'q/s (median)':>12} {'loss':>6} "
-                f"{'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7} {'dnsperf':>7} {'waited':>7}"
+                f"{'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7} {'dnsperf':>7} {'waited':>7} "
+                f"{'stolen':>7}"
                 "   (p50/p99 at half the rate; waited: the most either process spent "
-                "runnable but kept off its CPU by other processes)")
+                "runnable but kept off its CPU by other processes; stolen: the most of "
+                "either CPU the hypervisor took)")
             for proto, ws in load.get("warmup", {}).items():
                 for name, w in ws.items():
                     log(f"  {proto:5} {name:10} {w['qps']:12.0f}  (first pass through the "
@@ -1198,7 +1220,8 @@ def print_summary(results: list, targets: list) -> None:
                             f"{fmt(x['p99_ms_median'], '7.3f')} "
                             f"{fmt(x['server_cpu_median'], '7.0%')} "
                             f"{fmt(x['client_cpu_median'], '7.0%')} "
-                            f"{fmt(x['waited_max'], '7.0%')}")
+                            f"{fmt(x['waited_max'], '7.0%')} "
+                            f"{fmt(x.get('stolen_max'), '7.0%')}")
                 if s.get("ratio_per_round"):
                     log(f"  {proto:5} coredns-py/knotd per round: "
                         + ", ".join(fmt(v, ".4f") for v in s["ratio_per_round"])
