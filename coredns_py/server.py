@@ -38,6 +38,21 @@ RELOAD_DEBOUNCE = 0.02
 _clock = time.perf_counter
 
 
+def _freeze_heap() -> None:
+    """After a build: keep the cyclic garbage collector off the snapshot.
+
+    ``gc.freeze()`` moves every object alive now (the snapshot, the parsed
+    files) out of the collector's reach.  Without it the first collection
+    after a build walks everything the build made (the build runs with the
+    collector paused): measured 170 ms at 10k Services, during which no
+    query is answered; and every later full collection walks it again.
+    The price: cyclic garbage frozen here is never collected.  Measured: 7
+    objects per one-file reload, about 1,400 per full reload (SIGHUP),
+    which we accept.
+    """
+    gc.freeze()
+
+
 @contextlib.contextmanager
 def _no_cyclic_gc():
     """Pause the cyclic garbage collector while a snapshot is built.
@@ -168,6 +183,7 @@ class Server:
             self.loaded = loaded
             self.cluster = cluster
             self.snapshot = snap  # the swap: one reference assignment
+            _freeze_heap()
             self.last_reload = time.time()
             self.last_reload_seconds = time.monotonic() - started
             self.metrics.reloads.inc()
