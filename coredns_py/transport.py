@@ -44,10 +44,12 @@ UDP_MAX_DATAGRAM = 65535
 
 # Datagrams read per wake-up of the event loop.  Under load several queries
 # wait in the socket at once; reading them in one go saves a trip through
-# the event loop (an epoll call and its Python bookkeeping, about half the
-# cost of a cached answer) for each.  The bound keeps TCP clients, timers and
+# the event loop (an epoll call and its Python bookkeeping) for each.
+# Measured at saturation (server CPU time / answers): 35 us per cached
+# answer with asyncio's transport, which reads one datagram per trip;
+# 21-26 us with this one.  The bound keeps TCP clients, timers and
 # upstream answers served while a UDP flood lasts: 32 cached answers take
-# about 0.3 ms.
+# about 0.6 ms.
 UDP_BATCH = 32
 
 # Answers queued when the kernel's UDP send buffer is full.  UDP is lossy
