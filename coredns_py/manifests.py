@@ -143,7 +143,10 @@ def _value_error(loader, document, exc: Exception) -> yaml.YAMLError:
                     return found
         return None
 
-    found = walk(document, ())
+    try:
+        found = walk(document, ())
+    except RecursionError:  # nested too deep to walk: name the document only
+        found = None
     if found is None:
         return yaml.constructor.ConstructorError(
             None, None, f"cannot read this document: {exc}", document.start_mark)

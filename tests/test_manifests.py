@@ -279,3 +279,13 @@ def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
     changed = src.load()
     assert parsed == ["s3.yaml"]
     assert changed.generation == unchanged.generation + 1
+
+
+def test_a_bad_value_nested_too_deep_to_walk_is_still_reported(tmp_path):
+    depth = 3000  # beyond Python's recursion limit
+    write(tmp_path, "deep.yaml", "a: " + "[" * depth + "2024-13-45" + "]" * depth + "\n")
+    write(tmp_path, "b.yaml", SVC.format(name="b", ip="10.96.0.3"))
+    loaded = ManifestSource(tmp_path).load()
+    assert services(loaded) == {"default/b": ("10.96.0.3",)}
+    [err] = messages(loaded)
+    assert err.startswith(f"{tmp_path / 'deep.yaml'}:1: invalid YAML: cannot read this document")
