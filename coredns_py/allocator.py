@@ -94,10 +94,6 @@ def _parse(text: str) -> tuple[int, int]:
     return hit
 
 
-def _family(ip: str) -> int:
-    return 6 if ":" in ip else 4
-
-
 # path -> ((mtime, size, inode), data): a reload of a large folder need not
 # parse and check tens of thousands of entries that it wrote itself.
 _STATE_CACHE: dict[Path, tuple[tuple, dict]] = {}
@@ -272,7 +268,7 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
                     continue
                 pool = pools.get(fam)
                 if (fam in req.families and pool and pool.free(n)
-                        and all(_family(r) != fam for r in req.result)):
+                        and all(o.family(r) != fam for r in req.result)):
                     pool.used.add(n)
                     req.result.append(text)
 
@@ -281,7 +277,7 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
             if req.explicit:
                 continue
             for fam in req.families:
-                if any(_family(r) == fam for r in req.result):
+                if any(o.family(r) == fam for r in req.result):
                     continue
                 pool = pools.get(fam)
                 if pool is None:
@@ -293,7 +289,7 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
                     continue
                 req.result.append(ip)
             order = {fam: i for i, fam in enumerate(req.families)}
-            req.result.sort(key=lambda a: order.get(_family(a), 9))
+            req.result.sort(key=lambda a: order.get(o.family(a), 9))
 
         new_table = {key: table[key] for key in fixed if key in table}
         new_table.update((r.key, r.result) for r in requests if r.result and not r.explicit)

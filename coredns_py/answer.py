@@ -44,6 +44,7 @@ import dns.rdtypes.IN.SRV
 import dns.reversename
 import dns.rrset
 
+from coredns_py import objects as o
 from coredns_py.snapshot import ServiceView, Snapshot
 
 log = logging.getLogger("coredns_py.answer")
@@ -109,7 +110,7 @@ def _addr_rdata(ip: str):
 
 
 def _family_ok(ip: str, qtype: int) -> bool:
-    return (":" in ip) == (qtype == T.AAAA)
+    return o.family(ip) == (6 if qtype == T.AAAA else 4)
 
 
 def _addresses(owner, ips, qtype, ttl) -> list:
