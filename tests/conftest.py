@@ -469,6 +469,12 @@ def start_server(tmp_path_factory, request):
         return srv
 
     yield factory
+    stop_servers(made, request)
+
+
+def stop_servers(made: list, request) -> None:
+    """Teardown of a server factory: stop every server the test made, and
+    show their stderr when the test failed."""
     for srv in made:
         srv.stop()
     rep = getattr(request.node, "rep_call", None)

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 import pytest
 
-from conftest import ZONES, ServerProcess, free_port, wait_until
+from conftest import ZONES, ServerProcess, free_port, stop_servers, wait_until
 
 HTTP_TIMEOUT = 5.0
 _PORT_LINE = re.compile(r"status page on http://127\.0\.0\.1:(\d+)/")
@@ -89,12 +89,7 @@ def http_server(tmp_path_factory, request):
         return srv
 
     yield factory
-    for srv in made:
-        srv.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        for srv in made:
-            print(f"--- stderr of {' '.join(srv.command())}\n{srv.stderr}")
+    stop_servers(made, request)
 
 
 def scrape(srv: HttpServer) -> dict:
