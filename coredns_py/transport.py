@@ -246,7 +246,7 @@ class UdpSocket(asyncio.DatagramTransport):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  protocol: asyncio.DatagramProtocol):
-        super().__init__()
+        super().__init__({"socket": sock, "sockname": sock.getsockname()})
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
@@ -257,13 +257,6 @@ class UdpSocket(asyncio.DatagramTransport):
         sock.setblocking(False)
         protocol.connection_made(self)
         loop.add_reader(self._fd, self._read_ready)
-
-    def get_extra_info(self, name, default=None):
-        if name == "socket":
-            return self._sock
-        if name == "sockname":
-            return self._sock.getsockname()
-        return default
 
     def _read_ready(self) -> None:
         recvfrom = self._sock.recvfrom
