@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 
-from coredns_py import transport
+from coredns_py.net import transport
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # 35 on Linux
 MAX_SAMPLES = 10_000_000  # bounded: about 80 MB of doubles

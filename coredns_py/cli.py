@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str = "info", fmt: str = "text") -> None:
-    from coredns_py.querylog import formatter
+    from coredns_py.ops.querylog import formatter
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(fmt))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
@@ -91,8 +91,8 @@ def _setup_logging(level: str = "info", fmt: str = "text") -> None:
 
 def load_cluster(args, config, state: bool = True, log_errors: bool = True):
     """Load the folder and fill it in, exactly as ``serve`` does."""
-    from coredns_py import cluster
-    from coredns_py.manifests import ManifestSource
+    from coredns_py.cluster import fill as cluster
+    from coredns_py.source.folder import ManifestSource
     loaded = ManifestSource(args.manifests, log_errors=log_errors).load()
     built = cluster.build(loaded.objects, config,
                           config.state_path(args.manifests) if state else None)
@@ -100,8 +100,10 @@ def load_cluster(args, config, state: bool = True, log_errors: bool = True):
 
 
 def cmd_serve(args, config) -> int:
-    from coredns_py import querylog, status, transport
-    from coredns_py.manifests import list_files
+    from coredns_py.ops import querylog
+    from coredns_py.ops import status
+    from coredns_py.net import transport
+    from coredns_py.source.folder import list_files
     from coredns_py.server import Server
 
     try:
@@ -191,7 +193,7 @@ def cmd_check(args, config) -> int:
 
 
 def cmd_get(args, config) -> int:
-    from coredns_py import table
+    from coredns_py.ops import table
     _loaded, built = load_cluster(args, config)
     namespace: Optional[str] = None if args.all_namespaces else args.namespace
     kind = {"svc": "services", "ep": "endpoints", "po": "pods"}.get(args.resource, args.resource)
@@ -200,7 +202,7 @@ def cmd_get(args, config) -> int:
 
 
 def cmd_env(args, config) -> int:
-    from coredns_py import envvars
+    from coredns_py.pod import envvars
     _loaded, built = load_cluster(args, config)
     try:
         result = envvars.service_env(built.services, args.namespace,
@@ -219,7 +221,7 @@ def cmd_env(args, config) -> int:
 
 
 def cmd_resolv_conf(args, config) -> int:
-    from coredns_py import resolvconf
+    from coredns_py.pod import resolvconf
     try:
         sys.stdout.write(resolvconf.resolv_conf(args.namespace, args.nameserver, config.zone))
     except ValueError as exc:

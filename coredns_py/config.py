@@ -118,7 +118,7 @@ def _strings(source: str, key: str, value: Any) -> list[str]:
 
 
 def _upstream(source: str, value: Any) -> tuple[str, ...]:
-    from coredns_py import upstreams
+    from coredns_py.resolver import upstreams
     out: list[str] = []
     for item in _strings(source, "upstream", value):
         if upstreams.is_file_entry(item):

@@ -18,16 +18,16 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from coredns_py import answer as answer_mod
-from coredns_py import cluster as cluster_mod
-from coredns_py import metrics as metrics_mod
-from coredns_py import snapshot as snapshot_mod
-from coredns_py.answer_cache import AnswerCache
+from coredns_py.zone import answer as answer_mod
+from coredns_py.cluster import fill as cluster_mod
+from coredns_py.ops import metrics as metrics_mod
+from coredns_py.zone import snapshot as snapshot_mod
+from coredns_py.zone.answer_cache import AnswerCache
 from coredns_py.config import Config
 from coredns_py.errors import OnceLog
 from coredns_py.memo import Memo
-from coredns_py.manifests import ManifestSource, SourceError
-from coredns_py.reload import Watcher
+from coredns_py.source.folder import ManifestSource, SourceError
+from coredns_py.source.watch import Watcher
 
 log = logging.getLogger("coredns_py.server")
 
@@ -238,11 +238,11 @@ class Server:
     # --- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        from coredns_py import transport
+        from coredns_py.net import transport
         self._loop = asyncio.get_running_loop()
         self.listeners = await transport.start(self.handle, self.listens)
         # Built on the bound addresses, so no upstream is one of our own.
-        from coredns_py import forward
+        from coredns_py.resolver import forward
         self.forwarder = forward.from_config(self.config, self.listeners.addresses, self.metrics)
         self.watcher = Watcher(self.manifests, self.changed)
         self.watcher.start()

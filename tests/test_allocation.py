@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from coredns_py import cluster
+from coredns_py.cluster import fill as cluster
 from coredns_py.config import Config
-from coredns_py.manifests import ManifestSource
+from coredns_py.source.folder import ManifestSource
 
 SVC = """\
 apiVersion: v1

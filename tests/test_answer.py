@@ -59,9 +59,11 @@ import dns.update
 import dnslib
 import pytest
 
-from coredns_py import answer, cluster, snapshot
+from coredns_py.zone import answer
+from coredns_py.cluster import fill as cluster
+from coredns_py.zone import snapshot
 from coredns_py.config import Config
-from coredns_py.manifests import ManifestSource
+from coredns_py.source.folder import ManifestSource
 
 FIXTURES = Path(__file__).parent / "fixtures" / "answer"
 SERIAL = 12345

@@ -11,10 +11,12 @@ import dns.opcode
 import dns.rcode
 import pytest
 
-from coredns_py import answer, cluster, snapshot
-from coredns_py.answer_cache import AnswerCache, canonical
+from coredns_py.zone import answer
+from coredns_py.cluster import fill as cluster
+from coredns_py.zone import snapshot
+from coredns_py.zone.answer_cache import AnswerCache, canonical
 from coredns_py.config import Config
-from coredns_py.manifests import ManifestSource
+from coredns_py.source.folder import ManifestSource
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 

@@ -21,12 +21,12 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from coredns_py import answer as answer_mod
-from coredns_py.acl import Acl
-from coredns_py.cache import Answer, Cache, cache_ttl, key
+from coredns_py.zone import answer as answer_mod
+from coredns_py.resolver.acl import Acl
+from coredns_py.resolver.cache import Answer, Cache, cache_ttl, key
 from coredns_py.config import DEFAULT_ALLOW_RECURSION
-from coredns_py.forward import Forwarder
-from coredns_py.upstreams import Upstream
+from coredns_py.resolver.forward import Forwarder
+from coredns_py.resolver.upstreams import Upstream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
 from forward_helpers import CLUSTER, Dnsmasq, FakeUpstream, reply, snapshot_of, write_config  # noqa: E402

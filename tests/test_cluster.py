@@ -4,11 +4,11 @@ target ports, StatefulSet pod names, mirrored Endpoints."""
 from pathlib import Path
 from textwrap import dedent
 
-from coredns_py import cluster
+from coredns_py.cluster import fill as cluster
 from coredns_py.config import Config
-from coredns_py.manifests import ManifestSource
-from coredns_py.selectors import matches
-from coredns_py.objects import LabelRequirement
+from coredns_py.source.folder import ManifestSource
+from coredns_py.cluster.selectors import matches
+from coredns_py.source.objects import LabelRequirement
 
 
 def load(tmp_path: Path, text: str, **cfg):

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from coredns_py import convert
+from coredns_py.source import convert
 from coredns_py.errors import ManifestError
 
 CTX = convert._Ctx("Service", {"metadata": {"name": "s"}}, "f.yaml", 3)

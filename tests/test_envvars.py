@@ -19,7 +19,7 @@ from dataclasses import replace
 import pytest
 from dotenv import dotenv_values
 
-from coredns_py.envvars import (
+from coredns_py.pod.envvars import (
     ENV_SIZE_WARN_BYTES,
     EnvFileError,
     EnvResult,
@@ -27,7 +27,7 @@ from coredns_py.envvars import (
     service_env,
 )
 from coredns_py.errors import CorednsPyError
-from coredns_py.objects import Service, ServicePort
+from coredns_py.source.objects import Service, ServicePort
 
 
 def svc(name, ip, *ports, ns="ns1", type="ClusterIP", ips=None):

@@ -30,15 +30,15 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from coredns_py import answer as answer_mod
+from coredns_py.zone import answer as answer_mod
 from coredns_py import config as config_mod
-from coredns_py import transport as tr
-from coredns_py import upstreams
-from coredns_py.acl import Acl
-from coredns_py.cache import Cache
+from coredns_py.net import transport as tr
+from coredns_py.resolver import upstreams
+from coredns_py.resolver.acl import Acl
+from coredns_py.resolver.cache import Cache
 from coredns_py.errors import ConfigError
-from coredns_py.forward import Forwarder, from_config
-from coredns_py.upstreams import Upstream
+from coredns_py.resolver.forward import Forwarder, from_config
+from coredns_py.resolver.upstreams import Upstream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
 from forward_helpers import (CLUSTER, Blackhole, Dnsmasq, FakeUpstream,  # noqa: E402
@@ -506,7 +506,7 @@ def test_close_cancels_exchanges_in_flight(snap):
 
 
 class RecordingMetrics:
-    """Stands in for coredns_py.metrics.Metrics: records every hook call."""
+    """Stands in for coredns_py.ops.metrics.Metrics: records every hook call."""
 
     def __init__(self):
         self.calls: list[tuple[str, tuple]] = []
@@ -546,7 +546,7 @@ def test_metrics_hooks(snap):
 def test_metrics_hooks_with_the_real_metrics(snap):
     from prometheus_client import generate_latest
 
-    from coredns_py.metrics import Metrics
+    from coredns_py.ops.metrics import Metrics
 
     async def main():
         metrics = Metrics()

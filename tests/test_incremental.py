@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from coredns_py import cluster, snapshot
+from coredns_py.cluster import fill as cluster
+from coredns_py.zone import snapshot
 from coredns_py.config import Config
-from coredns_py.manifests import ManifestSource
+from coredns_py.source.folder import ManifestSource
 from coredns_py.memo import Memo
 
 SVC = """\

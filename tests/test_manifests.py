@@ -8,8 +8,8 @@ from textwrap import dedent
 
 import pytest
 
-from coredns_py import objects as o
-from coredns_py.manifests import ManifestSource, SourceError
+from coredns_py.source import objects as o
+from coredns_py.source.folder import ManifestSource, SourceError
 
 SVC = """\
 apiVersion: v1
@@ -264,7 +264,7 @@ def test_unreadable_or_missing_folder(tmp_path):
 
 
 def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
-    from coredns_py import manifests
+    from coredns_py.source import folder as manifests
     for i in range(5):
         write(tmp_path, f"s{i}.yaml", SVC.format(name=f"s{i}", ip=f"10.96.0.{i + 2}"))
     src = ManifestSource(tmp_path)

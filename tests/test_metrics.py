@@ -22,8 +22,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import wait_until, write_atomic
-from coredns_py import metrics as metrics_mod
-from coredns_py.metrics import Metrics
+from coredns_py.ops import metrics as metrics_mod
+from coredns_py.ops.metrics import Metrics
 from status_client import http_server, scrape, total, wait_scrape  # noqa: F401
 
 V4 = ("127.0.0.1", 40000)

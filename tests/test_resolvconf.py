@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from coredns_py.resolvconf import check_namespace, resolv_conf
+from coredns_py.pod.resolvconf import check_namespace, resolv_conf
 
 
 def test_default_namespace():

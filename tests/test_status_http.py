@@ -19,7 +19,7 @@ import dns.rcode
 import pytest
 
 from conftest import ServerProcess, free_port, wait_until
-from coredns_py import status as status_mod
+from coredns_py.ops import status as status_mod
 from status_client import http_server, scrape, total  # noqa: F401
 
 

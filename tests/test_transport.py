@@ -1,4 +1,4 @@
-"""Tests for coredns_py.transport: framing with a fake transport, then real
+"""Tests for coredns_py.net.transport: framing with a fake transport, then real
 sockets on loopback.  The handler is an echo with a marker: the transport
 never looks at DNS content, so it does not need real DNS messages (except in
 the one dnspython test showing real clients work)."""
@@ -18,8 +18,8 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from coredns_py import transport as tr
-from coredns_py.transport import (ConnectionRegistry, ListenError, TcpProtocol, UdpProtocol,
+from coredns_py.net import transport as tr
+from coredns_py.net.transport import (ConnectionRegistry, ListenError, TcpProtocol, UdpProtocol,
                                   parse_listen, start)
 
 LOCAL = "127.0.0.1"

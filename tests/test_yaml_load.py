@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from conftest import SEED, ZONES
-from coredns_py import manifests
-from coredns_py.manifests import ManifestSource
-from coredns_py.yaml_load import Loader, construct, load_all
+from coredns_py.source import folder as manifests
+from coredns_py.source.folder import ManifestSource
+from coredns_py.source.yaml_load import Loader, construct, load_all
 
 Reference = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ROOT = Path(__file__).resolve().parent.parent

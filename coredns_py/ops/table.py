@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from coredns_py import objects as o
-from coredns_py.cluster import Cluster
+from coredns_py.source import objects as o
+from coredns_py.cluster.fill import Cluster
 from coredns_py.config import Config
 
 

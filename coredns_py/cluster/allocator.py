@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from coredns_py import objects as o
+from coredns_py.source import objects as o
 
 log = logging.getLogger("coredns_py.allocator")
 

@@ -134,8 +134,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from coredns_py.errors import CorednsPyError
-from coredns_py.objects import Service
-from coredns_py.resolvconf import check_namespace
+from coredns_py.source.objects import Service
+from coredns_py.pod.resolvconf import check_namespace
 
 __all__ = [
     "ENV_SIZE_WARN_BYTES",

@@ -17,7 +17,7 @@ Endpoints:
 - ``GET /ready``: 200 ``OK`` once the first load is complete and while the
   manifests folder can be opened; 503 with the reason otherwise (CoreDNS
   *ready*; also 503 during the lame duck period).
-- ``GET /metrics``: Prometheus exposition (see :mod:`coredns_py.metrics`).
+- ``GET /metrics``: Prometheus exposition (see :mod:`coredns_py.ops.metrics`).
 - ``GET /``: the status page, ``/status.js`` its script; both are files in
   the package, nothing is fetched from anywhere else.
 - ``GET /api/status[?q=TEXT]``: what the page shows, as JSON.
@@ -55,8 +55,8 @@ import dns.reversename
 from prometheus_client.exposition import choose_encoder
 
 from coredns_py import __version__
-from coredns_py import answer as answer_mod
-from coredns_py.metrics import manifest_errors
+from coredns_py.zone import answer as answer_mod
+from coredns_py.ops.metrics import manifest_errors
 
 log = logging.getLogger("coredns_py.status")
 
@@ -110,14 +110,14 @@ class HttpListenError(Exception):
 
 def parse_http(text: str) -> Optional[tuple[str, int]]:
     """``--http HOST:PORT``; ``''`` turns the listener off (None)."""
-    from coredns_py.transport import parse_listen
+    from coredns_py.net.transport import parse_listen
     if not text.strip():
         return None
     return parse_listen(text)
 
 
 def _resource(name: str) -> bytes:
-    return importlib.resources.files("coredns_py").joinpath(name).read_bytes()
+    return importlib.resources.files("coredns_py.ops").joinpath(name).read_bytes()
 
 
 # --- what the page shows ---------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from coredns_py.objects import LabelRequirement
+from coredns_py.source.objects import LabelRequirement
 
 
 def _requirement(req: LabelRequirement, labels: Mapping[str, str]) -> bool:

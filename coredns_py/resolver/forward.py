@@ -1,6 +1,6 @@
 """Forwarding: complete the answers that need upstream data (CoreDNS ``forward``).
 
-``answer()`` returns a :class:`~coredns_py.answer.Forward` for a name outside
+``answer()`` returns a :class:`~coredns_py.zone.answer.Forward` for a name outside
 our zones and for an ExternalName Service pointing outside them.
 :meth:`Forwarder.complete` turns it into response bytes:
 
@@ -53,11 +53,11 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from coredns_py import answer as answer_mod
-from coredns_py import upstreams as upstreams_mod
-from coredns_py.acl import Acl
-from coredns_py.cache import Answer, Cache, is_denial, key as cache_key
-from coredns_py.upstreams import Upstream
+from coredns_py.zone import answer as answer_mod
+from coredns_py.resolver import upstreams as upstreams_mod
+from coredns_py.resolver.acl import Acl
+from coredns_py.resolver.cache import Answer, Cache, is_denial, key as cache_key
+from coredns_py.resolver.upstreams import Upstream
 
 log = logging.getLogger("coredns_py.forward")
 
@@ -93,7 +93,7 @@ CLIENT_FLAGS = dns.flags.QR | dns.flags.RD  # what our response keeps of its own
 
 
 class Forwarder:
-    """Completes :class:`~coredns_py.answer.Forward` outcomes with upstream data."""
+    """Completes :class:`~coredns_py.zone.answer.Forward` outcomes with upstream data."""
 
     def __init__(self, upstreams: Sequence[Upstream], acl: Acl, cache: Optional[Cache] = None,
                  *, timeout: float = UPSTREAM_TIMEOUT, deadline: float = FORWARD_DEADLINE,
@@ -309,7 +309,7 @@ def from_config(config, listens: Sequence[tuple[str, int]], metrics=None
 
     ``listens`` are the addresses the server is bound to: an upstream equal
     to one of them would loop and is left out.  ``metrics`` receives the
-    forward and cache hooks of :class:`coredns_py.metrics.Metrics`.
+    forward and cache hooks of :class:`coredns_py.ops.metrics.Metrics`.
     """
     if not config.upstream:
         log.info("forwarding is off (upstream: []): names outside our zones are REFUSED")

@@ -21,9 +21,9 @@ from typing import Any, Optional
 
 import yaml
 
-from coredns_py.convert import convert
+from coredns_py.source.convert import convert
 from coredns_py.errors import CorednsPyError, ManifestError, OnceLog
-from coredns_py.yaml_load import Loader as YamlLoader, construct
+from coredns_py.source.yaml_load import Loader as YamlLoader, construct
 
 log = logging.getLogger("coredns_py.manifests")
 

@@ -1,7 +1,7 @@
 """Fill in what a cluster would: the work the API server and the controllers
 do between ``kubectl apply`` and the first DNS answer.
 
-- the API server allocates ClusterIPs (:mod:`coredns_py.allocator`);
+- the API server allocates ClusterIPs (:mod:`coredns_py.cluster.allocator`);
 - the workload controllers start ``replicas`` pods from each template, and the
   pod network gives them IPs;
 - the EndpointSlice controller turns a Service's ``selector`` into slices of
@@ -21,13 +21,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Optional
 
-from coredns_py import objects as o
-from coredns_py.allocator import FixedConflict, Request, allocate
+from coredns_py.source import objects as o
+from coredns_py.cluster.allocator import FixedConflict, Request, allocate
 from coredns_py.config import Config
-from coredns_py.convert import safe_hash
+from coredns_py.source.convert import safe_hash
 from coredns_py.errors import ManifestError
 from coredns_py.memo import Memo, NoMemo
-from coredns_py.selectors import matches
+from coredns_py.cluster.selectors import matches
 
 
 @dataclass(frozen=True)

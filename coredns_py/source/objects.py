@@ -3,7 +3,7 @@
 Every object is a frozen dataclass with the API server's defaults already
 applied (a missing namespace is ``default``, a missing port protocol is
 ``TCP``, a missing ``conditions.ready`` is ready).  They are built from raw
-manifest dictionaries by :mod:`coredns_py.convert`, which rejects invalid
+manifest dictionaries by :mod:`coredns_py.source.convert`, which rejects invalid
 values with the file, the object and the field named, so code downstream can
 trust every field here.
 """

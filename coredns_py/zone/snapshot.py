@@ -16,8 +16,8 @@ from typing import Mapping, Optional
 
 import dns.name
 
-from coredns_py import objects as o
-from coredns_py.cluster import Cluster
+from coredns_py.source import objects as o
+from coredns_py.cluster.fill import Cluster
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
 

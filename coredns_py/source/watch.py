@@ -16,7 +16,7 @@ from typing import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from coredns_py.manifests import is_manifest_file
+from coredns_py.source.folder import is_manifest_file
 
 log = logging.getLogger("coredns_py.reload")
 

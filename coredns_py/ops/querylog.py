@@ -26,7 +26,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from coredns_py.metrics import _rcode_label
+from coredns_py.ops.metrics import _rcode_label
 
 log = logging.getLogger("coredns_py.query")
 
@@ -126,7 +126,7 @@ def formatter(fmt: str) -> logging.Formatter:
 def observer(metrics, query_log: QueryLog):
     """What Server.handle reports each query to when the query log is on:
     the metrics first, then the log line."""
-    from coredns_py.metrics import PLUGIN_LOCAL
+    from coredns_py.ops.metrics import PLUGIN_LOCAL
     record = metrics.record
     metrics.log_queries = True
 

@@ -44,8 +44,8 @@ import dns.rdtypes.IN.SRV
 import dns.reversename
 import dns.rrset
 
-from coredns_py import objects as o
-from coredns_py.snapshot import ServiceView, Snapshot
+from coredns_py.source import objects as o
+from coredns_py.zone.snapshot import ServiceView, Snapshot
 
 log = logging.getLogger("coredns_py.answer")
 
