@@ -16,7 +16,7 @@ from typing import Optional
 
 from coredns_py import __version__
 from coredns_py import config as config_mod
-from coredns_py.errors import CorednsPyError
+from coredns_py.errors import CorednsPyError, ListenError
 
 log = logging.getLogger("coredns_py")
 
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str = "info", fmt: str = "text") -> None:
-    from coredns_py.ops.querylog import formatter
+    from coredns_py.ops.logs import formatter
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(fmt))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
@@ -155,7 +155,7 @@ def cmd_serve(args, config) -> int:
 
     try:
         asyncio.run(run())
-    except (transport.ListenError, status.HttpListenError) as exc:
+    except ListenError as exc:
         print(f"coredns-py: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     return EXIT_OK

@@ -7,6 +7,7 @@ field, so a user can go straight to the line to fix.
 
 from __future__ import annotations
 
+import errno
 from typing import Optional
 
 
@@ -15,22 +16,6 @@ class CorednsPyError(Exception):
 
     def __init__(self, msg: Optional[str] = None):
         super().__init__(msg or (self.__doc__ or "").strip())
-
-
-class OnceLog:
-    """Logs each problem once: a reload that finds the same broken file or the
-    same address conflict again says nothing new, and a problem that was fixed
-    and comes back is logged again."""
-
-    def __init__(self, logger):
-        self.logger = logger
-        self._current: set[str] = set()
-
-    def report(self, problems) -> None:
-        texts = {str(p) for p in problems}
-        for text in sorted(texts - self._current):
-            self.logger.error("%s", text)
-        self._current = texts
 
 
 class ConfigError(CorednsPyError):
@@ -62,3 +47,29 @@ class ManifestError(CorednsPyError):
             parts.append(f"field {self.field}")
         parts.append(self.message)
         return ": ".join(parts)
+
+
+class SourceError(CorednsPyError):
+    """The source of objects cannot be read (the manifests folder is gone, say)."""
+
+
+class ListenError(CorednsPyError):
+    """An address cannot be listened on (DNS or HTTP); ``str()`` is one line for stderr.
+
+    ``errno`` is the OS error number when there is one (e.g. EADDRINUSE).
+    """
+
+    def __init__(self, message: str, code: Optional[int] = None):
+        super().__init__(message)
+        self.errno = code
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a bind failed, in the words a user acts on."""
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "address not available on this machine"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    return (exc.strerror or str(exc)).lower()

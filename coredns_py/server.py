@@ -24,9 +24,10 @@ from coredns_py.ops import metrics as metrics_mod
 from coredns_py.zone import snapshot as snapshot_mod
 from coredns_py.zone.answer_cache import AnswerCache
 from coredns_py.config import Config
-from coredns_py.errors import OnceLog
+from coredns_py.errors import SourceError
+from coredns_py.ops.logs import OnceLog
 from coredns_py.memo import Memo
-from coredns_py.source.folder import ManifestSource, SourceError
+from coredns_py.source.folder import ManifestSource
 from coredns_py.source.watch import Watcher
 
 log = logging.getLogger("coredns_py.server")

@@ -36,7 +36,7 @@ from coredns_py.net import transport as tr
 from coredns_py.resolver import upstreams
 from coredns_py.resolver.acl import Acl
 from coredns_py.resolver.cache import Cache
-from coredns_py.errors import ConfigError
+from coredns_py.errors import ConfigError, ListenError
 from coredns_py.resolver.forward import Forwarder, from_config
 from coredns_py.resolver.upstreams import Upstream
 
@@ -592,7 +592,7 @@ def test_server_never_forwards_to_itself(tmp_path, caplog):
             try:
                 await server.start()
                 break
-            except tr.ListenError:
+            except ListenError:
                 continue
         try:
             assert server.forwarder is None

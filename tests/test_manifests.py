@@ -9,7 +9,8 @@ from textwrap import dedent
 import pytest
 
 from coredns_py.source import objects as o
-from coredns_py.source.folder import ManifestSource, SourceError
+from coredns_py.errors import SourceError
+from coredns_py.source.folder import ManifestSource
 
 SVC = """\
 apiVersion: v1

@@ -19,6 +19,7 @@ import dns.rcode
 import pytest
 
 from conftest import ServerProcess, free_port, wait_until
+from coredns_py.errors import ListenError
 from coredns_py.ops import status as status_mod
 from status_client import http_server, scrape, total  # noqa: F401
 
@@ -240,7 +241,7 @@ def test_default_port_taken_is_only_a_warning():
         listener, news = status_mod.start_http(object(), blocker.getsockname(), required=False)
         assert listener is None
         news()  # a warning, logged once DNS is up
-        with pytest.raises(status_mod.HttpListenError):
+        with pytest.raises(ListenError):
             status_mod.start_http(object(), blocker.getsockname(), required=True)
     finally:
         blocker.close()

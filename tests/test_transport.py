@@ -19,7 +19,8 @@ import dns.rrset
 import pytest
 
 from coredns_py.net import transport as tr
-from coredns_py.net.transport import (ConnectionRegistry, ListenError, TcpProtocol, UdpProtocol,
+from coredns_py.errors import ListenError
+from coredns_py.net.transport import (ConnectionRegistry, TcpProtocol, UdpProtocol,
                                   parse_listen, start)
 
 LOCAL = "127.0.0.1"

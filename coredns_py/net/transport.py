@@ -27,6 +27,9 @@ import logging
 import socket
 from typing import Awaitable, Callable, Optional, Union
 
+from coredns_py import hostport
+from coredns_py.errors import ListenError, os_reason
+
 log = logging.getLogger("coredns_py.transport")
 
 HandlerResult = Union[bytes, None, Awaitable[Optional[bytes]]]
@@ -106,22 +109,6 @@ PORT_ZERO_ATTEMPTS = 5
 
 
 # --- Errors and addresses ---------------------------------------------------
-
-
-class ListenError(Exception):
-    """A listen address cannot be bound; ``str()`` is one line for stderr.
-
-    ``errno`` is the OS error number when there is one (e.g. EADDRINUSE).
-    """
-
-    def __init__(self, message: str, code: Optional[int] = None):
-        super().__init__(message)
-        self.errno = code
-
-
-def format_address(host: str, port: int) -> str:
-    """``127.0.0.1:53`` or ``[::1]:53``: the inverse of :func:`parse_listen`."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -643,20 +630,10 @@ class TcpProtocol(asyncio.Protocol):
 # --- Binding ----------------------------------------------------------------
 
 
-def _reason(exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return "address already in use"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return "address not available on this machine"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-    return (exc.strerror or str(exc)).lower()
-
-
 def _bind(host: str, port: int, kind: int) -> socket.socket:
     """A bound (and for TCP listening) non-blocking socket, or ListenError."""
     proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
-    where = f"{format_address(host, port)}/{proto}"
+    where = f"{hostport.join(host, port)}/{proto}"
     try:
         # Numeric only (no DNS lookup); also handles IPv6 scope ids.
         family, _, _, _, sockaddr = socket.getaddrinfo(
@@ -679,7 +656,7 @@ def _bind(host: str, port: int, kind: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ListenError(f"cannot listen on {where}: {_reason(exc)}", exc.errno) from exc
+        raise ListenError(f"cannot listen on {where}: {os_reason(exc)}", exc.errno) from exc
     return sock
 
 

@@ -44,6 +44,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
+from coredns_py import hostport
 from coredns_py import __version__
 
 NAMESPACE = "coredns"
@@ -354,7 +355,7 @@ class Metrics:
         if not addrs:
             return "dns://:53"
         host, port = addrs[0]
-        return f"dns://[{host}]:{port}" if ":" in host else f"dns://{host}:{port}"
+        return f"dns://{hostport.join(host, port)}"
 
 
 class Collector:

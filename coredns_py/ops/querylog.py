@@ -1,5 +1,5 @@
-"""The query log (``--log-queries``), like CoreDNS's *log* plugin, and the
-log formats (``--log-format text|json``).
+"""The query log (``--log-queries``), like CoreDNS's *log* plugin; its lines
+go out in the program's log format (``--log-format``, :mod:`coredns_py.ops.logs`).
 
 Off by default: a line per query costs far more than answering it (parsing
 the query again, formatting, a write to stderr), which is why CoreDNS also
@@ -14,8 +14,6 @@ NOERROR qr,aa,rd 106 0.000138s``.  In JSON each of those is a field.
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 from typing import Optional
 
@@ -26,12 +24,10 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
+from coredns_py import hostport
 from coredns_py.ops.metrics import _rcode_label
 
 log = logging.getLogger("coredns_py.query")
-
-FORMATS = ("text", "json")
-TEXT_FORMAT = "coredns-py: %(levelname)s: %(message)s"
 
 # Response header flags in the order CoreDNS's {>rflags} lists them.
 _RFLAGS = (("qr", 0x8000), ("aa", 0x0400), ("tc", 0x0200), ("rd", 0x0100), ("ra", 0x0080),
@@ -81,8 +77,7 @@ def describe(wire: bytes, out: Optional[bytes], proto: str, peer, seconds: float
 
 
 def text_line(f: dict) -> str:
-    remote = f"[{f['remote']}]" if ":" in f["remote"] else f["remote"]
-    return (f'{remote}:{f["port"]} - {f["id"]} "{f["type"]} {f["class"]} {f["name"]} '
+    return (f'{hostport.join(f["remote"], f["port"])} - {f["id"]} "{f["type"]} {f["class"]} {f["name"]} '
             f'{f["proto"]} {f["size"]} {str(f["do"]).lower()} {f["bufsize"]}" '
             f'{f["rcode"]} {f["rflags"] or "-"} {f["rsize"]} {f["duration"]:.6f}s')
 
@@ -98,29 +93,6 @@ class QueryLog:
     def __call__(self, wire: bytes, out, proto: str, peer, seconds: float) -> None:
         fields = describe(wire, out, proto, peer, seconds)
         self.logger.info("%s", text_line(fields), extra={"query": fields})
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, msg, and a query's fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        query = getattr(record, "query", None)
-        if query is not None:
-            out.update(query)
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def formatter(fmt: str) -> logging.Formatter:
-    return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
 
 
 def observer(metrics, query_log: QueryLog):

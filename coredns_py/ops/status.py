@@ -28,7 +28,6 @@ Endpoints:
 from __future__ import annotations
 
 import asyncio
-import errno
 import http.server
 import importlib.resources
 import io
@@ -54,6 +53,8 @@ import dns.rdatatype
 import dns.reversename
 from prometheus_client.exposition import choose_encoder
 
+from coredns_py import hostport
+from coredns_py.errors import ListenError, os_reason
 from coredns_py import __version__
 from coredns_py.zone import answer as answer_mod
 from coredns_py.ops.metrics import manifest_errors
@@ -98,14 +99,6 @@ MAX_STATUS_SERVICES = 2000
 POLL_INTERVAL = 0.1
 
 _PAGE_TYPES = ("A", "AAAA", "SRV", "PTR", "CNAME", "TXT", "SOA", "NS", "ANY")
-
-
-class HttpListenError(Exception):
-    """The HTTP listen address cannot be bound; ``str()`` is one line."""
-
-    def __init__(self, message: str, code: Optional[int] = None):
-        super().__init__(message)
-        self.errno = code
 
 
 def parse_http(text: str) -> Optional[tuple[str, int]]:
@@ -205,7 +198,7 @@ def status_document(server, query: str = "", limit: int = MAX_STATUS_SERVICES) -
         "version": __version__,
         "zone": zone,
         "manifests": str(server.manifests),
-        "listen": [_addr(h, p) for h, p in (
+        "listen": [hostport.join(h, p) for h, p in (
             getattr(server.listeners, "addresses", None) or server.listens)],
         "loaded": snap is not None,
         "last_reload": server.last_reload,
@@ -240,10 +233,6 @@ def status_document(server, query: str = "", limit: int = MAX_STATUS_SERVICES) -
     doc["namespaces"] = [{"name": ns, "services": svcs} for ns, svcs in sorted(by_ns.items())
                          if svcs or not needle]
     return doc
-
-
-def _addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class QueryError(ValueError):
@@ -546,15 +535,11 @@ class StatusServer:
     def start(self) -> "StatusServer":
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         cls = type("_HTTPServerV", (_HTTPServer,), {"address_family": family})
-        where = f"{_addr(self.host, self.port)}/http"
+        where = f"{hostport.join(self.host, self.port)}/http"
         try:
             self._httpd = cls((self.host, self.port), _Handler, self)
         except OSError as exc:
-            reason = {errno.EADDRINUSE: "address already in use",
-                      errno.EADDRNOTAVAIL: "address not available on this machine",
-                      errno.EACCES: "permission denied"}.get(
-                exc.errno, (exc.strerror or str(exc)).lower())
-            raise HttpListenError(f"cannot listen on {where}: {reason}", exc.errno) from None
+            raise ListenError(f"cannot listen on {where}: {os_reason(exc)}", exc.errno) from None
         self.address = (self.host, self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": POLL_INTERVAL},
@@ -654,7 +639,7 @@ def start_http(server, address: Optional[tuple[str, int]], required: bool):
     ``news()`` logs where it listens, or why it does not.
 
     A port the user asked for that cannot be bound is an error
-    (HttpListenError).  The default one is only a warning: a second server
+    (ListenError).  The default one is only a warning: a second server
     on the same machine, or a CoreDNS holding 9153, must not stop DNS.  The
     caller calls ``news()`` once DNS is bound, so that a DNS port in use is
     still the only line printed.
@@ -663,13 +648,13 @@ def start_http(server, address: Optional[tuple[str, int]], required: bool):
         return None, lambda: None
     try:
         http_server = StatusServer(server, *address).start()
-    except HttpListenError as exc:
+    except ListenError as exc:
         if required:
             raise
         problem = exc
         return None, lambda: log.warning(
             "%s: no HTTP listener (health, metrics, status page); "
             "choose another with --http HOST:PORT", problem)
-    where = _addr(*http_server.address)
+    where = hostport.join(*http_server.address)
     return http_server, lambda: log.info(
         "health, metrics and status page on http://%s/", where)

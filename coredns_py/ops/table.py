@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from coredns_py import hostport
 from coredns_py.source import objects as o
 from coredns_py.cluster.fill import Cluster
 from coredns_py.config import Config
@@ -44,8 +45,7 @@ def _endpoints(cluster: Cluster, svc: o.Service) -> str:
             if not ep.ready:
                 continue
             for a in ep.addresses:
-                host = f"[{a}]" if ":" in a else a
-                addrs.extend(f"{host}:{p.port}" for p in sl.ports) if sl.ports else addrs.append(a)
+                addrs.extend(hostport.join(a, p.port) for p in sl.ports) if sl.ports else addrs.append(a)
     return ",".join(addrs) or "<none>"
 
 

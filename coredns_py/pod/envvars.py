@@ -133,6 +133,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from coredns_py import hostport
 from coredns_py.errors import CorednsPyError
 from coredns_py.source.objects import Service
 from coredns_py.pod.resolvconf import check_namespace
@@ -146,7 +147,6 @@ __all__ = [
     "env_variable_name",
     "format_env",
     "is_env_file_safe",
-    "join_host_port",
     "service_variables",
     "service_env",
 ]
@@ -187,13 +187,6 @@ def env_variable_name(name: str) -> str:
     return name.replace("-", "_").upper()
 
 
-def join_host_port(host: str, port: int | str) -> str:
-    """Go's net.JoinHostPort: bracket a host containing ``:``."""
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
 def _ref(svc: Service) -> str:
     return f"Service {svc.namespace}/{svc.name}"
 
@@ -213,7 +206,7 @@ def service_variables(svc: Service) -> list[tuple[str, str]]:
             out.append((f"{prefix}_SERVICE_PORT_{env_variable_name(sp.name)}", str(sp.port)))
     for i, sp in enumerate(ports):
         proto = sp.protocol or "TCP"
-        url = f"{proto.lower()}://{join_host_port(ip, sp.port)}"
+        url = f"{proto.lower()}://{hostport.join(ip, sp.port)}"
         if i == 0:
             out.append((f"{prefix}_PORT", url))
         group = f"{prefix}_PORT_{sp.port}_{proto.upper()}"

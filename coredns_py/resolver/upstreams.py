@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from coredns_py import hostport
+
 DNS_PORT = 53
 
 # CoreDNS's forward plugin accepts at most 15 upstreams; beyond a handful a
@@ -33,7 +35,7 @@ class Upstream:
     port: int = DNS_PORT
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return hostport.join(self.host, self.port)
 
 
 def is_file_entry(text: str) -> bool:

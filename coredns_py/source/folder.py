@@ -22,16 +22,13 @@ from typing import Any, Optional
 import yaml
 
 from coredns_py.source.convert import convert
-from coredns_py.errors import CorednsPyError, ManifestError, OnceLog
+from coredns_py.errors import ManifestError, SourceError
+from coredns_py.ops.logs import OnceLog
 from coredns_py.source.yaml_load import Loader as YamlLoader, construct
 
 log = logging.getLogger("coredns_py.manifests")
 
 SUFFIXES = (".yaml", ".yml", ".json")
-
-
-class SourceError(CorednsPyError):
-    """The manifests folder cannot be read."""
 
 
 def is_manifest_file(name: str) -> bool:

@@ -1,0 +1,50 @@
+"""The program's log: its two formats (``--log-format text|json``) and the
+rule that a recurring problem is logged once."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+
+FORMATS = ("text", "json")
+TEXT_FORMAT = "coredns-py: %(levelname)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, msg, and a query's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        query = getattr(record, "query", None)
+        if query is not None:
+            out.update(query)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+class OnceLog:
+    """Logs each problem once: a reload that finds the same broken file or the
+    same address conflict again says nothing new, and a problem that was fixed
+    and comes back is logged again."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self._current: set[str] = set()
+
+    def report(self, problems) -> None:
+        texts = {str(p) for p in problems}
+        for text in sorted(texts - self._current):
+            self.logger.error("%s", text)
+        self._current = texts
