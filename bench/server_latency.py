@@ -23,6 +23,7 @@ import sys
 import time
 
 from coredns_py.net import transport
+from coredns_py.zone import wire
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # 35 on Linux
 MAX_SAMPLES = 10_000_000  # bounded: about 80 MB of doubles
@@ -41,7 +42,7 @@ def _read_ready(self):
     received = self._protocol.datagram_received
     for _ in range(transport.UDP_BATCH):
         try:
-            data, ancillary, _flags, addr = recvmsg(transport.UDP_MAX_DATAGRAM, 64)
+            data, ancillary, _flags, addr = recvmsg(wire.MAX_MESSAGE, 64)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:

@@ -31,6 +31,7 @@ import dns.rdatatype
 import pytest
 
 from coredns_py.zone import answer as answer_mod
+from coredns_py.zone.wire import EDNS_PAYLOAD
 from coredns_py import config as config_mod
 from coredns_py.net import transport as tr
 from coredns_py.resolver import upstreams
@@ -261,7 +262,7 @@ def test_id_question_rd_and_cd_are_the_clients(snap):
             # what went upstream: recursion desired, the client's DO and CD, EDNS 1232
             sent = up.queries[0][1]
             assert sent.flags & dns.flags.RD and sent.flags & dns.flags.CD
-            assert sent.ednsflags & dns.flags.DO and sent.payload == answer_mod.EDNS_PAYLOAD
+            assert sent.ednsflags & dns.flags.DO and sent.payload == EDNS_PAYLOAD
     run(main())
 
 

@@ -29,6 +29,7 @@ from typing import Awaitable, Callable, Optional, Union
 
 from coredns_py import hostport
 from coredns_py.errors import ListenError, os_reason
+from coredns_py.zone.wire import MAX_MESSAGE
 
 log = logging.getLogger("coredns_py.transport")
 
@@ -40,10 +41,6 @@ Handler = Callable[[bytes, str, tuple], HandlerResult]
 """
 
 # --- Limits -----------------------------------------------------------------
-
-# Largest datagram we must be able to receive: the 16-bit IP length field,
-# the size of every recvfrom, so nothing is truncated (tests check it).
-UDP_MAX_DATAGRAM = 65535
 
 # Datagrams read per wake-up of the event loop.  Under load several queries
 # wait in the socket at once; reading them in one go saves a trip through
@@ -73,16 +70,13 @@ TCP_IDLE_TIMEOUT = 10.0
 # descriptors (which would also break UDP, file watching, logging...).
 MAX_TCP_CONNECTIONS = 1000
 
-# Largest DNS message a 2-byte TCP length prefix can announce (RFC 1035 4.2.2).
-TCP_MAX_MESSAGE = 65535
-
 # Unanswered bytes we keep per TCP connection.  Complete queries are answered
 # as soon as they arrive, so normally only one partial frame is buffered (at
 # most 2 + 65535 bytes).  More accumulates only while we have stopped
 # answering because the client does not read its answers (write buffer full,
 # reading paused); allowing one more maximum-size frame on top is generous,
 # and a client past that is flooding us, so it is disconnected.
-MAX_TCP_BUFFER = 2 * (2 + TCP_MAX_MESSAGE)
+MAX_TCP_BUFFER = 2 * (2 + MAX_MESSAGE)
 
 # Answers still being worked out (forwarded upstream) at once, over all UDP
 # listen addresses.  Each holds a task and, while it waits for an upstream,
@@ -250,7 +244,7 @@ class UdpSocket(asyncio.DatagramTransport):
         received = self._protocol.datagram_received
         for _ in range(UDP_BATCH):
             try:
-                data, addr = recvfrom(UDP_MAX_DATAGRAM)
+                data, addr = recvfrom(MAX_MESSAGE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -605,7 +599,7 @@ class TcpProtocol(asyncio.Protocol):
         self._process()  # reads again below the cap; closes after EOF when done
 
     def _write(self, response: bytes) -> None:
-        if len(response) > TCP_MAX_MESSAGE:
+        if len(response) > MAX_MESSAGE:
             log.error("dropping %d-byte answer to %s: larger than a TCP frame can carry",
                       len(response), self._peer)
             return

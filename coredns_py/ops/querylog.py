@@ -26,13 +26,13 @@ import dns.rdatatype
 
 from coredns_py import hostport
 from coredns_py.ops.metrics import _rcode_label
+from coredns_py.zone.wire import MAX_MESSAGE
 
 log = logging.getLogger("coredns_py.query")
 
 # Response header flags in the order CoreDNS's {>rflags} lists them.
 _RFLAGS = (("qr", 0x8000), ("aa", 0x0400), ("tc", 0x0200), ("rd", 0x0100), ("ra", 0x0080),
            ("z", 0x0040), ("ad", 0x0020), ("cd", 0x0010))
-TCP_BUFSIZE = 65535  # CoreDNS reports the 64 KiB maximum for TCP
 
 
 def _client(peer) -> tuple[str, int]:
@@ -64,7 +64,7 @@ def describe(wire: bytes, out: Optional[bytes], proto: str, peer, seconds: float
             fields["do"] = bool(query.ednsflags & dns.flags.DO)
             fields["bufsize"] = max(512, query.payload)
     if proto == "tcp":
-        fields["bufsize"] = TCP_BUFSIZE
+        fields["bufsize"] = MAX_MESSAGE  # CoreDNS reports the 64 KiB maximum for TCP
     if out is not None and len(out) >= 4:
         flags = int.from_bytes(out[2:4], "big")
         rcode = flags & 0x0F

@@ -57,6 +57,7 @@ from coredns_py import hostport
 from coredns_py.errors import ListenError, os_reason
 from coredns_py import __version__
 from coredns_py.zone import answer as answer_mod
+from coredns_py.zone import wire
 from coredns_py.ops.metrics import manifest_errors
 
 log = logging.getLogger("coredns_py.status")
@@ -252,7 +253,7 @@ def run_query(server, name: str, rdtype: str) -> dict:
         qtype = dns.rdatatype.from_text((rdtype or "A").strip().upper())
     except dns.exception.DNSException:
         raise QueryError(f"unknown type {rdtype!r}") from None
-    query = dns.message.make_query(qname, qtype, use_edns=0, payload=answer_mod.EDNS_PAYLOAD)
+    query = dns.message.make_query(qname, qtype, use_edns=0, payload=wire.EDNS_PAYLOAD)
     query.id = 0
     forwarding = getattr(server, "forwarder", None) is not None
     out = answer_mod.answer(server.snapshot, query.to_wire(), "tcp", forwarding=forwarding)
@@ -261,7 +262,7 @@ def run_query(server, name: str, rdtype: str) -> dict:
         note = (f"needs upstream data: the server asks upstream for "
                 f"{out.qname.to_text()} {dns.rdatatype.to_text(out.qtype)}; "
                 f"shown is the part it answers itself")
-        out = answer_mod.render(out.response if out.response.answer else out.local, out.limit)
+        out = wire.render(out.response if out.response.answer else out.local, out.limit)
     if out is None:
         raise QueryError("the server sends no answer to this query")
     response = dns.message.from_wire(out)

@@ -54,6 +54,7 @@ import dns.rcode
 import dns.rdatatype
 
 from coredns_py.zone import answer as answer_mod
+from coredns_py.zone import wire
 from coredns_py.resolver import upstreams as upstreams_mod
 from coredns_py.resolver.acl import Acl
 from coredns_py.resolver.cache import Answer, Cache, is_denial, key as cache_key
@@ -160,7 +161,7 @@ class Forwarder:
     async def _exchange(self, k: tuple) -> Optional[Answer]:
         qname, qtype, rdclass, do, cd = k
         query = dns.message.make_query(qname, qtype, rdclass, use_edns=0,
-                                       payload=answer_mod.EDNS_PAYLOAD, want_dnssec=do)
+                                       payload=wire.EDNS_PAYLOAD, want_dnssec=do)
         if cd:
             query.flags |= dns.flags.CD
         self.stats["exchanges"] += 1
@@ -279,24 +280,13 @@ def compose(fwd: answer_mod.Forward, ans: Optional[Answer]) -> bytes:
 def servfail(fwd: answer_mod.Forward) -> bytes:
     """SERVFAIL, with an Extended DNS Error (RFC 8914 "No Reachable
     Authority") for clients that speak EDNS, so dig shows why."""
-    resp = fwd.response
-    resp.flags = (resp.flags & CLIENT_FLAGS) | (fwd.query.flags & dns.flags.CD)
-    resp.answer, resp.authority, resp.additional = [], [], []
-    if resp.edns >= 0:
-        ede = dns.edns.EDEOption(dns.edns.EDECode.NO_REACHABLE_AUTHORITY,
-                                 "no upstream server answered")
-        resp.use_edns(0, resp.ednsflags & dns.flags.DO, answer_mod.EDNS_PAYLOAD, options=[ede])
-    resp.set_rcode(dns.rcode.SERVFAIL)
-    return _render(fwd, resp)
+    ede = dns.edns.EDEOption(dns.edns.EDECode.NO_REACHABLE_AUTHORITY,
+                             "no upstream server answered")
+    return _render(fwd, wire.servfail(fwd.response, fwd.query, ede))
 
 
 def _render(fwd: answer_mod.Forward, msg: dns.message.Message) -> bytes:
-    try:
-        return answer_mod.render(msg, fwd.limit)
-    except dns.exception.TooBig:  # not even the question fits: header and question only
-        bare = dns.message.make_response(fwd.query)
-        bare.set_rcode(dns.rcode.SERVFAIL)
-        return bare.to_wire()
+    return wire.render(msg, fwd.limit)
 
 
 # --- from the configuration -----------------------------------------------------------

@@ -45,20 +45,12 @@ import dns.reversename
 import dns.rrset
 
 from coredns_py.source import objects as o
+from coredns_py.zone import wire as wire_mod
 from coredns_py.zone.snapshot import ServiceView, Snapshot
 
 log = logging.getLogger("coredns_py.answer")
 
 IN = dns.rdataclass.IN
-
-# The EDNS buffer we advertise and the most we send over UDP: 1232 bytes fits
-# an IPv6 packet on a 1280-byte MTU without fragmentation (DNS Flag Day 2020;
-# BIND, Knot and Unbound default to it).
-EDNS_PAYLOAD = 1232
-# Without EDNS a UDP answer is at most 512 bytes (RFC 1035 4.2.1).
-CLASSIC_UDP = 512
-# TCP messages carry a 16-bit length (RFC 1035 4.2.2).
-TCP_MAX = 65535
 
 SCHEMA_VERSION = b"1.1.0"  # spec 2.2: dns-version TXT
 SCHEMA_TTL = 28800  # CoreDNS answers dns-version with this TTL whatever `ttl` says
@@ -425,19 +417,6 @@ def resolve(snap: Snapshot, qname: dns.name.Name, qtype: int) -> Optional[Result
 
 # --- the message level ------------------------------------------------------------
 
-def _header_only(wire: bytes, rcode: int) -> bytes:
-    """A response with no sections, for queries too broken to parse."""
-    flags = int.from_bytes(wire[2:4], "big")
-    out_flags = 0x8000 | (flags & 0x7800) | (flags & 0x0100) | rcode  # QR, opcode, RD
-    return wire[:2] + out_flags.to_bytes(2, "big") + bytes(8)
-
-
-def udp_limit(query: dns.message.Message) -> int:
-    if query.edns < 0:
-        return CLASSIC_UDP
-    return max(CLASSIC_UDP, min(query.payload, EDNS_PAYLOAD))
-
-
 @dataclass
 class Forward:
     """The answer needs upstream data: ask ``qname``/``qtype`` upstream.
@@ -454,18 +433,7 @@ class Forward:
     qname: dns.name.Name
     qtype: int
     local: dns.message.Message
-    limit: int  # the most the client accepts (UDP size or TCP_MAX)
-
-
-def render(response: dns.message.Message, limit: int) -> bytes:
-    """Wire form; over the limit, whole RRsets are dropped and TC is set.
-
-    Records keep their order (dnspython would shuffle them): CoreDNS's
-    kubernetes plugin answers in a fixed order too (shuffling is its separate
-    loadbalance plugin), and a fixed order is what lets the hot path reuse
-    answers as bytes.
-    """
-    return response.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
+    limit: int  # the most the client accepts (wire.limit)
 
 
 def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp", *,
@@ -480,26 +448,23 @@ def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp", *,
     try:
         query = dns.message.from_wire(wire)
     except Exception:  # any malformed packet; dnspython raises many types
-        return _header_only(wire, dns.rcode.FORMERR)
-    limit = udp_limit(query) if proto == "udp" else TCP_MAX
+        return wire_mod.header_only(wire, dns.rcode.FORMERR)
+    limit = wire_mod.limit(query, proto)
     try:
         response = respond(snap, query, limit)
     except Exception:  # a bug of ours must cost one answer, not the server
         log.exception("cannot answer %s", query.question)
-        return _header_only(wire, dns.rcode.SERVFAIL)
+        return wire_mod.header_only(wire, dns.rcode.SERVFAIL)
     if isinstance(response, Forward):
         if forwarding:
             return response
         response = response.local
-    try:
-        return render(response, limit)
-    except dns.exception.TooBig:
-        return _header_only(wire, dns.rcode.SERVFAIL)
+    return wire_mod.render(response, limit)
 
 
-def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = TCP_MAX):
+def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = wire_mod.MAX_MESSAGE):
     """The response message for a parsed query, or a :class:`Forward`."""
-    response = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
+    response = dns.message.make_response(query, our_payload=wire_mod.EDNS_PAYLOAD)
     # CD is copied as RFC 4035 3.1.6 asks (CoreDNS does, through miekg/dns
     # SetReply); DO is echoed as RFC 3225 asks.
     response.flags |= query.flags & dns.flags.CD
@@ -519,8 +484,7 @@ def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = T
     if snap is None:
         # Not loaded yet: SERVFAIL tells resolvers to try again, where
         # NXDOMAIN would be cached as a wrong "does not exist".
-        response.set_rcode(dns.rcode.SERVFAIL)
-        return response
+        return wire_mod.servfail(response, query)
     if question.rdclass != IN or qtype in (T.AXFR, T.IXFR):
         response.set_rcode(dns.rcode.REFUSED)  # zone transfers are not offered
         return response
@@ -531,7 +495,7 @@ def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = T
     res = resolve(snap, qname, ask)
     if res is None:
         # Not a zone of ours: only upstream can answer.
-        local = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
+        local = dns.message.make_response(query, our_payload=wire_mod.EDNS_PAYLOAD)
         local.ednsflags = response.ednsflags
         local.set_rcode(dns.rcode.REFUSED)
         return Forward(query, response, qname, qtype, local, limit)
@@ -550,7 +514,7 @@ def respond(snap: Optional[Snapshot], query: dns.message.Message, limit: int = T
         # name that is no Service or endpoint IP of ours goes upstream (the
         # host's own addresses, say); without forwarding, or for a client
         # that may not recurse, it stays this NXDOMAIN.
-        fresh = dns.message.make_response(query, our_payload=EDNS_PAYLOAD)
+        fresh = dns.message.make_response(query, our_payload=wire_mod.EDNS_PAYLOAD)
         fresh.ednsflags = response.ednsflags
         fresh.flags |= query.flags & dns.flags.CD
         return Forward(query, fresh, qname, qtype, response, limit)
