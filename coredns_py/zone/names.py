@@ -1,0 +1,87 @@
+"""The names of the cluster zone: how an owner name is built from a Service,
+an endpoint or a port, and read back from a query.
+
+Schema (Kubernetes DNS specification 1.1.0, as CoreDNS parse.go reads it):
+
+    <svc>.<ns>.svc.<zone>                     a Service
+    <ep>.<svc>.<ns>.svc.<zone>                one endpoint (hostname, pod name or dashed IP)
+    _<port>._<proto>.<svc>.<ns>.svc.<zone>    a named port (SRV)
+    <dashed-ip>.<ns>.pod.<zone>               a pod, following the ``pods`` mode
+
+Labels are stored lower-case; queries are matched case-insensitively.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import dns.name
+import dns.reversename
+
+from coredns_py.source.objects import is_dotted_quad
+
+
+def service(namespace: str, name: str, zone: dns.name.Name,
+            endpoint: str = "") -> dns.name.Name:
+    """``<svc>.<ns>.svc.<zone>``, or ``<endpoint>.<svc>.<ns>.svc.<zone>``."""
+    labels = (name.encode(), namespace.encode(), b"svc") + zone.labels
+    return dns.name.Name(((endpoint.encode(),) if endpoint else ()) + labels)
+
+
+def port(namespace: str, name: str, port_name: str, protocol: str,
+         zone: dns.name.Name) -> dns.name.Name:
+    """``_<port>._<proto>.<svc>.<ns>.svc.<zone>``: where a named port's SRV lives."""
+    return dns.name.Name((f"_{port_name}".encode(), f"_{protocol}".encode())
+                         + service(namespace, name, zone).labels)
+
+
+def nameserver(zone: dns.name.Name) -> dns.name.Name:
+    """``ns.dns.<zone>``: the name server when no Service holds our address (CoreDNS ns.go)."""
+    return dns.name.Name((b"ns", b"dns") + zone.labels)
+
+
+def reverse(ip: str) -> dns.name.Name:
+    """The PTR owner of an address (``7.7.96.10.in-addr.arpa.``)."""
+    return dns.reversename.from_address(ip)
+
+
+def dashed(ip: str) -> str:
+    """The endpoint name of an address without a hostname.
+
+    IPv4 dots become dashes (``172-0-0-2``); IPv6 uses the compressed text
+    form with colons as dashes, and a trailing dash padded to ``-0`` so the
+    label does not end in a dash (CoreDNS ``endpointHostname``).
+    """
+    if is_dotted_quad(ip):
+        return ip.replace(".", "-")
+    addr = ipaddress.ip_address(ip)
+    if addr.version == 4:
+        return str(addr).replace(".", "-")
+    text = addr.compressed.replace(":", "-")
+    if text.startswith("-"):
+        text = "0" + text
+    if text.endswith("-"):
+        text += "0"
+    return text
+
+
+def pod_ip(label: str):
+    """``10-244-0-5`` or ``fd00-10-244--5`` back to an address (CoreDNS findPods); None
+    when the label is not one."""
+    if "%" in label:
+        return None  # a zoned IPv6 address: Go's net.ParseIP, which CoreDNS uses, rejects it
+    if label.count("-") == 3 and "--" not in label:
+        text = label.replace("-", ".")
+    else:
+        text = label.replace("-", ":")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def relative_labels(qname: dns.name.Name, zone: dns.name.Name) -> list[str]:
+    """The labels of ``qname`` below ``zone``, lower-case text, leftmost first."""
+    rel = qname.relativize(zone)
+    # latin-1 maps every byte to one character, so odd bytes never raise.
+    return [label.lower().decode("latin-1") for label in rel.labels]
