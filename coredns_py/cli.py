@@ -91,20 +91,17 @@ def _setup_logging(level: str = "info", fmt: str = "text") -> None:
 
 def load_cluster(args, config, state: bool = True, log_errors: bool = True):
     """Load the folder and fill it in, exactly as ``serve`` does."""
-    from coredns_py.cluster import fill as cluster
-    from coredns_py.source.folder import ManifestSource
-    loaded = ManifestSource(args.manifests, log_errors=log_errors).load()
-    built = cluster.build(loaded.objects, config,
-                          config.state_path(args.manifests) if state else None)
-    return loaded, built
+    from coredns_py.cluster import local
+    return local.from_folder(args.manifests, config, state=state, incremental=False,
+                             log_errors=log_errors).load()
 
 
 def cmd_serve(args, config) -> int:
-    from coredns_py.ops import querylog
-    from coredns_py.ops import status
+    from coredns_py.cluster import local
     from coredns_py.net import transport
-    from coredns_py.source.folder import list_files
+    from coredns_py.ops import health, http, querylog
     from coredns_py.server import Server
+    from coredns_py.source.folder import list_files
 
     try:
         listens = [transport.parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
@@ -112,28 +109,28 @@ def cmd_serve(args, config) -> int:
         print(f"coredns-py: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        http_address = status.parse_http(status.DEFAULT_HTTP if args.http is None else args.http)
+        http_address = http.parse_http(http.DEFAULT_HTTP if args.http is None else args.http)
     except ValueError as exc:
         print(f"coredns-py: --http: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    lameduck = status.LAMEDUCK if args.lameduck is None else max(0.0, args.lameduck)
+    lameduck = health.LAMEDUCK if args.lameduck is None else max(0.0, args.lameduck)
     list_files(args.manifests)  # an unreadable folder fails now, with one line
-    server = Server(args.manifests, config, listens)
+    server = Server(local.from_folder(args.manifests, config), config, listens)
     if args.log_queries:
         server.observe = querylog.observer(server.metrics, querylog.QueryLog())
 
     async def run() -> None:
         # HTTP first: /ready says 503 while the first load runs.  What it
         # has to say waits until DNS is bound: a failure there is one line.
-        http, http_news = status.start_http(server, http_address,
-                                            required=args.http is not None)
+        listener, http_news = http.start_http(server, http_address,
+                                              required=args.http is not None)
         try:
-            await serve(http, http_news)
+            await serve(listener, http_news)
         finally:
-            if http is not None:
-                http.close()
+            if listener is not None:
+                listener.close()
 
-    async def serve(http, http_news) -> None:
+    async def serve(listener, http_news) -> None:
         await server.start()
         http_news()
         for host, port in server.listeners.addresses:
@@ -149,7 +146,7 @@ def cmd_serve(args, config) -> int:
         loop.add_signal_handler(signal.SIGINT, on_stop)
         loop.add_signal_handler(signal.SIGHUP, server.request_reload)
         await stop.wait()
-        await status.lame_duck(http, lameduck, hurry)
+        await health.lame_duck(listener, lameduck, hurry)
         log.info("shutting down")
         await server.stop()
 
@@ -164,7 +161,7 @@ def cmd_serve(args, config) -> int:
 def _log_recursion(server) -> None:
     """On an address others can reach, say who may have names forwarded."""
     import ipaddress
-    acl = getattr(server.forwarder, "acl", None)
+    acl = server.forwarder.acl if server.forwarder is not None else None
     exposed = [h for h, _ in server.listeners.addresses
                if not ipaddress.ip_address(h).is_loopback]
     if acl is None or not exposed:
@@ -178,15 +175,16 @@ def _log_recursion(server) -> None:
 
 def cmd_check(args, config) -> int:
     # check prints each problem itself, once: the source must not log them too.
-    loaded, built = load_cluster(args, config, state=False, log_errors=False)
-    problems = list(loaded.errors) + list(built.errors)
+    load = load_cluster(args, config, state=False, log_errors=False)
+    built = load.cluster
+    problems = list(load.errors)
     for err in problems:
         print(err)
     if problems:
         print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {args.manifests}",
               file=sys.stderr)
         return EXIT_PROBLEMS
-    print(f"ok: {loaded.files} files, {len(built.namespaces)} namespaces, "
+    print(f"ok: {load.files} files, {len(built.namespaces)} namespaces, "
           f"{len(built.services)} services, {len(built.slices)} endpoint slices, "
           f"{len(built.pods)} pods")
     return EXIT_OK
@@ -194,7 +192,7 @@ def cmd_check(args, config) -> int:
 
 def cmd_get(args, config) -> int:
     from coredns_py.ops import table
-    _loaded, built = load_cluster(args, config)
+    built = load_cluster(args, config).cluster
     namespace: Optional[str] = None if args.all_namespaces else args.namespace
     kind = {"svc": "services", "ep": "endpoints", "po": "pods"}.get(args.resource, args.resource)
     print(table.render(kind, built, namespace, config), end="")
@@ -203,7 +201,7 @@ def cmd_get(args, config) -> int:
 
 def cmd_env(args, config) -> int:
     from coredns_py.pod import envvars
-    _loaded, built = load_cluster(args, config)
+    built = load_cluster(args, config).cluster
     try:
         result = envvars.service_env(built.services, args.namespace,
                                      service_links=not args.no_service_links)

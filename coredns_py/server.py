@@ -1,9 +1,8 @@
-"""The running server: load, build a snapshot aside, swap it in, answer.
+"""The running server: a cluster source, the current generation, the answers.
 
-Files are watched with watchdog; a change schedules a rebuild in a worker
-thread (parsing only the files that changed), and the new snapshot replaces
-the old one in one assignment on the event loop.  Until the first load
-completes, every query gets SERVFAIL.
+A rebuild runs in a worker thread (:mod:`coredns_py.reloads` decides when);
+the new :class:`~coredns_py.generation.Generation` replaces the old one in
+one assignment.  Until the first build completes, every query gets SERVFAIL.
 """
 
 from __future__ import annotations
@@ -13,28 +12,19 @@ import contextlib
 import gc
 import ipaddress
 import logging
-import threading
 import time
-from pathlib import Path
 from typing import Optional
 
-from coredns_py.zone import answer as answer_mod
-from coredns_py.cluster import fill as cluster_mod
-from coredns_py.ops import metrics as metrics_mod
-from coredns_py.zone import snapshot as snapshot_mod
-from coredns_py.zone.answer_cache import AnswerCache
+from coredns_py.cluster import ClusterSource
 from coredns_py.config import Config
 from coredns_py.errors import SourceError
-from coredns_py.ops.logs import OnceLog
-from coredns_py.memo import Memo
-from coredns_py.source.folder import ManifestSource
-from coredns_py.source.watch import Watcher
+from coredns_py.generation import Builder, Generation
+from coredns_py.ops import metrics as metrics_mod
+from coredns_py.reloads import Reloads
+from coredns_py.zone import answer as answer_mod
+from coredns_py.zone.answer_cache import AnswerCache
 
 log = logging.getLogger("coredns_py.server")
-
-# Changes arriving within this window are applied in one rebuild: an editor
-# saving a file often writes, renames and touches it in quick succession.
-RELOAD_DEBOUNCE = 0.02
 
 _clock = time.perf_counter
 
@@ -73,29 +63,31 @@ def _no_cyclic_gc():
             gc.enable()
 
 
+def _own_addresses(listens) -> tuple[str, ...]:
+    """The addresses this server answers on, for the apex NS (0.0.0.0 is none)."""
+    out = []
+    for host, _port in listens:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if not ip.is_unspecified:
+            out.append(str(ip))
+    return tuple(out)
+
+
 class Server:
-    def __init__(self, manifests: Path, config: Config, listens: list[tuple[str, int]]):
-        self.manifests = Path(manifests)
+    def __init__(self, source: ClusterSource, config: Config, listens: list[tuple[str, int]]):
+        self.source = source
         self.config = config
         self.listens = listens
-        self.source = ManifestSource(self.manifests)
-        self.snapshot: Optional[snapshot_mod.Snapshot] = None
-        self.loaded = None  # the last Loaded (objects and errors)
-        self.last_reload: Optional[float] = None
-        self.last_reload_seconds: Optional[float] = None
-        self._generation = 0
-        self._serial = 0
-        self._lock = threading.Lock()  # one rebuild at a time
-        # Results of the last build, reused for what a reload did not touch.
-        self._cluster_memo = Memo()
-        self._snapshot_memo = Memo()
-        self._problems = OnceLog(log)
-        self._pending: Optional[asyncio.TimerHandle] = None
-        self._running = False
-        self._dirty = False
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        # What queries are answered from; None until the first build.  Replaced
+        # whole, never changed in place: read it once and use only that one.
+        self.generation: Optional[Generation] = None
+        self._builder = Builder(source, config, _own_addresses(listens))
+        self.reloads: Optional[Reloads] = None
         self.listeners = None
-        self.watcher: Optional[Watcher] = None
+        self.watcher = None
         self.answers = AnswerCache()
         # Completes answers that need upstream data (names outside our zones,
         # ExternalNames pointing outside); None: such queries are REFUSED.
@@ -103,17 +95,16 @@ class Server:
         # Counts every query (hot path: plain dict updates) and reload;
         # ``observe`` is what handle() reports each query to (the query log
         # wraps it when on).
-        self.metrics = metrics_mod.Metrics(self)
+        self.metrics = metrics_mod.Metrics(current=lambda: self.generation,
+                                           addresses=listens, answers=self.answers)
         self.observe = self.metrics.record
-        self._change_seen: Optional[float] = None  # the first change not yet served
-        self._reload_started: Optional[float] = None
 
     # --- the core call: bytes in, bytes out ---------------------------------------
 
     def handle(self, wire: bytes, proto: str, peer):
         started = _clock()
-        # self.snapshot is read once: the whole answer comes from that one.
-        snap = self.snapshot
+        gen = self.generation  # read once: the whole answer comes from this one
+        snap = gen.snapshot if gen is not None else None
         forwarding = self.forwarder is not None
         try:
             out = self.answers.answer(
@@ -142,115 +133,66 @@ class Server:
             proto, peer, _clock() - started, metrics_mod.PLUGIN_FORWARD))
         return task
 
-    # --- building snapshots -------------------------------------------------------
+    # --- generations -----------------------------------------------------------------
 
-    def ns_addresses(self) -> tuple[str, ...]:
-        out = []
-        for host, _port in self.listens:
-            try:
-                ip = ipaddress.ip_address(host)
-            except ValueError:
-                continue
-            if not ip.is_unspecified:
-                out.append(str(ip))
-        return tuple(out)
+    def rebuild(self, full: bool = False) -> bool:
+        """Build the next generation and swap it in; True when it was.
 
-    def rebuild(self) -> bool:
-        """Load and build a new snapshot; True when it was swapped in.
-
-        Runs in a worker thread. A folder that cannot be read keeps the
-        current snapshot (and logs why): serving the last good data beats
-        serving nothing.
+        Runs in a worker thread, one at a time (Reloads sees to it).  A
+        source that cannot be read keeps the current generation (and logs
+        why): serving the last good data beats serving nothing.
         """
-        with self._lock, _no_cyclic_gc():
-            started = time.monotonic()
+        with _no_cyclic_gc():
             try:
-                loaded = self.source.load()
+                gen = self._builder.build(full)
             except SourceError as exc:
                 log.error("%s; still serving the last good data", exc)
                 self.metrics.reload_failed.inc()
                 return False
-            if self.snapshot is not None and loaded.generation == self._generation:
+            if gen is None:
                 return False
-            cluster = cluster_mod.build(loaded.objects, self.config,
-                                        self.config.state_path(self.manifests),
-                                        self._cluster_memo)
-            self._problems.report(cluster.errors)  # once each, as manifest errors
-            if loaded.generation != self._generation:
-                self._serial = max(self._serial + 1, int(time.time()))
-            snap = snapshot_mod.build(cluster, self.config, self._serial, self.ns_addresses(),
-                                      loaded.generation, self._snapshot_memo)
-            self._generation = loaded.generation
-            self.loaded = loaded
-            self.cluster = cluster
-            self.snapshot = snap  # the swap: one reference assignment
+            self.generation = gen  # the swap: one reference assignment
             _freeze_heap()
-            self.last_reload = time.time()
-            self.last_reload_seconds = time.monotonic() - started
-            self.metrics.reloads.inc()
-            self.metrics.build_seconds.observe(self.last_reload_seconds)
-            log.info("loaded %d files: %s (%.0f ms)", loaded.files,
-                     ", ".join(f"{v} {k}" for k, v in snap.counts.items()),
-                     self.last_reload_seconds * 1000)
-            return True
+        self.metrics.reloads.inc()
+        self.metrics.build_seconds.observe(gen.build_seconds)
+        log.info("loaded %d files: %s (%.0f ms)", gen.files,
+                 ", ".join(f"{v} {k}" for k, v in gen.snapshot.counts.items()),
+                 gen.build_seconds * 1000)
+        return True
 
-    # --- reload scheduling (event loop side) -------------------------------------------
-
-    def changed(self) -> None:
-        """Called from the watcher thread when something under the folder changed."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._schedule)
-
-    def _schedule(self) -> None:
-        if self._change_seen is None:
-            self._change_seen = time.monotonic()
-        if self._pending is None:
-            self._pending = self._loop.call_later(RELOAD_DEBOUNCE, self._start_rebuild)
-
-    def _start_rebuild(self) -> None:
-        self._pending = None
-        if self._running:
-            self._dirty = True  # rebuild again when the current one ends
-            return
-        self._running = True
-        self._reload_started, self._change_seen = self._change_seen, None
-        fut = self._loop.run_in_executor(None, self.rebuild)
-        fut.add_done_callback(self._rebuild_done)
-
-    def _rebuild_done(self, fut) -> None:
-        self._running = False
-        if fut.exception() is not None:
-            log.error("reload failed: %r; still serving the last good data", fut.exception())
-            self.metrics.reload_failed.inc()
-        elif fut.result() and self._reload_started is not None:
-            # From the first change this rebuild took in to its answers
-            # being served (the swap happened in the worker thread already).
-            self.metrics.propagation_seconds.observe(time.monotonic() - self._reload_started)
-        if self._dirty:
-            self._dirty = False
-            self._schedule()
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where DNS is served: the bound addresses once started (port 0 resolved)."""
+        return list(self.listeners.addresses) if self.listeners is not None else list(self.listens)
 
     def request_reload(self) -> None:
-        """A full reload (SIGHUP): forget the file cache and rebuild."""
-        self.source = ManifestSource(self.manifests)
-        self._generation = -1
-        self._schedule()
+        """A full reload (SIGHUP): forget every cache and rebuild."""
+        if self.reloads is not None:
+            self.reloads.request(full=True)
+
+    def _reload_failed(self, exc: BaseException) -> None:
+        log.error("reload failed: %r; still serving the last good data", exc)
+        self.metrics.reload_failed.inc()
 
     # --- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
         from coredns_py.net import transport
-        self._loop = asyncio.get_running_loop()
-        self.listeners = await transport.start(self.handle, self.listens)
-        # Built on the bound addresses, so no upstream is one of our own.
         from coredns_py.resolver import forward
+        loop = asyncio.get_running_loop()
+        self.listeners = await transport.start(self.handle, self.listens)
+        self.metrics.addresses = self.addresses()
+        # Built on the bound addresses, so no upstream is one of our own.
         self.forwarder = forward.from_config(self.config, self.listeners.addresses, self.metrics)
-        self.watcher = Watcher(self.manifests, self.changed)
-        self.watcher.start()
+        self.metrics.forward_enabled = self.forwarder is not None
+        self.reloads = Reloads(loop, self.rebuild, failed=self._reload_failed,
+                               served=self.metrics.propagation_seconds.observe)
+        self.watcher = self.source.watch(self.reloads.changed)
         # The first load runs in the background: queries meanwhile get SERVFAIL.
-        self._schedule()
+        self.reloads.request()
 
     async def stop(self) -> None:
+        if self.reloads is not None:
+            self.reloads.cancel()
         if self.watcher is not None:
             self.watcher.stop()
         if self.listeners is not None:

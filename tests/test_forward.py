@@ -582,6 +582,7 @@ def test_from_config(tmp_path, caplog):
 def test_server_never_forwards_to_itself(tmp_path, caplog):
     """The whole server, in process: the configured upstream is its own
     address, so it is dropped and foreign names stay REFUSED (no loop)."""
+    from coredns_py.cluster import local
     from coredns_py.server import Server
 
     async def main():
@@ -589,7 +590,7 @@ def test_server_never_forwards_to_itself(tmp_path, caplog):
             port = free_port("127.0.0.1")
             cfg = config_mod.parse({"upstream": [f"127.0.0.1:{port}"],
                                     "state_file": str(tmp_path / "state.json")})
-            server = Server(CLUSTER, cfg, [("127.0.0.1", port)])
+            server = Server(local.from_folder(CLUSTER, cfg), cfg, [("127.0.0.1", port)])
             try:
                 await server.start()
                 break
@@ -598,7 +599,7 @@ def test_server_never_forwards_to_itself(tmp_path, caplog):
         try:
             assert server.forwarder is None
             for _ in range(200):  # the first load runs in the background
-                if server.snapshot is not None:
+                if server.generation is not None:
                     break
                 await asyncio.sleep(0.05)
             q = dns.message.make_query("www.example.", "A")

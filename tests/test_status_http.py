@@ -20,7 +20,7 @@ import pytest
 
 from conftest import ServerProcess, free_port, wait_until
 from coredns_py.errors import ListenError
-from coredns_py.ops import status as status_mod
+from coredns_py.ops import http as status_mod
 from status_client import http_server, scrape, total  # noqa: F401
 
 
@@ -311,3 +311,50 @@ def test_slow_and_hostile_http_clients_cannot_stall_dns(http_server, folder):
         for s in slow + over:
             s.close()
     assert srv.alive()
+
+
+NX_CASES = """\
+apiVersion: v1
+kind: Service
+metadata: {name: lonely, namespace: default}
+spec: {clusterIP: None, selector: {app: nobody}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: by-ip, namespace: default}
+spec: {type: ExternalName, externalName: 192.0.2.7}
+"""
+
+
+def assert_page_names_are_answers(srv) -> set:
+    """Ask the server over DNS for every row of /api/status; return the row types."""
+    import dns.rdatatype
+    code, body, _ = srv.get("/api/status")
+    assert code == 200
+    doc = json.loads(body)
+    rows = [r for ns in doc["namespaces"] for s in ns["services"] for r in s["names"]]
+    for row in rows:
+        if row["type"] == "NXDOMAIN":
+            r = srv.query(row["name"], "A", tcp=True)
+            assert r.rcode() == dns.rcode.NXDOMAIN, row
+            assert row["values"] and row["values"][0], row  # the reason, in words
+            continue
+        r = srv.query(row["name"], row["type"], tcp=True)
+        assert r.rcode() == dns.rcode.NOERROR, row
+        want = dns.rdatatype.from_text(row["type"])
+        got = [rd.to_text() for rs in r.answer
+               if rs.rdtype == want and rs.name.to_text() == row["name"] for rd in rs]
+        assert got == row["values"], row
+    return {r["type"] for r in rows}
+
+
+def test_every_name_the_page_lists_is_what_dns_answers(http_server, folder):
+    """The page's names come from the code that answers queries: every row of
+    /api/status, asked of the server over DNS, gets exactly those records
+    (or that NXDOMAIN), for every Service of the bundled example cluster and
+    for Services that do not exist in DNS."""
+    from conftest import ZONES
+    assert assert_page_names_are_answers(http_server(ZONES)) >= {
+        "A", "AAAA", "SRV", "PTR", "CNAME"}
+    (folder / "nx.yaml").write_text(NX_CASES)
+    assert "NXDOMAIN" in assert_page_names_are_answers(http_server(folder))

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import SEED, ZONES
-from coredns_py.source import folder as manifests
+from coredns_py.source import documents
 from coredns_py.source.folder import ManifestSource
 from coredns_py.source.yaml_load import Loader, construct, load_all
 
@@ -455,11 +455,11 @@ def test_fallback_sees_untouched_nodes():
 
 def load_both(root: Path, monkeypatch) -> tuple:
     """load() as it is, and with PyYAML's own loader and constructor in place
-    of yaml_load's: everything else in manifests._documents is shared."""
+    of yaml_load's: everything else in documents.documents is shared."""
     new = ManifestSource(root, log_errors=False).load()
     with monkeypatch.context() as m:
-        m.setattr(manifests, "YamlLoader", Reference)
-        m.setattr(manifests, "construct", lambda loader, node: loader.construct_document(node))
+        m.setattr(documents, "YamlLoader", Reference)
+        m.setattr(documents, "construct", lambda loader, node: loader.construct_document(node))
         old = ManifestSource(root, log_errors=False).load()
     return new, old
 

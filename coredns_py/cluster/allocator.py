@@ -6,30 +6,22 @@ addresses across reloads, restarts and moving it to another file; only
 deleting it frees them.  A new object first tries a slot chosen by a hash of
 its name, so even a lost state file usually gives the same addresses back.
 
-The state file is JSON, written atomically (write, fsync, rename) under an
-exclusive lock, so ``serve`` and ``env`` running at once agree.  A missing or
-corrupt state file is logged and rebuilt, never fatal.
+The state is kept by :mod:`coredns_py.cluster.state`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import ipaddress
-import json
 import logging
-import os
 import socket
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
+from coredns_py.cluster import state
 from coredns_py.source import objects as o
 
 log = logging.getLogger("coredns_py.allocator")
-
-STATE_VERSION = 1
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -94,101 +86,6 @@ def _parse(text: str) -> tuple[int, int]:
     return hit
 
 
-# path -> ((mtime, size, inode), data): a reload of a large folder need not
-# parse and check tens of thousands of entries that it wrote itself.
-_STATE_CACHE: dict[Path, tuple[tuple, dict]] = {}
-
-
-def _stamp(path: Path) -> Optional[tuple]:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def _load(path: Path) -> dict:
-    stamp = _stamp(path)
-    cached = _STATE_CACHE.get(path)
-    if stamp is not None and cached is not None and cached[0] == stamp:
-        return cached[1]
-    data = _read(path)
-    if stamp is not None:
-        _STATE_CACHE[path] = (stamp, data)
-    return data
-
-
-def _read(path: Path) -> dict:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        log.warning("cannot read allocation state %s (%s); rebuilding it", path, exc.strerror)
-        return {}
-    try:
-        data = json.loads(raw.decode("utf-8"))
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-            raise ValueError("unknown format")
-        for kind in ("services", "pods"):
-            table = data.get(kind, {})
-            if not isinstance(table, dict) or not all(
-                    isinstance(v, list) and all(isinstance(a, str) for a in v)
-                    for v in table.values()):
-                raise ValueError(f"bad {kind} table")
-        return data
-    except ValueError as exc:
-        log.warning("allocation state %s is corrupt (%s); rebuilding it: addresses may change",
-                    path, exc)
-        return {}
-
-
-def _save(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        stamp = _stamp(path)
-        if stamp is not None:
-            _STATE_CACHE[path] = (stamp, data)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    # fsync the directory so the rename itself survives a crash.
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        log.warning("cannot lock allocation state %s (%s)", path, exc.strerror)
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 class Request:
     """What one object needs: its key, the addresses it gives itself, and
     the families (4/6, primary first) it needs addresses for."""
@@ -224,8 +121,8 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
     fixed = fixed or {}
     pools = {ipaddress.ip_network(c).version: Pool(ipaddress.ip_network(c),
                                                     reserved_offsets(kind)) for c in cidrs}
-    with (_locked(state_path) if state_path else _nolock()):
-        data = _load(state_path) if state_path else {}
+    with state.locked(state_path):
+        data = state.load(state_path) if state_path else {}
         table: dict[str, list[str]] = dict(data.get(kind, {}))
         claimed: dict[int, str] = {}
         held: dict[int, str] = {}
@@ -294,15 +191,5 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
         new_table = {key: table[key] for key in fixed if key in table}
         new_table.update((r.key, r.result) for r in requests if r.result and not r.explicit)
         if state_path is not None and new_table != table:
-            data = {**data, "version": STATE_VERSION, kind: new_table}
-            try:
-                _save(state_path, data)
-            except OSError as exc:
-                log.warning("cannot write allocation state %s (%s); addresses may change on "
-                            "restart", state_path, exc.strerror)
+            state.save(state_path, {**data, kind: new_table})
         # Keys that vanished are freed simply by not being written back.
-
-
-@contextmanager
-def _nolock() -> Iterator[None]:
-    yield

@@ -17,63 +17,24 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Optional
 
 from coredns_py.source import objects as o
 from coredns_py.cluster.allocator import FixedConflict, Request, allocate
 from coredns_py.config import Config
-from coredns_py.source.convert import safe_hash
 from coredns_py.errors import ManifestError
 from coredns_py.memo import Memo, NoMemo
-from coredns_py.cluster.selectors import matches
-
-
-@dataclass(frozen=True)
-class Cluster:
-    namespaces: frozenset[str]
-    services: tuple[o.Service, ...]
-    slices: tuple[o.EndpointSlice, ...]
-    pods: tuple[o.Pod, ...]
-    errors: tuple[ManifestError, ...]
-    # The same, per namespace (the snapshot reuses what a reload did not touch).
-    by_namespace: dict = field(default_factory=dict, compare=False)
-
-    def service_slices(self, namespace: str, name: str) -> list[o.EndpointSlice]:
-        return [s for s in self.slices if s.namespace == namespace and s.service == name]
+from coredns_py.cluster import Cluster
+from coredns_py.cluster.endpoints import selector_slices
+from coredns_py.cluster.workloads import workload_pods
 
 
 def _err(obj, message: str, field: str = "") -> ManifestError:
     origin = getattr(obj, "origin", None)
     return ManifestError(message, origin.path if origin else "", origin.line if origin else None,
                          f"{obj.kind} {obj.namespace}/{obj.name}", field)
-
-
-# --- workloads -> pods -----------------------------------------------------
-
-def workload_pods(wl: o.Workload) -> list[o.Pod]:
-    """The pods a workload controller would create, named as it would name them."""
-    pods = []
-    for i in range(wl.replicas):
-        hostname, subdomain = wl.template_hostname, wl.template_subdomain
-        if wl.kind == "StatefulSet":
-            name = f"{wl.name}-{i}"
-            # The StatefulSet controller sets both, which gives each pod its
-            # own name under the governing headless Service.
-            hostname, subdomain = name, wl.service_name
-        elif wl.kind == "Deployment":
-            # <deployment>-<pod-template-hash>-<5 chars>: the ReplicaSet is
-            # named after the template hash, its pods get a random suffix
-            # (here a stable one, so a restart keeps the names).
-            rs = f"{wl.name}-{wl.template_hash}"
-            name = f"{rs}-{safe_hash(f'{wl.namespace}/{rs}/{i}', 5)}"
-        else:
-            name = f"{wl.name}-{safe_hash(f'{wl.namespace}/{wl.name}/{wl.template_hash}/{i}', 5)}"
-        pods.append(o.Pod(wl.namespace, name, labels=wl.template_labels, hostname=hostname,
-                          subdomain=subdomain, ports=wl.ports, owner=f"{wl.kind}/{wl.name}",
-                          origin=wl.origin))
-    return pods
 
 
 # --- IP families ---------------------------------------------------------------
@@ -99,64 +60,6 @@ def _service_families(svc: o.Service, cidrs: tuple[str, ...]) -> tuple[list[int]
     if first not in configured:
         return [], f"IPv{first} requested but service_cidr has no IPv{first} range"
     return [first], ""
-
-
-# --- the endpoint controllers ---------------------------------------------------
-
-def _resolve_target(port: o.ServicePort, pod: o.Pod) -> Optional[int]:
-    """targetPort by number, or by the name of one of the pod's container ports."""
-    target = port.target_port
-    if target is None:
-        return port.port
-    if isinstance(target, int):
-        return target
-    for cp in pod.ports:
-        if cp.name == target and cp.protocol == port.protocol:
-            return cp.container_port
-    return None  # the named port is not on this pod: it is left out, as the controller does
-
-
-def selector_slices(svc: o.Service, pods: Iterable[o.Pod],
-                    pod_families: list[int]) -> list[o.EndpointSlice]:
-    """The slices the EndpointSlice controller writes for a Service with a selector.
-
-    Pods with the same resolved ports share a slice (the controller groups them
-    the same way); readiness follows podToEndpoint:
-    ``ready = publishNotReadyAddresses or (pod ready and not terminating)``.
-    """
-    if svc.headless:
-        families = {4 if f == "IPv4" else 6 for f in svc.ip_families} or (
-            set(pod_families) if svc.ip_family_policy in ("PreferDualStack",
-                                                          "RequireDualStack")
-            else set(pod_families[:1]))
-    else:
-        families = {o.family(ip) for ip in svc.cluster_ips}
-    groups: dict[tuple, list] = defaultdict(list)
-    for pod in pods:
-        if (pod.namespace != svc.namespace or pod.phase in ("Succeeded", "Failed", "Unknown")
-                or not pod.ips or not matches(svc.selector or (), (), pod.label_map)):
-            continue
-        ports = []
-        for sp in svc.ports:
-            target = _resolve_target(sp, pod)
-            if target is not None:
-                ports.append(o.EndpointPort(sp.name, target, sp.protocol))
-        addrs = tuple(ip for ip in pod.ips if o.family(ip) in families)
-        if not addrs:
-            continue
-        ready = svc.publish_not_ready or (pod.ready and not pod.terminating)
-        # The slice controller copies spec.hostname only when the pod's
-        # subdomain names this Service (kubernetes endpointslice utils.go).
-        hostname = pod.hostname if pod.hostname and pod.subdomain == svc.name else ""
-        for addr in addrs:
-            fam = o.family(addr)
-            groups[(fam, tuple(ports))].append(
-                o.Endpoint((addr,), ready, hostname, pod.name))
-    out = []
-    for (fam, ports), eps in sorted(groups.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
-        out.append(o.EndpointSlice(svc.namespace, f"{svc.name}-{safe_hash(repr((fam, ports)), 5)}",
-                                   svc.name, tuple(eps), ports, origin=svc.origin))
-    return out
 
 
 # --- putting it together ------------------------------------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 import platform
 import threading
 from bisect import bisect_left
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import dns.rcode
 import dns.rdatatype as T
@@ -184,8 +184,13 @@ class Totals:
 class Metrics:
     """Every metric of one server, and the registry ``/metrics`` renders."""
 
-    def __init__(self, server=None):
-        self.server = server
+    def __init__(self, current: Callable[[], object] = lambda: None,
+                 addresses: Sequence[tuple[str, int]] = (), answers=None):
+        # The current Generation (or None), read once per scrape.
+        self.current = current
+        # Where DNS is served (CoreDNS's ``server`` label is the first one).
+        self.addresses = list(addresses)
+        self.answers = answers  # the answer cache, for its hit and miss counts
         self._raw: dict[tuple, list] = {}
         self._folded = Totals()
         self._lock = threading.Lock()
@@ -347,15 +352,9 @@ class Metrics:
 
     def server_label(self) -> str:
         """CoreDNS's ``server``: ``dns://HOST:PORT`` of the first listen address."""
-        server = self.server
-        addrs = None
-        if server is not None:
-            listeners = getattr(server, "listeners", None)
-            addrs = getattr(listeners, "addresses", None) or getattr(server, "listens", None)
-        if not addrs:
+        if not self.addresses:
             return "dns://:53"
-        host, port = addrs[0]
-        return f"dns://{hostport.join(host, port)}"
+        return f"dns://{hostport.join(*self.addresses[0])}"
 
 
 class Collector:
@@ -363,8 +362,6 @@ class Collector:
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
-        self._kinds_for = None
-        self._kinds: dict[str, int] = {}
 
     def describe(self):
         return []  # built per scrape; nothing to check at registration
@@ -428,7 +425,7 @@ class Collector:
                               "plugin(s) is(are) enabled.",
                               labels=["server", "zone", "view", "name"])
         names = ["kubernetes", "prometheus", "health", "ready", "reload"]
-        forwarding = m.forward_enabled or getattr(m.server, "forwarder", None) is not None
+        forwarding = m.forward_enabled
         if forwarding:
             names += ["forward", "cache"]
         if m.log_queries:
@@ -448,12 +445,12 @@ class Collector:
         yield from self._ours(m, t)
 
     def _ours(self, m: Metrics, t: Totals):
-        server = m.server
+        gen = m.current()  # one generation for every figure of this scrape
         c = CounterMetricFamily(f"{OURS}_dns_dropped_total", "Queries that got no response "
                                 "(not a query, or too short to answer).")
         c.add_metric([], t.dropped)
         yield c
-        answers = getattr(server, "answers", None)
+        answers = m.answers
         if answers is not None:
             for name, value, help_text in (
                     ("hits", answers.hits, "Queries answered from the answer cache (wire bytes "
@@ -463,65 +460,31 @@ class Collector:
                 c.add_metric([], value)
                 yield c
 
-        loaded = getattr(server, "loaded", None)
-        snap = getattr(server, "snapshot", None)
         g = GaugeMetricFamily(f"{OURS}_manifest_objects", "Objects read from the manifest "
                               "files, by kind.", labels=["kind"])
-        for kind, n in sorted(self._kind_counts(loaded).items()):
+        for kind, n in sorted((gen.kinds if gen is not None else {}).items()):
             g.add_metric([kind], n)
         yield g
 
         g = GaugeMetricFamily(f"{OURS}_manifest_files", "Manifest files in the folder.")
-        g.add_metric([], loaded.files if loaded is not None else 0)
+        g.add_metric([], gen.files if gen is not None else 0)
         yield g
 
         g = GaugeMetricFamily(f"{OURS}_manifest_errors", "Problems in the manifests (each "
                               "logged with file, line, object and field), by file.",
                               labels=["file"])
-        for path, n in sorted(manifest_errors_by_file(server).items()):
+        for path, n in sorted((gen.errors_by_file if gen is not None else {}).items()):
             g.add_metric([path], n)
         yield g
 
         g = GaugeMetricFamily(f"{OURS}_snapshot_objects", "Objects the served snapshot was "
                               "built from, after filling in what a cluster would (pods of "
                               "Deployments, endpoints of selectors), by kind.", labels=["kind"])
-        for kind, n in sorted((snap.counts if snap is not None else {}).items()):
+        for kind, n in sorted((gen.snapshot.counts if gen is not None else {}).items()):
             g.add_metric([kind], n)
         yield g
 
         g = GaugeMetricFamily(f"{OURS}_last_reload_timestamp_seconds", "When the served "
                               "snapshot was swapped in (unix time); 0 before the first load.")
-        g.add_metric([], getattr(server, "last_reload", None) or 0)
+        g.add_metric([], gen.built_at if gen is not None else 0)
         yield g
-
-    def _kind_counts(self, loaded) -> dict[str, int]:
-        # Counted once per load, not per scrape: a folder may hold 100k objects.
-        if loaded is None:
-            return {}
-        if loaded is not self._kinds_for:
-            kinds: dict[str, int] = {}
-            for obj in loaded.objects:
-                kind = obj.kind
-                kinds[kind] = kinds.get(kind, 0) + 1
-            self._kinds, self._kinds_for = kinds, loaded
-        return self._kinds
-
-
-def manifest_errors(server) -> list:
-    """Every current problem: the files' own and the cluster fill-in's."""
-    out = []
-    loaded = getattr(server, "loaded", None)
-    if loaded is not None:
-        out.extend(loaded.errors)
-    cluster = getattr(server, "cluster", None)
-    if cluster is not None and loaded is not None:
-        out.extend(cluster.errors)
-    return out
-
-
-def manifest_errors_by_file(server) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for err in manifest_errors(server):
-        path = getattr(err, "path", "") or ""
-        out[path] = out.get(path, 0) + 1
-    return out

@@ -10,7 +10,7 @@ from typing import Optional
 
 from coredns_py import hostport
 from coredns_py.source import objects as o
-from coredns_py.cluster.fill import Cluster
+from coredns_py.cluster import Cluster
 from coredns_py.config import Config
 
 

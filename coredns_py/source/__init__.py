@@ -1,0 +1,46 @@
+"""Where objects come from: manifest files to trimmed Kubernetes objects.
+
+The first seam of the data flow.  An :class:`ObjectSource` gives, on every
+``load()``, every object it holds now (:class:`Loaded`); today the only one
+is a folder of manifests (:mod:`.folder`), which reads YAML and JSON
+(:mod:`.documents`, :mod:`.yaml_load`) and trims each document into a frozen
+object with Kubernetes' defaults applied (:mod:`.convert`, :mod:`.objects`).
+Nothing downstream knows which source fed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One load of a whole source."""
+
+    objects: tuple  # every trimmed object, in source order, duplicates removed
+    errors: tuple  # ManifestError: every current problem, each naming file, object, field
+    files: int  # how many files (or documents of another source) were read
+    generation: int  # increases whenever the objects change, never goes back
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class ObjectSource(Protocol):
+    """What the cluster fill-in reads objects from."""
+
+    description: str  # for logs and the status page: "folder zones"
+
+    def load(self) -> Loaded:
+        """Every object now; raises SourceError when the source cannot be read."""
+
+    def reset(self) -> None:
+        """Forget what was cached: the next load reads everything again (SIGHUP)."""
+
+    def ready(self) -> tuple[bool, str]:
+        """Can the source be read now? ``(ok, reason)``, a cheap live check."""
+
+    def watch(self, changed: Callable[[], None]) -> Stoppable:
+        """Call ``changed()`` (from any thread) whenever something may have changed."""

@@ -5,7 +5,7 @@ It walks a folder, parses each file on its own and caches the result by
 stops parsing it keeps that file's last good objects and reports the error;
 when one object in a file turns bad, the others are used and the bad one keeps
 its last good version.  Nothing downstream knows where objects came from, so
-another source could plug in at the same seam (``load() -> Loaded``).
+another source plugs in at the same seam (:class:`coredns_py.source.ObjectSource`).
 (CoreDNS ``plugin/hosts/hostsfile.go`` and ``plugin/file/reload.go`` do the
 same for their files.)
 """
@@ -23,8 +23,9 @@ import yaml
 
 from coredns_py.source.convert import convert
 from coredns_py.errors import ManifestError, SourceError
+from coredns_py.source import Loaded
 from coredns_py.ops.logs import OnceLog
-from coredns_py.source.yaml_load import Loader as YamlLoader, construct
+from coredns_py.source.documents import documents
 
 log = logging.getLogger("coredns_py.manifests")
 
@@ -61,6 +62,16 @@ def list_files(root: Path) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(root).parts)
 
 
+def folder_readable(path) -> bool:
+    """True when the folder can be opened now (a cheap live check)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 @dataclass
 class FileResult:
     """What one file gave: objects by identity, and its errors."""
@@ -69,89 +80,6 @@ class FileResult:
     objects: dict[tuple, list] = field(default_factory=dict)  # (kind, ns, name) -> objects
     errors: list[ManifestError] = field(default_factory=list)
     syntax_error: bool = False
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """One load of the whole folder."""
-
-    objects: tuple  # every trimmed object, in path order, duplicates removed
-    errors: tuple[ManifestError, ...]
-    files: int
-    generation: int  # increases whenever objects change
-
-
-def _documents(text: str, path: str) -> list[tuple[Optional[int], Any, list]]:
-    """(line, document, item lines) for every document; item lines are the
-    lines of a List's items, when the document is a List."""
-    if path.lower().endswith(".json"):
-        data = json.loads(text)
-        return [(1, data, [])]
-    out = []
-    loader = YamlLoader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            line = node.start_mark.line + 1
-            item_lines: list = []
-            if isinstance(node, yaml.MappingNode):
-                for key, value in node.value:
-                    if getattr(key, "value", None) == "items" and isinstance(
-                            value, yaml.SequenceNode):
-                        item_lines = [v.start_mark.line + 1 for v in value.value]
-            try:
-                data = construct(loader, node)
-            except _VALUE_ERRORS as exc:
-                # PyYAML lets some bad scalars escape as plain Python errors
-                # (`when: 2024-13-45` is a timestamp with month 13, `!!bool
-                # maybe`): report them as the YAML errors they are.
-                raise _value_error(loader, node, exc) from exc
-            out.append((line, data, item_lines))
-    finally:
-        loader.dispose()
-    return out
-
-
-_VALUE_ERRORS = (ValueError, KeyError, TypeError, OverflowError)
-
-
-def _value_error(loader, document, exc: Exception) -> yaml.YAMLError:
-    """A YAML error naming the first scalar of ``document`` that cannot be
-    built (its field path and line), or the document when none is found."""
-    def walk(node, path):
-        if isinstance(node, yaml.ScalarNode):
-            # Fresh constructor state: the failed attempt left its own behind.
-            loader.constructed_objects, loader.recursive_objects = {}, {}
-            try:
-                loader.construct_object(node, deep=True)
-            except _VALUE_ERRORS as err:
-                return node, path, err
-            return None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                label = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                found = walk(key, path) or walk(value, path + (label,))
-                if found:
-                    return found
-        elif isinstance(node, yaml.SequenceNode):
-            for i, child in enumerate(node.value):
-                found = walk(child, path + (f"[{i}]",))
-                if found:
-                    return found
-        return None
-
-    try:
-        found = walk(document, ())
-    except RecursionError:  # nested too deep to walk: name the document only
-        found = None
-    if found is None:
-        return yaml.constructor.ConstructorError(
-            None, None, f"cannot read this document: {exc}", document.start_mark)
-    node, path, err = found
-    field = ".".join(path).replace(".[", "[") or "value"
-    return yaml.constructor.ConstructorError(
-        None, None, f"{field}: cannot read {node.value!r} as {node.tag.rpartition(':')[2]}: {err}",
-        node.start_mark)
 
 
 def _identity(raw: Any) -> Optional[tuple]:
@@ -172,7 +100,7 @@ def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> File
     result = FileResult(stamp)
     try:
         text = path.read_text(encoding="utf-8")
-        docs = _documents(text, shown)
+        docs = documents(text, shown)
     except (OSError, UnicodeDecodeError) as exc:
         result.syntax_error = True
         result.errors.append(ManifestError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
@@ -228,14 +156,31 @@ def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> File
 
 
 class ManifestSource:
-    """A folder of manifests, re-read incrementally on every ``load()``."""
+    """A folder of manifests, re-read incrementally on every ``load()``
+    (an :class:`~coredns_py.source.ObjectSource`)."""
 
     def __init__(self, root: Path, log_errors: bool = True):
         self.root = Path(root)
+        self.description = f"folder {self.root}"
         self._files: dict[Path, FileResult] = {}
         self._generation = 0
         self._last_objects: Optional[tuple] = None
         self._errors = OnceLog(log) if log_errors else None
+
+    def reset(self) -> None:
+        """Parse every file again at the next load (the generation keeps counting)."""
+        self._files = {}
+
+    def ready(self) -> tuple[bool, str]:
+        if folder_readable(self.root):
+            return True, "OK"
+        return False, f"cannot read the manifests folder {self.root}"
+
+    def watch(self, changed):
+        from coredns_py.source.watch import Watcher
+        watcher = Watcher(self.root, changed)
+        watcher.start()
+        return watcher
 
     def load(self) -> Loaded:
         paths = list_files(self.root)  # raises SourceError when the folder is gone

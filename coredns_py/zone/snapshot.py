@@ -17,30 +17,11 @@ from typing import Mapping, Optional
 import dns.name
 
 from coredns_py.source import objects as o
-from coredns_py.cluster.fill import Cluster
+from coredns_py.cluster import Cluster
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
+from coredns_py.zone import names
 
-
-
-def dashed(ip: str) -> str:
-    """The endpoint name of an address without a hostname.
-
-    IPv4 dots become dashes (``172-0-0-2``); IPv6 uses the compressed text
-    form with colons as dashes, and a trailing dash padded to ``-0`` so the
-    label does not end in a dash (CoreDNS ``endpointHostname``).
-    """
-    if o.is_dotted_quad(ip):
-        return ip.replace(".", "-")
-    addr = ipaddress.ip_address(ip)
-    if addr.version == 4:
-        return str(addr).replace(".", "-")
-    text = addr.compressed.replace(":", "-")
-    if text.startswith("-"):
-        text = "0" + text
-    if text.endswith("-"):
-        text += "0"
-    return text
 
 
 @dataclass(frozen=True)
@@ -73,7 +54,7 @@ class ServiceView:
     type: str = o.CLUSTER_IP
 
     def fqdn(self, zone: dns.name.Name) -> dns.name.Name:
-        return dns.name.Name((self.name.encode(), self.namespace.encode(), b"svc") + zone.labels)
+        return names.service(self.namespace, self.name, zone)
 
 
 @dataclass(frozen=True)
@@ -131,7 +112,6 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
     eps = []
     owners = []
     seen = set()
-    suffix = (svc.name.encode(), svc.namespace.encode(), b"svc") + zone.labels
     for sl in slices:
         ports = _ports(sl.ports)
         for ep in sl.endpoints:
@@ -143,11 +123,11 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
                 elif endpoint_pod_names and ep.target_pod and len(ep.target_pod) < 64:
                     name = ep.target_pod.lower()
                 else:
-                    name = dashed(addr)
+                    name = names.dashed(addr)
                 eps.append(EndpointView(name, addr, ports))
                 if (addr, name) not in seen:  # the same owner name: same suffix
                     seen.add((addr, name))
-                    owners.append((addr, dns.name.Name((name.encode(),) + suffix)))
+                    owners.append((addr, names.service(svc.namespace, svc.name, zone, name)))
     view = ServiceView(svc.namespace, svc.name, "Headless" if svc.headless else "ClusterIP",
                        ips=() if svc.headless else svc.cluster_ips, ports=_ports(svc.ports),
                        endpoints=tuple(eps), type=svc.type)
@@ -254,4 +234,4 @@ def _nameservers(services: Mapping[tuple[str, str], ServiceView], zone: dns.name
                         addrs.append(ip)
     if found:
         return tuple((name, tuple(addrs)) for name, addrs in found.items())
-    return ((dns.name.Name((b"ns", b"dns") + zone.labels), tuple(ns_addresses)),)
+    return ((names.nameserver(zone), tuple(ns_addresses)),)

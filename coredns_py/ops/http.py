@@ -23,18 +23,20 @@ Endpoints:
 - ``GET /api/status[?q=TEXT]``: what the page shows, as JSON.
 - ``GET /api/query?name=NAME&type=TYPE``: the answer ``answer()`` gives on
   the current snapshot, as JSON with dig-like text.  No DNS packet is sent.
+
+Every request reads the server's current generation once and answers from
+that one (:mod:`coredns_py.generation`); what the page shows is
+:mod:`.page`'s, the query box :mod:`.query_box`'s, readiness :mod:`.health`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import importlib.resources
 import io
 import ipaddress
 import json
 import logging
-import os
 import socket
 import socketserver
 import threading
@@ -42,23 +44,11 @@ import time
 import urllib.parse
 from typing import Optional
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.opcode
-import dns.name
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.reversename
 from prometheus_client.exposition import choose_encoder
 
-from coredns_py import hostport
+from coredns_py import __version__, hostport
 from coredns_py.errors import ListenError, os_reason
-from coredns_py import __version__
-from coredns_py.zone import answer as answer_mod
-from coredns_py.zone import wire
-from coredns_py.ops.metrics import manifest_errors
+from coredns_py.ops import health, page, query_box
 
 log = logging.getLogger("coredns_py.status")
 
@@ -66,15 +56,6 @@ log = logging.getLogger("coredns_py.status")
 # other endpoints share it.  Loopback by default: the page shows the whole
 # cluster, so exposing it is the user's decision (--http 0.0.0.0:9153).
 DEFAULT_HTTP = "127.0.0.1:9153"
-
-# How long /health reports unhealthy before the DNS listeners close on
-# SIGTERM/SIGINT, while DNS is still answered.  CoreDNS's Kubernetes manifest
-# uses `health { lameduck 5s }` so that whatever routes traffic (kube-proxy,
-# a load balancer polling the health check) has time to stop sending before
-# the sockets go.  The wait only happens when something has polled /health
-# or /ready since start: with nobody watching there is nobody to tell, and an
-# interactive Ctrl-C should not hang.  A second signal cuts it short.
-LAMEDUCK = 5.0
 
 # HTTP connections served at once.  Each holds a thread until its deadline;
 # beyond this new ones get an immediate 503, so a flood of idle connections
@@ -92,15 +73,8 @@ HTTP_MAX_HEAD = 16 * 1024
 # read (a big /metrics page) releases its thread at this point.
 HTTP_WRITE_TIMEOUT = 10.0
 
-# Services listed on the status page and in /api/status.  The page is for a
-# human: past this, narrow down with the filter (?q=), which searches all.
-MAX_STATUS_SERVICES = 2000
-
 # How often serve_forever checks for shutdown: close() waits at most this.
 POLL_INTERVAL = 0.1
-
-_PAGE_TYPES = ("A", "AAAA", "SRV", "PTR", "CNAME", "TXT", "SOA", "NS", "ANY")
-
 
 def parse_http(text: str) -> Optional[tuple[str, int]]:
     """``--http HOST:PORT``; ``''`` turns the listener off (None)."""
@@ -112,202 +86,6 @@ def parse_http(text: str) -> Optional[tuple[str, int]]:
 
 def _resource(name: str) -> bytes:
     return importlib.resources.files("coredns_py.ops").joinpath(name).read_bytes()
-
-
-# --- what the page shows ---------------------------------------------------------
-
-
-def _fqdn(*labels: str) -> str:
-    return ".".join(labels) + "."
-
-
-def service_names(view, zone: str, ignore_empty: bool) -> list[dict]:
-    """The names a Service answers, with their type and values, as answer.py
-    decides them (CoreDNS's kubernetes plugin)."""
-    base = _fqdn(view.name, view.namespace, "svc", zone)
-    rows: list[dict] = []
-
-    def add(name, rtype, values):
-        rows.append({"name": name, "type": rtype, "values": list(values)})
-
-    if view.kind == "ExternalName":
-        if view.external_is_ip:
-            add(base, "NXDOMAIN", ["an ExternalName that is an IP is not served"])
-        else:
-            add(base, "CNAME", [view.external.to_text()])
-        return rows
-    endpoints = view.endpoints
-    if view.kind == "Headless":
-        if not endpoints:
-            add(base, "NXDOMAIN", ["headless, no ready endpoints"])
-            return rows
-        addrs = list(dict.fromkeys(ep.address for ep in endpoints))
-    else:
-        if ignore_empty and not endpoints:
-            add(base, "NXDOMAIN", ["no ready endpoints (ignore_empty_service)"])
-            return rows
-        addrs = list(view.ips)
-    for family, rtype in ((False, "A"), (True, "AAAA")):
-        chosen = [a for a in addrs if (":" in a) == family]
-        if chosen:
-            add(base, rtype, chosen)
-    ports = [p for p in (view.ports if view.kind != "Headless" else
-                         {p for ep in endpoints for p in ep.ports}) if p.port >= 0]
-    if ports:
-        add(base, "SRV", sorted({f"{p.port}/{p.protocol}" for p in ports}))
-    for p in sorted({p for p in ports if p.name}, key=lambda p: (p.name, p.protocol)):
-        add(_fqdn(f"_{p.name}", f"_{p.protocol}", view.name, view.namespace, "svc", zone),
-            "SRV", [str(p.port)])
-    seen = set()
-    for ep in endpoints:
-        if (ep.name, ep.address) in seen:
-            continue
-        seen.add((ep.name, ep.address))
-        add(_fqdn(ep.name, view.name, view.namespace, "svc", zone),
-            "AAAA" if ":" in ep.address else "A", [ep.address])
-    if view.kind != "Headless":
-        for ip in view.ips:
-            add(dns.reversename.from_address(ip).to_text(), "PTR", [base])
-    return rows
-
-
-def _service_row(view, zone: str, ignore_empty: bool) -> dict:
-    ports = [{"name": p.name, "protocol": p.protocol.upper(), "port": p.port}
-             for p in view.ports if p.port >= 0]
-    return {
-        "namespace": view.namespace, "name": view.name, "type": view.type, "kind": view.kind,
-        "cluster_ips": list(view.ips),
-        "external_name": view.external.to_text() if view.external is not None else "",
-        "ports": ports,
-        "endpoints": [{"name": ep.name, "address": ep.address} for ep in view.endpoints],
-        "names": service_names(view, zone, ignore_empty),
-    }
-
-
-def _error_row(err) -> dict:
-    return {"file": getattr(err, "path", "") or "", "line": getattr(err, "line", None),
-            "object": getattr(err, "obj", "") or "", "field": getattr(err, "field", "") or "",
-            "message": getattr(err, "message", str(err)), "text": str(err)}
-
-
-def status_document(server, query: str = "", limit: int = MAX_STATUS_SERVICES) -> dict:
-    """Everything the status page shows.  ``query`` filters Services by a
-    substring of ``namespace/name``."""
-    snap = server.snapshot
-    zone = server.config.zone
-    doc = {
-        "version": __version__,
-        "zone": zone,
-        "manifests": str(server.manifests),
-        "listen": [hostport.join(h, p) for h, p in (
-            getattr(server.listeners, "addresses", None) or server.listens)],
-        "loaded": snap is not None,
-        "last_reload": server.last_reload,
-        "last_reload_seconds": server.last_reload_seconds,
-        "generation": snap.generation if snap is not None else None,
-        "serial": snap.serial if snap is not None else None,
-        "counts": dict(snap.counts) if snap is not None else {},
-        "forwarding": getattr(server, "forwarder", None) is not None,
-        "errors": [_error_row(e) for e in manifest_errors(server)],
-        "namespaces": [],
-        "services_total": 0,
-        "services_shown": 0,
-        "types": list(_PAGE_TYPES),
-    }
-    if snap is None:
-        return doc
-    needle = query.strip().lower()
-    by_ns: dict[str, list] = {ns: [] for ns in sorted(snap.namespaces)}
-    shown = 0
-    keys = sorted(snap.services)
-    for ns, name in keys:
-        if needle and needle not in f"{ns}/{name}":
-            continue
-        if shown >= limit:
-            doc["truncated"] = True
-            continue
-        by_ns.setdefault(ns, []).append(
-            _service_row(snap.services[(ns, name)], zone, snap.ignore_empty_service))
-        shown += 1
-    doc["services_total"] = len(keys)
-    doc["services_shown"] = shown
-    doc["namespaces"] = [{"name": ns, "services": svcs} for ns, svcs in sorted(by_ns.items())
-                         if svcs or not needle]
-    return doc
-
-
-class QueryError(ValueError):
-    """A name or type the query box cannot ask."""
-
-
-def run_query(server, name: str, rdtype: str) -> dict:
-    """Ask ``answer()`` on the current snapshot, as a client over TCP would."""
-    name = (name or "").strip()
-    if not name or len(name) > 1024:
-        raise QueryError("type a domain name")
-    try:
-        qname = dns.name.from_text(name)
-    except dns.exception.DNSException as exc:
-        raise QueryError(f"not a domain name: {exc}") from None
-    try:
-        qtype = dns.rdatatype.from_text((rdtype or "A").strip().upper())
-    except dns.exception.DNSException:
-        raise QueryError(f"unknown type {rdtype!r}") from None
-    query = dns.message.make_query(qname, qtype, use_edns=0, payload=wire.EDNS_PAYLOAD)
-    query.id = 0
-    forwarding = getattr(server, "forwarder", None) is not None
-    out = answer_mod.answer(server.snapshot, query.to_wire(), "tcp", forwarding=forwarding)
-    note = ""
-    if isinstance(out, answer_mod.Forward):
-        note = (f"needs upstream data: the server asks upstream for "
-                f"{out.qname.to_text()} {dns.rdatatype.to_text(out.qtype)}; "
-                f"shown is the part it answers itself")
-        out = wire.render(out.response if out.response.answer else out.local, out.limit)
-    if out is None:
-        raise QueryError("the server sends no answer to this query")
-    response = dns.message.from_wire(out)
-    if server.snapshot is None:
-        note = note or "not loaded yet: every query gets SERVFAIL"
-    return {
-        "question": f"{qname.to_text()} {dns.rdatatype.to_text(qtype)}",
-        "rcode": dns.rcode.to_text(response.rcode()),
-        "flags": _flags(response),
-        "answer": [rr for rs in response.answer for rr in rs.to_text().splitlines()],
-        "authority": [rr for rs in response.authority for rr in rs.to_text().splitlines()],
-        "additional": [rr for rs in response.additional for rr in rs.to_text().splitlines()],
-        "size": len(out),
-        "note": note,
-        "text": dig_text(response, len(out)),
-    }
-
-
-def _flags(msg: dns.message.Message) -> str:
-    return dns.flags.to_text(msg.flags).lower()
-
-
-def dig_text(msg: dns.message.Message, size: int) -> str:
-    """The response as ``dig`` prints it (header, sections), without timings."""
-    lines = [
-        f";; ->>HEADER<<- opcode: {dns.opcode.to_text(msg.opcode())}, "
-        f"status: {dns.rcode.to_text(msg.rcode())}, id: {msg.id}",
-        f";; flags: {_flags(msg)}; QUERY: {len(msg.question)}, ANSWER: "
-        f"{sum(len(r) for r in msg.answer)}, AUTHORITY: {sum(len(r) for r in msg.authority)}, "
-        f"ADDITIONAL: {sum(len(r) for r in msg.additional) + (1 if msg.edns >= 0 else 0)}",
-    ]
-    if msg.edns >= 0:
-        lines += ["", ";; OPT PSEUDOSECTION:",
-                  f"; EDNS: version: {msg.edns}, flags:"
-                  f"{' do' if msg.ednsflags & 0x8000 else ''}; udp: {msg.payload}"]
-    lines += ["", ";; QUESTION SECTION:"]
-    lines += [f";{q.name.to_text()}\t\t{dns.rdataclass.to_text(q.rdclass)}\t"
-              f"{dns.rdatatype.to_text(q.rdtype)}" for q in msg.question]
-    for title, section in (("ANSWER", msg.answer), ("AUTHORITY", msg.authority),
-                           ("ADDITIONAL", msg.additional)):
-        if section:
-            lines += ["", f";; {title} SECTION:"]
-            lines += [rr for rs in section for rr in rs.to_text().splitlines()]
-    lines += ["", f";; MSG SIZE  rcvd: {size}"]
-    return "\n".join(lines) + "\n"
 
 
 # --- the HTTP side -----------------------------------------------------------------
@@ -481,9 +259,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._json(200, status.status_json(q))
         elif path == "/api/query":
             try:
-                result = run_query(status.server, params.get("name", [""])[0],
-                                   params.get("type", ["A"])[0])
-            except QueryError as exc:
+                result = query_box.run_query(status.server.generation, status.forwarding,
+                                             params.get("name", [""])[0],
+                                             params.get("type", ["A"])[0])
+            except query_box.QueryError as exc:
                 self._json(400, json.dumps({"error": str(exc)}).encode())
                 return
             self._json(200, json.dumps(result).encode())
@@ -525,7 +304,8 @@ class StatusServer:
         self.script = _resource("status_page.js")
         self._httpd: Optional[_HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
-        self._cache_key = None
+        self._cache_key = None  # the generation the cached document shows
+        self._cache_info: Optional[dict] = None
         self._cache_body = b""
         self._cache_lock = threading.Lock()
         try:
@@ -564,8 +344,12 @@ class StatusServer:
     def ready(self) -> tuple[int, str]:
         if self.shutting_down:
             return 503, "not ready: shutting down"
-        ok, reason = ready(self.server)
+        ok, reason = health.readiness(self.server.generation, self.server.source)
         return (200 if ok else 503), reason
+
+    @property
+    def forwarding(self) -> bool:
+        return self.server.forwarder is not None
 
     def host_allowed(self, host_header: str) -> bool:
         if not self._loopback_only:
@@ -584,55 +368,24 @@ class StatusServer:
 
     def status_json(self, query: str = "") -> bytes:
         srv = self.server
+        gen = srv.generation  # one generation for the whole document
+        info = {"zone": srv.config.zone, "source": srv.source.description,
+                "listen": [hostport.join(h, p) for h, p in srv.addresses()],
+                "forwarding": self.forwarding}
         if query:
-            return json.dumps(status_document(srv, query)).encode()
-        # The unfiltered document is built once per snapshot and error set.
-        key = (id(srv.snapshot), id(srv.loaded), id(getattr(srv, "cluster", None)),
-               srv.last_reload)
-        with self._cache_lock:
-            if key != self._cache_key:
-                self._cache_body = json.dumps(status_document(srv)).encode()
-                self._cache_key = key
-            body = self._cache_body
-        # Ready state changes without a reload: patched in per request.
-        ok, reason = ready(srv)
+            body = json.dumps(page.document(gen, query=query, **info)).encode()
+        else:
+            # The unfiltered document is built once per generation.
+            with self._cache_lock:
+                if self._cache_key is not gen or self._cache_info != info:
+                    self._cache_body = json.dumps(page.document(gen, **info)).encode()
+                    self._cache_key, self._cache_info = gen, info
+                body = self._cache_body
+        # Readiness changes without a reload (the folder can vanish): patched
+        # in per request, from the same generation.
+        ok, reason = health.readiness(gen, srv.source)
         return body[:-1] + (f', "ready": {json.dumps(ok)}, "ready_reason": '
                             f'{json.dumps(reason)}, "now": {time.time()!r}}}').encode()
-
-
-def folder_readable(path) -> bool:
-    """True when the manifests folder can be opened now (a cheap live check)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return False
-    os.close(fd)
-    return True
-
-
-def ready(server) -> tuple[bool, str]:
-    """(ready, reason), as CoreDNS's *ready* plugin asks the kubernetes plugin."""
-    if getattr(server, "snapshot", None) is None:
-        return False, "not ready: the first load is not complete"
-    if not folder_readable(server.manifests):
-        return False, f"not ready: cannot read the manifests folder {server.manifests}"
-    return True, "OK"
-
-
-async def lame_duck(status: Optional[StatusServer], seconds: float,
-                    hurry: asyncio.Event) -> None:
-    """Report unhealthy, keep answering DNS for ``seconds`` (or until ``hurry``)."""
-    if status is None:
-        return
-    status.shutting_down = True
-    if seconds <= 0 or not status.watched:
-        return
-    log.info("lame duck: /health reports unhealthy, still answering DNS for %g s "
-             "(signal again to stop now)", seconds)
-    try:
-        await asyncio.wait_for(hurry.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
 
 
 def start_http(server, address: Optional[tuple[str, int]], required: bool):

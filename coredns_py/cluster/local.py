@@ -1,0 +1,68 @@
+"""The local fill-in as a cluster source: objects from an object source
+(a folder of manifests), filled in here, addresses kept in a state file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from coredns_py.cluster import ClusterLoad, fill
+from coredns_py.config import Config
+from coredns_py.memo import Memo, NoMemo
+from coredns_py.ops.logs import OnceLog
+from coredns_py.source import ObjectSource
+
+# The fill-in's problems (address conflicts, missing ranges) are logged under
+# the server's name, as they always were.
+log = logging.getLogger("coredns_py.server")
+
+
+class LocalCluster:
+    """A :class:`~coredns_py.cluster.ClusterSource` that allocates.
+
+    ``incremental``: keep the previous build's results and work out again
+    only the namespaces a reload touched (the server); one-off commands
+    (``check``, ``get``, ``env``) build once and need no memo.
+    ``log_errors``: log each fill-in problem once (``check`` prints them itself).
+    """
+
+    def __init__(self, objects: ObjectSource, config: Config, state_path: Optional[Path], *,
+                 incremental: bool = True, log_errors: bool = True):
+        self.objects = objects
+        self.config = config
+        self.state_path = state_path
+        self.description = objects.description
+        self._memo = Memo() if incremental else NoMemo()
+        self._revision: Optional[int] = None
+        self._problems = OnceLog(log) if log_errors else None
+
+    def load(self, full: bool = False) -> Optional[ClusterLoad]:
+        if full:
+            self.objects.reset()
+        loaded = self.objects.load()
+        if not full and loaded.generation == self._revision:
+            return None
+        cluster = fill.build(loaded.objects, self.config, self.state_path, self._memo)
+        if self._problems is not None:
+            self._problems.report(cluster.errors)
+        self._revision = loaded.generation
+        return ClusterLoad(cluster, loaded.errors + cluster.errors, loaded.objects,
+                           loaded.files, loaded.generation)
+
+    def ready(self) -> tuple[bool, str]:
+        return self.objects.ready()
+
+    def watch(self, changed):
+        return self.objects.watch(changed)
+
+
+def from_folder(manifests: Path, config: Config, *, state: bool = True,
+                incremental: bool = True, log_errors: bool = True) -> LocalCluster:
+    """The cluster of a folder of manifests, as ``serve`` and every other
+    command reads it; ``state=False`` allocates without reading or writing the
+    state file (``check``)."""
+    from coredns_py.source.folder import ManifestSource
+    return LocalCluster(ManifestSource(manifests, log_errors=log_errors), config,
+                        config.state_path(manifests) if state else None,
+                        incremental=incremental, log_errors=log_errors)
