@@ -22,6 +22,7 @@ from coredns_py.net import transport as tr
 from coredns_py.errors import ListenError
 from coredns_py.net.transport import (ConnectionRegistry, TcpProtocol, UdpProtocol,
                                   parse_listen, start)
+from helpers.fake_transport import connect
 
 LOCAL = "127.0.0.1"
 STEP = 5.0  # bound on every single await in these tests
@@ -55,52 +56,14 @@ class Recorder:
         return [q for q, _, _ in self.calls]
 
 
-# --- Fake transport (framing unit tests) -------------------------------------
-
-
-class FakeTransport:
-    """Records writes and flow control, like the fakes in uvicorn's tests."""
-
-    def __init__(self, peer=("192.0.2.7", 40000)):
-        self.peer = peer
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-        self.reading = True
-
-    def write(self, data):
-        assert not self.closed, "write after close"
-        self.writes.append(bytes(data))
-
-    def close(self):
-        self.closed = True
-
-    def abort(self):
-        self.closed = self.aborted = True
-
-    def is_closing(self):
-        return self.closed
-
-    def get_extra_info(self, name, default=None):
-        return self.peer if name == "peername" else default
-
-    def pause_reading(self):
-        self.reading = False
-
-    def resume_reading(self):
-        self.reading = True
-
-    def get_write_buffer_size(self):
-        return 0
+# --- Protocols on a fake transport -------------------------------------------
 
 
 def make_tcp(handler=None, **kwargs):
     handler = handler or Recorder()
     kwargs.setdefault("idle_timeout", None)  # no event loop needed
     proto = TcpProtocol(handler, **kwargs)
-    fake = FakeTransport()
-    proto.connection_made(fake)
-    return proto, fake, handler
+    return proto, connect(proto), handler
 
 
 Q1, Q2, Q3 = b"first-query", b"q2", b"x" * 300  # 300 > 255: both length bytes matter
@@ -251,30 +214,19 @@ def test_connection_registry_cap():
 
 
 def test_udp_protocol_survives_handler_errors(caplog):
-    sent = []
-
-    class FakeDgram:
-        queued = 0
-
-        def sendto(self, data, addr):
-            sent.append((data, addr))
-
-        def get_write_buffer_size(self):
-            return self.queued
-
     h = Recorder()
     proto = UdpProtocol(h)
-    proto.connection_made(FakeDgram())
+    fake = connect(proto)
     with caplog.at_level(logging.ERROR, logger="coredns_py.transport"):
         proto.datagram_received(b"boom", ("192.0.2.1", 1))
         proto.datagram_received(b"silent", ("192.0.2.1", 2))
         proto.datagram_received(b"hi", ("192.0.2.1", 3))
-    assert sent == [(b"R:hi", ("192.0.2.1", 3))]
+    assert fake.sent == [(b"R:hi", ("192.0.2.1", 3))]
     assert "handler exploded" in caplog.text
     proto.error_received(ConnectionRefusedError())  # ignored, no exception
-    proto.transport.queued = tr.UDP_MAX_WRITE_BUFFER + 1  # kernel buffer full
+    fake.buffered = tr.UDP_MAX_WRITE_BUFFER + 1  # kernel buffer full
     proto.datagram_received(b"dropped", ("192.0.2.1", 4))
-    assert len(sent) == 1
+    assert len(fake.sent) == 1
 
 
 # --- parse_listen ------------------------------------------------------------
