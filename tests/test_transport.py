@@ -20,8 +20,8 @@ import pytest
 
 from coredns_py.net import transport as tr
 from coredns_py.errors import ListenError
-from coredns_py.net.transport import (ConnectionRegistry, TcpProtocol, UdpProtocol,
-                                  parse_listen, start)
+from coredns_py.net import listen
+from coredns_py.net.transport import ConnectionRegistry, TcpProtocol, UdpProtocol, start
 from helpers.fake_transport import connect
 
 LOCAL = "127.0.0.1"
@@ -227,45 +227,6 @@ def test_udp_protocol_survives_handler_errors(caplog):
     fake.buffered = tr.UDP_MAX_WRITE_BUFFER + 1  # kernel buffer full
     proto.datagram_received(b"dropped", ("192.0.2.1", 4))
     assert len(fake.sent) == 1
-
-
-# --- parse_listen ------------------------------------------------------------
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-    (":53", ("0.0.0.0", 53)),
-    ("[::1]:53", ("::1", 53)),
-    ("[::]:5353", ("::", 5353)),
-    ("[2001:DB8::1]:53", ("2001:db8::1", 53)),
-    ("0.0.0.0:0", ("0.0.0.0", 0)),
-    ("10.0.0.1:65535", ("10.0.0.1", 65535)),
-    (" 127.0.0.1:53 ", ("127.0.0.1", 53)),
-])
-def test_parse_listen_ok(text, expected):
-    assert parse_listen(text) == expected
-
-
-@pytest.mark.parametrize("text, message", [
-    ("", "empty"),
-    ("127.0.0.1", "missing port"),
-    ("127.0.0.1:", "missing port"),
-    ("[::1]", "missing port"),
-    ("[::1]:", "missing port"),
-    ("[::1", "missing ']'"),
-    ("[::1]53", "expected ':'"),
-    ("::1:53", "brackets"),
-    ("127.0.0.1:65536", "out of range"),
-    ("127.0.0.1:-1", "not a number"),
-    ("127.0.0.1:dns", "not a number"),
-    ("127.0.0.1:５３", "not a number"),
-    ("example.com:53", "not an IP address"),
-    ("256.0.0.1:53", "not an IP address"),
-    ("[127.0.0.1]:53", "not an IPv6 address"),
-])
-def test_parse_listen_errors(text, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        parse_listen(text)
 
 
 # --- Real sockets --------------------------------------------------------------
@@ -611,7 +572,7 @@ def test_address_not_available():
 
 
 def test_port_zero_retries_when_tcp_side_is_taken(monkeypatch):
-    real_bind = tr._bind
+    real_bind = listen.bind
     failures = []
 
     def flaky_bind(host, port, kind):
@@ -620,7 +581,7 @@ def test_port_zero_retries_when_tcp_side_is_taken(monkeypatch):
             raise ListenError("cannot listen: address already in use", errno.EADDRINUSE)
         return real_bind(host, port, kind)
 
-    monkeypatch.setattr(tr, "_bind", flaky_bind)
+    monkeypatch.setattr(listen, "bind", flaky_bind)
 
     async def main():
         async with await start(Recorder(), [(LOCAL, 0)]) as listeners:
