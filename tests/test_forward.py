@@ -34,6 +34,7 @@ from coredns_py.zone import answer as answer_mod
 from coredns_py.zone.wire import EDNS_PAYLOAD
 from coredns_py import config as config_mod
 from coredns_py.net import transport as tr
+from coredns_py.net.handler import PendingAnswers
 from coredns_py.resolver import upstreams
 from coredns_py.resolver.acl import Acl
 from coredns_py.resolver.cache import Cache
@@ -726,7 +727,7 @@ def test_tcp_connection_lost_cancels_pending_answers():
 def test_udp_pending_answers_are_capped_globally():
     async def main():
         h = Deferred()
-        pending = tr.PendingAnswers(limit=2)
+        pending = PendingAnswers(limit=2)
         socks = [tr.UdpProtocol(h, pending), tr.UdpProtocol(h, pending)]
         fakes = [connect(s) for s in socks]
         socks[0].datagram_received(b"later1", ("127.0.0.1", 1))

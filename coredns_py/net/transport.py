@@ -20,22 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import logging
 import socket
-from typing import Awaitable, Callable, Optional, Union
+from typing import Optional
 
+from coredns_py.net.handler import (MAX_UDP_PENDING, Handler, PendingAnswers, awaitable,
+                                     outcome)
 from coredns_py.net.listen import TCP_BACKLOG, bind_pair
 from coredns_py.zone.wire import MAX_MESSAGE
 
 log = logging.getLogger("coredns_py.transport")
-
-HandlerResult = Union[bytes, None, Awaitable[Optional[bytes]]]
-Handler = Callable[[bytes, str, tuple], HandlerResult]
-"""``handler(query_wire, proto, peer) -> response wire, None, or an awaitable of either``.
-
-``proto`` is ``"udp"`` or ``"tcp"``; ``peer`` is the client address tuple.
-"""
 
 # --- Limits -----------------------------------------------------------------
 
@@ -75,15 +69,6 @@ MAX_TCP_CONNECTIONS = 1000
 # and a client past that is flooding us, so it is disconnected.
 MAX_TCP_BUFFER = 2 * (2 + MAX_MESSAGE)
 
-# Answers still being worked out (forwarded upstream) at once, over all UDP
-# listen addresses.  Each holds a task and, while it waits for an upstream,
-# a socket; a flood of foreign names must not turn into unbounded memory
-# and descriptors.  Past this a query is dropped: UDP clients retry (after
-# 5 s for glibc), by which time the backlog has cleared or the upstream is
-# known to be down.  1000 is 4x what a 250 queries/s burst needs when the
-# upstream takes a second.
-MAX_UDP_PENDING = 1000
-
 # Answers being worked out at once per TCP connection.  RFC 7766 section 6.2.1.1
 # lets a client pipeline queries and have them answered out of order; at
 # this many outstanding we stop reading that connection until one is sent,
@@ -92,64 +77,6 @@ MAX_UDP_PENDING = 1000
 MAX_TCP_PENDING = 32
 
 # --- UDP --------------------------------------------------------------------
-
-
-def _awaitable(result, peer) -> bool:
-    """True for an awaitable handler result; anything else but bytes is a bug,
-    logged here so that it costs one answer, not the listener."""
-    if inspect.isawaitable(result):
-        return True
-    log.error("handler returned %s for a query from %s, not bytes, None or an awaitable",
-              type(result).__name__, peer)
-    return False
-
-
-def _discard(result) -> None:
-    """Drop an awaitable we will not run without a "never awaited" warning."""
-    if inspect.iscoroutine(result):
-        result.close()
-    elif isinstance(result, asyncio.Future):
-        result.cancel()
-
-
-class PendingAnswers:
-    """The answers being worked out for UDP clients, shared by every UDP
-    socket of one server so that MAX_UDP_PENDING is a global cap."""
-
-    def __init__(self, limit: int = MAX_UDP_PENDING):
-        self.limit = limit
-        self.tasks: set[asyncio.Future] = set()
-        self._warned = False
-
-    def admit(self, result) -> Optional[asyncio.Future]:
-        """A task running ``result``, or None (and ``result`` dropped) at the cap."""
-        if len(self.tasks) >= self.limit:
-            _discard(result)
-            if not self._warned:  # once per overload episode
-                log.warning("%d UDP answers pending: dropping new queries that need "
-                            "an upstream", len(self.tasks))
-                self._warned = True
-            return None
-        self._warned = False
-        task = asyncio.ensure_future(result)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
-
-    def cancel_all(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-
-
-def _result(task: asyncio.Future, peer) -> Optional[bytes]:
-    """The bytes a finished handler task produced, or None (cancelled, failed)."""
-    if task.cancelled():
-        return None
-    exc = task.exception()
-    if exc is not None:
-        log.error("handler failed on query from %s", peer, exc_info=exc)
-        return None
-    return task.result()
 
 
 class UdpSocket(asyncio.DatagramTransport):
@@ -280,7 +207,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if response is None:
             return
         if not isinstance(response, (bytes, bytearray)):
-            if _awaitable(response, addr):
+            if awaitable(response, addr):
                 self._later(response, addr)
             return
         self._send(response, addr)
@@ -296,7 +223,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def _done(self, task: asyncio.Future, addr) -> None:
         self._tasks.discard(task)
-        response = _result(task, addr)
+        response = outcome(task, addr)
         if response is not None and self.transport is not None:
             self._send(response, addr)
 
@@ -517,7 +444,7 @@ class TcpProtocol(asyncio.Protocol):
         if response is None:
             return
         if not isinstance(response, (bytes, bytearray)):
-            if not _awaitable(response, self._peer):
+            if not awaitable(response, self._peer):
                 return
             task = asyncio.ensure_future(response)
             self._tasks.add(task)
@@ -527,7 +454,7 @@ class TcpProtocol(asyncio.Protocol):
 
     def _task_done(self, task: asyncio.Future) -> None:
         self._tasks.discard(task)
-        response = _result(task, self._peer)
+        response = outcome(task, self._peer)
         if self._closing:
             return
         if response is not None:
