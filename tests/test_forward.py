@@ -35,6 +35,7 @@ from coredns_py.zone.wire import EDNS_PAYLOAD
 from coredns_py import config as config_mod
 from coredns_py.net import transport as tr
 from coredns_py.net.handler import PendingAnswers
+from coredns_py.net.udp import UdpProtocol
 from coredns_py.resolver import upstreams
 from coredns_py.resolver.acl import Acl
 from coredns_py.resolver.cache import Cache
@@ -728,7 +729,7 @@ def test_udp_pending_answers_are_capped_globally():
     async def main():
         h = Deferred()
         pending = PendingAnswers(limit=2)
-        socks = [tr.UdpProtocol(h, pending), tr.UdpProtocol(h, pending)]
+        socks = [UdpProtocol(h, pending), UdpProtocol(h, pending)]
         fakes = [connect(s) for s in socks]
         socks[0].datagram_received(b"later1", ("127.0.0.1", 1))
         socks[1].datagram_received(b"later2", ("127.0.0.1", 2))
@@ -752,7 +753,7 @@ def test_handler_result_of_the_wrong_type_costs_one_answer(caplog):
     def handler(query, proto, peer):
         return "not bytes" if query == b"odd" else b"R:" + query
 
-    udp = tr.UdpProtocol(handler)
+    udp = UdpProtocol(handler)
     dgram = connect(udp)
     tcp = tr.TcpProtocol(handler, idle_timeout=None)
     fake = connect(tcp)

@@ -21,7 +21,8 @@ import pytest
 from coredns_py.net import transport as tr
 from coredns_py.errors import ListenError
 from coredns_py.net import listen
-from coredns_py.net.transport import ConnectionRegistry, TcpProtocol, UdpProtocol, start
+from coredns_py.net.transport import ConnectionRegistry, TcpProtocol, start
+from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
 from helpers.fake_transport import connect
 
 LOCAL = "127.0.0.1"
@@ -224,7 +225,7 @@ def test_udp_protocol_survives_handler_errors(caplog):
     assert fake.sent == [(b"R:hi", ("192.0.2.1", 3))]
     assert "handler exploded" in caplog.text
     proto.error_received(ConnectionRefusedError())  # ignored, no exception
-    fake.buffered = tr.UDP_MAX_WRITE_BUFFER + 1  # kernel buffer full
+    fake.buffered = UDP_MAX_WRITE_BUFFER + 1  # kernel buffer full
     proto.datagram_received(b"dropped", ("192.0.2.1", 4))
     assert len(fake.sent) == 1
 
@@ -290,7 +291,7 @@ def test_udp_large_datagram():
 def test_udp_burst_beyond_one_batch_is_all_answered():
     # The listener reads at most UDP_BATCH datagrams per wake-up; the rest
     # must wait for the next one, not be lost.
-    count = tr.UDP_BATCH * 4 + 3
+    count = UDP_BATCH * 4 + 3
 
     async def main():
         h = Recorder()
@@ -331,7 +332,7 @@ def test_udp_answers_wait_in_a_queue_while_the_kernel_buffer_is_full():
         sock = Busy(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((LOCAL, 0))
         proto = UdpProtocol(Recorder())
-        udp = tr.UdpSocket(loop, sock, proto)
+        udp = UdpSocket(loop, sock, proto)
         try:
             where = receiver.getsockname()
             for i in range(3):
