@@ -35,6 +35,7 @@ from coredns_py.zone.wire import EDNS_PAYLOAD
 from coredns_py import config as config_mod
 from coredns_py.net import transport as tr
 from coredns_py.net.handler import PendingAnswers
+from coredns_py.net.tcp import TcpProtocol
 from coredns_py.net.udp import UdpProtocol
 from coredns_py.resolver import upstreams
 from coredns_py.resolver.acl import Acl
@@ -674,7 +675,7 @@ async def settle(rounds: int = 5) -> None:
 def test_tcp_answers_out_of_order_and_pending_cap():
     async def main():
         h = Deferred()
-        proto = tr.TcpProtocol(h, idle_timeout=None, max_pending=2)
+        proto = TcpProtocol(h, idle_timeout=None, max_pending=2)
         fake = connect(proto)
         proto.data_received(frame(b"later1") + frame(b"now") + frame(b"later2")
                             + frame(b"later3") + frame(b"after"))
@@ -698,7 +699,7 @@ def test_tcp_answers_out_of_order_and_pending_cap():
 def test_tcp_eof_waits_for_pending_answers_then_closes(caplog):
     async def main():
         h = Deferred()
-        proto = tr.TcpProtocol(h, idle_timeout=None)
+        proto = TcpProtocol(h, idle_timeout=None)
         fake = connect(proto)
         proto.data_received(frame(b"later1") + frame(b"boom-later") + frame(b"x"))
         proto.eof_received()
@@ -716,7 +717,7 @@ def test_tcp_eof_waits_for_pending_answers_then_closes(caplog):
 def test_tcp_connection_lost_cancels_pending_answers():
     async def main():
         h = Deferred()
-        proto = tr.TcpProtocol(h, idle_timeout=None)
+        proto = TcpProtocol(h, idle_timeout=None)
         connect(proto)
         proto.data_received(frame(b"later1"))
         proto.connection_lost(None)
@@ -755,7 +756,7 @@ def test_handler_result_of_the_wrong_type_costs_one_answer(caplog):
 
     udp = UdpProtocol(handler)
     dgram = connect(udp)
-    tcp = tr.TcpProtocol(handler, idle_timeout=None)
+    tcp = TcpProtocol(handler, idle_timeout=None)
     fake = connect(tcp)
     with caplog.at_level(logging.ERROR, logger="coredns_py.transport"):
         udp.datagram_received(b"odd", ("127.0.0.1", 1))

@@ -18,10 +18,10 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from coredns_py.net import transport as tr
 from coredns_py.errors import ListenError
 from coredns_py.net import listen
-from coredns_py.net.transport import ConnectionRegistry, TcpProtocol, start
+from coredns_py.net.tcp import MAX_TCP_BUFFER, ConnectionRegistry, TcpProtocol
+from coredns_py.net.transport import start
 from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
 from helpers.fake_transport import connect
 
@@ -412,7 +412,7 @@ def test_tcp_client_that_never_reads_is_bounded_then_dropped():
                     await asyncio.sleep(0.005)
                 [proto] = listeners._registry.live
                 assert not proto.transport.is_reading()
-                assert len(proto._buf) <= tr.MAX_TCP_BUFFER
+                assert len(proto._buf) <= MAX_TCP_BUFFER
                 while listeners._registry.live:  # idle timeout aborts it
                     assert time.monotonic() < deadline, "stuck connection never dropped"
                     await asyncio.sleep(0.02)
