@@ -33,8 +33,8 @@ import pytest
 from coredns_py.zone import answer as answer_mod
 from coredns_py.zone.wire import EDNS_PAYLOAD
 from coredns_py import config as config_mod
-from coredns_py.net import transport as tr
 from coredns_py.net.handler import PendingAnswers
+from coredns_py.net.listeners import start
 from coredns_py.net.tcp import TcpProtocol
 from coredns_py.net.udp import UdpProtocol
 from coredns_py.resolver import upstreams
@@ -776,7 +776,7 @@ def test_real_sockets_async_answers_over_udp_and_tcp():
         return slow(query) if query.startswith(b"slow") else b"R:" + query
 
     async def main():
-        async with await tr.start(handler, [("127.0.0.1", 0)]) as listeners:
+        async with await start(handler, [("127.0.0.1", 0)]) as listeners:
             host, port = listeners.addresses[0]
             loop = asyncio.get_running_loop()
 

@@ -1,7 +1,8 @@
-"""Tests for coredns_py.net.transport: framing with a fake transport, then real
-sockets on loopback.  The handler is an echo with a marker: the transport
-never looks at DNS content, so it does not need real DNS messages (except in
-the one dnspython test showing real clients work)."""
+"""Tests for the transports in coredns_py.net (udp, tcp, listeners): the
+protocols on a fake transport, then real sockets on loopback.  The handler is
+an echo with a marker: the transport never looks at DNS content, so it does
+not need real DNS messages (except in the one dnspython test showing real
+clients work)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pytest
 from coredns_py.errors import ListenError
 from coredns_py.net import listen
 from coredns_py.net.tcp import MAX_TCP_BUFFER, ConnectionRegistry, TcpProtocol
-from coredns_py.net.transport import start
+from coredns_py.net.listeners import start
 from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
 from helpers.fake_transport import connect
 

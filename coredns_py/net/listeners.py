@@ -1,19 +1,13 @@
-"""UDP and TCP listeners: thin asyncio adapters around the DNS core.
+"""The listeners of one server: every listen address served over UDP and
+TCP, started together and stopped together.
 
-A transport is an adapter: bytes in, one call of the core, bytes out.  The
-core is a plain callable (see :data:`Handler`) that receives the query wire,
-the protocol name and the peer address, and returns the response wire or
-``None`` for "send nothing" -- or, when the answer needs an upstream server,
-an awaitable of those, which the transport runs as a task and whose result
-it sends when done (other queries are answered meanwhile; over TCP answers
-may then leave out of order, which RFC 7766 section 7 allows).  The core decides everything about DNS content,
-truncation included (it is told the protocol); this module never parses a DNS
-message.  Its only jobs are framing, binding sockets with clear errors, and
-the resource limits a network server needs so that one client cannot take it
-down.  Each limit is a named constant below with the reason for its value.
-
-Errors raised by the handler (or by its awaitable) are logged and swallowed:
-a hostile or broken packet costs that one query its answer, never the server.
+:func:`start` binds a UDP and a TCP socket per address (the same port for
+both, also when port 0 picks one) and serves the handler on them; on any
+failure it closes what it had opened and raises ListenError.  The
+:class:`Listeners` it returns say which addresses were bound and close them
+all, open TCP connections included.  Server-wide limits are shared here: one
+connection registry (MAX_TCP_CONNECTIONS) and one set of pending UDP
+answers (MAX_UDP_PENDING) across every address.
 """
 
 from __future__ import annotations
