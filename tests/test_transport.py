@@ -21,7 +21,8 @@ import pytest
 
 from coredns_py.errors import ListenError
 from coredns_py.net import listen
-from coredns_py.net.tcp import MAX_TCP_BUFFER, ConnectionRegistry, TcpProtocol
+from coredns_py.net.framing import MAX_TCP_BUFFER
+from coredns_py.net.tcp import ConnectionRegistry, TcpProtocol
 from coredns_py.net.listeners import start
 from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
 from helpers.fake_transport import connect

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import Optional
 
+from coredns_py.net.framing import MAX_TCP_BUFFER
 from coredns_py.net.handler import Handler, awaitable, outcome
 from coredns_py.zone.wire import MAX_MESSAGE
 
@@ -31,14 +32,6 @@ TCP_IDLE_TIMEOUT = 10.0
 # beyond this we close new connections at once rather than run out of
 # descriptors (which would also break UDP, file watching, logging...).
 MAX_TCP_CONNECTIONS = 1000
-
-# Unanswered bytes we keep per TCP connection.  Complete queries are answered
-# as soon as they arrive, so normally only one partial frame is buffered (at
-# most 2 + 65535 bytes).  More accumulates only while we have stopped
-# answering because the client does not read its answers (write buffer full,
-# reading paused); allowing one more maximum-size frame on top is generous,
-# and a client past that is flooding us, so it is disconnected.
-MAX_TCP_BUFFER = 2 * (2 + MAX_MESSAGE)
 
 # Answers being worked out at once per TCP connection.  RFC 7766 section 6.2.1.1
 # lets a client pipeline queries and have them answered out of order; at
