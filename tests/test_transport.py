@@ -127,12 +127,15 @@ def test_tcp_eof_with_partial_frame_closes_without_calling_handler():
     assert fake.closed and not fake.aborted  # close() flushes the answer
 
 
-def test_tcp_zero_length_frame_closes():
+def test_tcp_zero_length_frame_closes(caplog):
     proto, fake, h = make_tcp()
-    proto.data_received(frame(Q1) + b"\x00\x00" + frame(Q2))
+    with caplog.at_level(logging.INFO, logger="coredns_py.transport"):
+        proto.data_received(frame(Q1) + b"\x00\x00" + frame(Q2))
     assert h.queries == [Q1]  # answered before the bad frame, nothing after
     assert fake.writes == EXPECTED[:1]
-    assert fake.closed
+    assert fake.closed and not fake.aborted
+    assert caplog.messages == [
+        "closing TCP connection from ('192.0.2.7', 40000): zero-length message"]
     proto.data_received(frame(Q3))  # late data is ignored
     assert h.queries == [Q1]
 
@@ -176,14 +179,25 @@ def test_tcp_pause_writing_stops_answering_until_resumed():
     assert fake.writes == EXPECTED
 
 
-def test_tcp_unanswered_bytes_are_capped():
+def test_tcp_unanswered_bytes_are_capped(caplog):
     proto, fake, h = make_tcp(max_buffer=100)
     proto.pause_writing()
     proto.data_received(frame(b"a" * 50))
     assert not fake.closed
-    proto.data_received(frame(b"b" * 50))
+    with caplog.at_level(logging.WARNING, logger="coredns_py.transport"):
+        proto.data_received(frame(b"b" * 50))
     assert fake.aborted
     assert h.queries == []
+    assert caplog.messages == [
+        "closing TCP connection from ('192.0.2.7', 40000): over 100 unanswered bytes"]
+
+
+def test_tcp_complete_queries_are_answered_before_the_cap_is_checked():
+    # The cap counts what is left unanswered, not what one read brought.
+    proto, fake, h = make_tcp(max_buffer=100)
+    proto.data_received(frame(b"a" * 60) + frame(b"b" * 60) + b"\x00\x05ab")
+    assert h.queries == [b"a" * 60, b"b" * 60]
+    assert not fake.closed
 
 
 def test_tcp_default_cap_allows_a_partial_max_frame():
