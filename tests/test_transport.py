@@ -428,7 +428,7 @@ def test_tcp_client_that_never_reads_is_bounded_then_dropped():
                     await asyncio.sleep(0.005)
                 [proto] = listeners._registry.live
                 assert not proto.transport.is_reading()
-                assert len(proto._buf) <= MAX_TCP_BUFFER
+                assert len(proto._frames) <= MAX_TCP_BUFFER
                 while listeners._registry.live:  # idle timeout aborts it
                     assert time.monotonic() < deadline, "stuck connection never dropped"
                     await asyncio.sleep(0.02)

@@ -14,7 +14,8 @@ import asyncio
 import logging
 from typing import Optional
 
-from coredns_py.net.framing import MAX_TCP_BUFFER
+from coredns_py.errors import FramingError
+from coredns_py.net.framing import MAX_TCP_BUFFER, FrameDecoder, encode
 from coredns_py.net.handler import Handler, awaitable, outcome
 from coredns_py.zone.wire import MAX_MESSAGE
 
@@ -95,14 +96,13 @@ class TcpProtocol(asyncio.Protocol):
                  max_pending: int = MAX_TCP_PENDING):
         self._handler = handler
         self._idle_timeout = idle_timeout
-        self._max_buffer = max_buffer
         self._registry = registry
         self._max_pending = max_pending
         self._tasks: set[asyncio.Future] = set()  # answers being worked out
         self._reading = True
         self.transport: Optional[asyncio.Transport] = None
         self._peer = None
-        self._buf = bytearray()
+        self._frames = FrameDecoder(max_buffer)  # bytes received, not yet answered
         self._closing = False
         self._write_paused = False
         self._eof = False
@@ -127,11 +127,11 @@ class TcpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self._buf += data
+        self._frames.feed(data)
         self._process()
-        if not self._closing and len(self._buf) > self._max_buffer:
+        if not self._closing and self._frames.over_limit():
             log.warning("closing TCP connection from %s: over %d unanswered bytes",
-                        self._peer, self._max_buffer)
+                        self._peer, self._frames.limit)
             self._close(abort=True)
 
     def eof_received(self) -> bool:
@@ -172,7 +172,7 @@ class TcpProtocol(asyncio.Protocol):
         if self._closing:
             return
         self._closing = True
-        self._buf.clear()
+        self._frames.clear()
         self._cancel_pending()
         if self._timer is not None:
             self._timer.cancel()
@@ -200,24 +200,17 @@ class TcpProtocol(asyncio.Protocol):
             self.transport.pause_reading()
         self._reading = want
 
-    def _complete_frame_buffered(self) -> bool:
-        buf = self._buf
-        return len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big")
-
     def _process(self) -> None:
-        buf = self._buf
         while (not self._closing and not self._write_paused
-               and len(self._tasks) < self._max_pending and len(buf) >= 2):
-            length = int.from_bytes(buf[:2], "big")
-            if length == 0:
-                # No DNS message is empty: broken or hostile client.
-                log.info("closing TCP connection from %s: zero-length message", self._peer)
+               and len(self._tasks) < self._max_pending):
+            try:
+                query = self._frames.next_message()
+            except FramingError as exc:
+                log.info("closing TCP connection from %s: %s", self._peer, exc)
                 self._close()
                 return
-            if len(buf) < 2 + length:
+            if query is None:
                 break  # partial frame: wait for more data
-            query = bytes(buf[2:2 + length])
-            del buf[:2 + length]  # cheap: bytearray deletes from the front in O(1)
             if self._loop is not None:
                 self._last_message = self._loop.time()
             self._answer(query)
@@ -227,7 +220,7 @@ class TcpProtocol(asyncio.Protocol):
         # At EOF, close once every complete query has been answered (a
         # trailing partial frame can never complete).
         if (self._eof and not self._write_paused and not self._tasks
-                and not self._complete_frame_buffered()):
+                and not self._frames.has_complete_frame()):
             self._close()
 
     def _answer(self, query: bytes) -> None:
@@ -263,7 +256,7 @@ class TcpProtocol(asyncio.Protocol):
             log.error("dropping %d-byte answer to %s: larger than a TCP frame can carry",
                       len(response), self._peer)
             return
-        self.transport.write(len(response).to_bytes(2, "big") + response)
+        self.transport.write(encode(response))
 
     def _check_idle(self) -> None:
         # Re-arm for the remaining time instead of rescheduling on every
