@@ -18,6 +18,7 @@ the reason for its value.
 - ``listen``    -- listen addresses: parsed from text, bound to sockets
 - ``handler``   -- the Handler contract; answers that arrive later
 - ``udp``       -- DNS over UDP: the batched socket and its protocol
+- ``framing``   -- DNS-over-TCP framing, sans-IO (no sockets, no asyncio)
 - ``tcp``       -- DNS over TCP: the connection protocol and registry
 - ``listeners`` -- ``start()`` every address; ``Listeners`` to stop them
 

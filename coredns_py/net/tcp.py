@@ -3,9 +3,10 @@
 
 :class:`TcpProtocol` is the adapter between one connection and the handler,
 with the limits that keep one client from taking the server down (idle
-timeout, unanswered bytes, answers pending); :class:`ConnectionRegistry`
-holds a server's live connections, caps their number and closes them at
-shutdown.
+timeout, unanswered bytes, answers pending); the bytes themselves are cut
+into messages by :class:`~coredns_py.net.framing.FrameDecoder`.
+:class:`ConnectionRegistry` holds a server's live connections, caps their
+number and closes them at shutdown.
 """
 
 from __future__ import annotations
