@@ -4,7 +4,7 @@ Each UDP query's time from the kernel's receive timestamp (SO_TIMESTAMPNS:
 when the datagram reached the socket) to just after the answer was handed to
 ``sendto``: the time a query spent queued in the socket plus the time we
 took, without the client's own delays.  A diagnostic, not part of the
-server: it swaps in a copy of ``transport.UdpSocket._read_ready`` that
+server: it swaps in a copy of ``udp.UdpSocket._read_ready`` that
 reads with ``recvmsg``.
 
     python bench/server_latency.py serve --manifests DIR --listen 127.0.0.1:PORT ...
@@ -22,14 +22,14 @@ import struct
 import sys
 import time
 
-from coredns_py.net import transport
+from coredns_py.net import udp
 from coredns_py.zone import wire
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # 35 on Linux
 MAX_SAMPLES = 10_000_000  # bounded: about 80 MB of doubles
 
 latencies = array.array("d")
-_init = transport.UdpSocket.__init__
+_init = udp.UdpSocket.__init__
 
 
 def _init_with_timestamps(self, loop, sock, protocol):
@@ -40,7 +40,7 @@ def _init_with_timestamps(self, loop, sock, protocol):
 def _read_ready(self):
     recvmsg = self._sock.recvmsg
     received = self._protocol.datagram_received
-    for _ in range(transport.UDP_BATCH):
+    for _ in range(udp.UDP_BATCH):
         try:
             data, ancillary, _flags, addr = recvmsg(wire.MAX_MESSAGE, 64)
         except (BlockingIOError, InterruptedError):
@@ -74,8 +74,8 @@ def _reset(*_):
 
 
 if __name__ == "__main__":
-    transport.UdpSocket.__init__ = _init_with_timestamps
-    transport.UdpSocket._read_ready = _read_ready
+    udp.UdpSocket.__init__ = _init_with_timestamps
+    udp.UdpSocket._read_ready = _read_ready
     signal.signal(signal.SIGUSR1, _report)
     signal.signal(signal.SIGUSR2, _reset)
     sys.argv = ["coredns_py"] + sys.argv[1:]

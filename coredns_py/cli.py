@@ -98,13 +98,13 @@ def load_cluster(args, config, state: bool = True, log_errors: bool = True):
 
 def cmd_serve(args, config) -> int:
     from coredns_py.cluster import local
-    from coredns_py.net import transport
+    from coredns_py.net.listen import parse_listen
     from coredns_py.ops import health, http, querylog
     from coredns_py.server import Server
     from coredns_py.source.folder import list_files
 
     try:
-        listens = [transport.parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
+        listens = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
     except ValueError as exc:
         print(f"coredns-py: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -64,6 +64,10 @@ class ListenError(CorednsPyError):
         self.errno = code
 
 
+class FramingError(CorednsPyError):
+    """A DNS-over-TCP client broke the framing; its connection is closed."""
+
+
 def os_reason(exc: OSError) -> str:
     """Why a bind failed, in the words a user acts on."""
     if exc.errno == errno.EADDRINUSE:

@@ -176,10 +176,10 @@ class Server:
     # --- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        from coredns_py.net import transport
+        from coredns_py.net import listeners
         from coredns_py.resolver import forward
         loop = asyncio.get_running_loop()
-        self.listeners = await transport.start(self.handle, self.listens)
+        self.listeners = await listeners.start(self.handle, self.listens)
         self.metrics.addresses = self.addresses()
         # Built on the bound addresses, so no upstream is one of our own.
         self.forwarder = forward.from_config(self.config, self.listeners.addresses, self.metrics)

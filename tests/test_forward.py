@@ -33,7 +33,10 @@ import pytest
 from coredns_py.zone import answer as answer_mod
 from coredns_py.zone.wire import EDNS_PAYLOAD
 from coredns_py import config as config_mod
-from coredns_py.net import transport as tr
+from coredns_py.net.handler import PendingAnswers
+from coredns_py.net.listeners import start
+from coredns_py.net.tcp import TcpProtocol
+from coredns_py.net.udp import UdpProtocol
 from coredns_py.resolver import upstreams
 from coredns_py.resolver.acl import Acl
 from coredns_py.resolver.cache import Cache
@@ -45,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward")
 from forward_helpers import (CLUSTER, Blackhole, Dnsmasq, FakeUpstream,  # noqa: E402
                              a_records, dead_port, free_port, reply, snapshot_of, write_config)
 from conftest import FIXTURES as PROCESS_FIXTURES, ServerProcess  # noqa: E402
+from helpers.fake_transport import connect  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PEER = ("127.0.0.1", 40000)
@@ -669,40 +673,11 @@ async def settle(rounds: int = 5) -> None:
         await asyncio.sleep(0)
 
 
-class FakeTcpTransport:
-    def __init__(self):
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.reading = True
-
-    def write(self, data):
-        assert not self.closed
-        self.writes.append(bytes(data))
-
-    def close(self):
-        self.closed = True
-
-    abort = close
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-    def pause_reading(self):
-        self.reading = False
-
-    def resume_reading(self):
-        self.reading = True
-
-    def get_write_buffer_size(self):
-        return 0
-
-
 def test_tcp_answers_out_of_order_and_pending_cap():
     async def main():
         h = Deferred()
-        proto = tr.TcpProtocol(h, idle_timeout=None, max_pending=2)
-        fake = FakeTcpTransport()
-        proto.connection_made(fake)
+        proto = TcpProtocol(h, idle_timeout=None, max_pending=2)
+        fake = connect(proto)
         proto.data_received(frame(b"later1") + frame(b"now") + frame(b"later2")
                             + frame(b"later3") + frame(b"after"))
         assert fake.writes == [frame(b"R:now")]  # answered before later1
@@ -725,9 +700,8 @@ def test_tcp_answers_out_of_order_and_pending_cap():
 def test_tcp_eof_waits_for_pending_answers_then_closes(caplog):
     async def main():
         h = Deferred()
-        proto = tr.TcpProtocol(h, idle_timeout=None)
-        fake = FakeTcpTransport()
-        proto.connection_made(fake)
+        proto = TcpProtocol(h, idle_timeout=None)
+        fake = connect(proto)
         proto.data_received(frame(b"later1") + frame(b"boom-later") + frame(b"x"))
         proto.eof_received()
         await settle()
@@ -744,8 +718,8 @@ def test_tcp_eof_waits_for_pending_answers_then_closes(caplog):
 def test_tcp_connection_lost_cancels_pending_answers():
     async def main():
         h = Deferred()
-        proto = tr.TcpProtocol(h, idle_timeout=None)
-        proto.connection_made(FakeTcpTransport())
+        proto = TcpProtocol(h, idle_timeout=None)
+        connect(proto)
         proto.data_received(frame(b"later1"))
         proto.connection_lost(None)
         await asyncio.sleep(0)
@@ -755,29 +729,21 @@ def test_tcp_connection_lost_cancels_pending_answers():
 
 def test_udp_pending_answers_are_capped_globally():
     async def main():
-        sent = []
-
-        class FakeDgram:
-            def sendto(self, data, addr):
-                sent.append((data, addr))
-
-            def get_write_buffer_size(self):
-                return 0
-
         h = Deferred()
-        pending = tr.PendingAnswers(limit=2)
-        socks = [tr.UdpProtocol(h, pending), tr.UdpProtocol(h, pending)]
-        for s in socks:
-            s.connection_made(FakeDgram())
+        pending = PendingAnswers(limit=2)
+        socks = [UdpProtocol(h, pending), UdpProtocol(h, pending)]
+        fakes = [connect(s) for s in socks]
         socks[0].datagram_received(b"later1", ("127.0.0.1", 1))
         socks[1].datagram_received(b"later2", ("127.0.0.1", 2))
         socks[1].datagram_received(b"later3", ("127.0.0.1", 3))  # over the cap: dropped
         socks[0].datagram_received(b"now", ("127.0.0.1", 4))  # immediate answers still flow
         assert set(h.futures) == {b"later1", b"later2", b"later3"}
         assert h.futures[b"later3"].cancelled()
+        assert fakes[0].sent == [(b"R:now", ("127.0.0.1", 4))] and fakes[1].sent == []
         h.futures[b"later2"].set_result(b"R:later2")
         await asyncio.sleep(0)
-        assert sent == [(b"R:now", ("127.0.0.1", 4)), (b"R:later2", ("127.0.0.1", 2))]
+        assert fakes[0].sent == [(b"R:now", ("127.0.0.1", 4))]
+        assert fakes[1].sent == [(b"R:later2", ("127.0.0.1", 2))]
         assert len(pending.tasks) == 1
         socks[0].connection_lost(None)  # socket closed: its pending answer is dropped
         await asyncio.sleep(0)
@@ -789,25 +755,16 @@ def test_handler_result_of_the_wrong_type_costs_one_answer(caplog):
     def handler(query, proto, peer):
         return "not bytes" if query == b"odd" else b"R:" + query
 
-    sent = []
-
-    class FakeDgram:
-        def sendto(self, data, addr):
-            sent.append(data)
-
-        def get_write_buffer_size(self):
-            return 0
-
-    udp = tr.UdpProtocol(handler)
-    udp.connection_made(FakeDgram())
-    tcp = tr.TcpProtocol(handler, idle_timeout=None)
-    fake = FakeTcpTransport()
-    tcp.connection_made(fake)
+    udp = UdpProtocol(handler)
+    dgram = connect(udp)
+    tcp = TcpProtocol(handler, idle_timeout=None)
+    fake = connect(tcp)
     with caplog.at_level(logging.ERROR, logger="coredns_py.transport"):
         udp.datagram_received(b"odd", ("127.0.0.1", 1))
         udp.datagram_received(b"ok", ("127.0.0.1", 1))
         tcp.data_received(frame(b"odd") + frame(b"ok"))
-    assert sent == [b"R:ok"] and fake.writes == [frame(b"R:ok")] and not fake.closed
+    assert dgram.sent == [(b"R:ok", ("127.0.0.1", 1))]
+    assert fake.writes == [frame(b"R:ok")] and not fake.closed
     assert caplog.text.count("not bytes, None or an awaitable") == 2
 
 
@@ -820,7 +777,7 @@ def test_real_sockets_async_answers_over_udp_and_tcp():
         return slow(query) if query.startswith(b"slow") else b"R:" + query
 
     async def main():
-        async with await tr.start(handler, [("127.0.0.1", 0)]) as listeners:
+        async with await start(handler, [("127.0.0.1", 0)]) as listeners:
             host, port = listeners.addresses[0]
             loop = asyncio.get_running_loop()
 

@@ -1,7 +1,8 @@
-"""Tests for coredns_py.net.transport: framing with a fake transport, then real
-sockets on loopback.  The handler is an echo with a marker: the transport
-never looks at DNS content, so it does not need real DNS messages (except in
-the one dnspython test showing real clients work)."""
+"""Tests for the transports in coredns_py.net (udp, tcp, listeners): the
+protocols on a fake transport, then real sockets on loopback.  The handler is
+an echo with a marker: the transport never looks at DNS content, so it does
+not need real DNS messages (except in the one dnspython test showing real
+clients work)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from coredns_py.net import transport as tr
 from coredns_py.errors import ListenError
-from coredns_py.net.transport import (ConnectionRegistry, TcpProtocol, UdpProtocol,
-                                  parse_listen, start)
+from coredns_py.net import listen
+from coredns_py.net.framing import MAX_TCP_BUFFER
+from coredns_py.net.tcp import ConnectionRegistry, TcpProtocol
+from coredns_py.net.listeners import start
+from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
+from helpers.fake_transport import connect
 
 LOCAL = "127.0.0.1"
 STEP = 5.0  # bound on every single await in these tests
@@ -55,52 +59,14 @@ class Recorder:
         return [q for q, _, _ in self.calls]
 
 
-# --- Fake transport (framing unit tests) -------------------------------------
-
-
-class FakeTransport:
-    """Records writes and flow control, like the fakes in uvicorn's tests."""
-
-    def __init__(self, peer=("192.0.2.7", 40000)):
-        self.peer = peer
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-        self.reading = True
-
-    def write(self, data):
-        assert not self.closed, "write after close"
-        self.writes.append(bytes(data))
-
-    def close(self):
-        self.closed = True
-
-    def abort(self):
-        self.closed = self.aborted = True
-
-    def is_closing(self):
-        return self.closed
-
-    def get_extra_info(self, name, default=None):
-        return self.peer if name == "peername" else default
-
-    def pause_reading(self):
-        self.reading = False
-
-    def resume_reading(self):
-        self.reading = True
-
-    def get_write_buffer_size(self):
-        return 0
+# --- Protocols on a fake transport -------------------------------------------
 
 
 def make_tcp(handler=None, **kwargs):
     handler = handler or Recorder()
     kwargs.setdefault("idle_timeout", None)  # no event loop needed
     proto = TcpProtocol(handler, **kwargs)
-    fake = FakeTransport()
-    proto.connection_made(fake)
-    return proto, fake, handler
+    return proto, connect(proto), handler
 
 
 Q1, Q2, Q3 = b"first-query", b"q2", b"x" * 300  # 300 > 255: both length bytes matter
@@ -161,12 +127,15 @@ def test_tcp_eof_with_partial_frame_closes_without_calling_handler():
     assert fake.closed and not fake.aborted  # close() flushes the answer
 
 
-def test_tcp_zero_length_frame_closes():
+def test_tcp_zero_length_frame_closes(caplog):
     proto, fake, h = make_tcp()
-    proto.data_received(frame(Q1) + b"\x00\x00" + frame(Q2))
+    with caplog.at_level(logging.INFO, logger="coredns_py.transport"):
+        proto.data_received(frame(Q1) + b"\x00\x00" + frame(Q2))
     assert h.queries == [Q1]  # answered before the bad frame, nothing after
     assert fake.writes == EXPECTED[:1]
-    assert fake.closed
+    assert fake.closed and not fake.aborted
+    assert caplog.messages == [
+        "closing TCP connection from ('192.0.2.7', 40000): zero-length message"]
     proto.data_received(frame(Q3))  # late data is ignored
     assert h.queries == [Q1]
 
@@ -210,14 +179,25 @@ def test_tcp_pause_writing_stops_answering_until_resumed():
     assert fake.writes == EXPECTED
 
 
-def test_tcp_unanswered_bytes_are_capped():
+def test_tcp_unanswered_bytes_are_capped(caplog):
     proto, fake, h = make_tcp(max_buffer=100)
     proto.pause_writing()
     proto.data_received(frame(b"a" * 50))
     assert not fake.closed
-    proto.data_received(frame(b"b" * 50))
+    with caplog.at_level(logging.WARNING, logger="coredns_py.transport"):
+        proto.data_received(frame(b"b" * 50))
     assert fake.aborted
     assert h.queries == []
+    assert caplog.messages == [
+        "closing TCP connection from ('192.0.2.7', 40000): over 100 unanswered bytes"]
+
+
+def test_tcp_complete_queries_are_answered_before_the_cap_is_checked():
+    # The cap counts what is left unanswered, not what one read brought.
+    proto, fake, h = make_tcp(max_buffer=100)
+    proto.data_received(frame(b"a" * 60) + frame(b"b" * 60) + b"\x00\x05ab")
+    assert h.queries == [b"a" * 60, b"b" * 60]
+    assert not fake.closed
 
 
 def test_tcp_default_cap_allows_a_partial_max_frame():
@@ -251,69 +231,19 @@ def test_connection_registry_cap():
 
 
 def test_udp_protocol_survives_handler_errors(caplog):
-    sent = []
-
-    class FakeDgram:
-        queued = 0
-
-        def sendto(self, data, addr):
-            sent.append((data, addr))
-
-        def get_write_buffer_size(self):
-            return self.queued
-
     h = Recorder()
     proto = UdpProtocol(h)
-    proto.connection_made(FakeDgram())
+    fake = connect(proto)
     with caplog.at_level(logging.ERROR, logger="coredns_py.transport"):
         proto.datagram_received(b"boom", ("192.0.2.1", 1))
         proto.datagram_received(b"silent", ("192.0.2.1", 2))
         proto.datagram_received(b"hi", ("192.0.2.1", 3))
-    assert sent == [(b"R:hi", ("192.0.2.1", 3))]
+    assert fake.sent == [(b"R:hi", ("192.0.2.1", 3))]
     assert "handler exploded" in caplog.text
     proto.error_received(ConnectionRefusedError())  # ignored, no exception
-    proto.transport.queued = tr.UDP_MAX_WRITE_BUFFER + 1  # kernel buffer full
+    fake.buffered = UDP_MAX_WRITE_BUFFER + 1  # kernel buffer full
     proto.datagram_received(b"dropped", ("192.0.2.1", 4))
-    assert len(sent) == 1
-
-
-# --- parse_listen ------------------------------------------------------------
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-    (":53", ("0.0.0.0", 53)),
-    ("[::1]:53", ("::1", 53)),
-    ("[::]:5353", ("::", 5353)),
-    ("[2001:DB8::1]:53", ("2001:db8::1", 53)),
-    ("0.0.0.0:0", ("0.0.0.0", 0)),
-    ("10.0.0.1:65535", ("10.0.0.1", 65535)),
-    (" 127.0.0.1:53 ", ("127.0.0.1", 53)),
-])
-def test_parse_listen_ok(text, expected):
-    assert parse_listen(text) == expected
-
-
-@pytest.mark.parametrize("text, message", [
-    ("", "empty"),
-    ("127.0.0.1", "missing port"),
-    ("127.0.0.1:", "missing port"),
-    ("[::1]", "missing port"),
-    ("[::1]:", "missing port"),
-    ("[::1", "missing ']'"),
-    ("[::1]53", "expected ':'"),
-    ("::1:53", "brackets"),
-    ("127.0.0.1:65536", "out of range"),
-    ("127.0.0.1:-1", "not a number"),
-    ("127.0.0.1:dns", "not a number"),
-    ("127.0.0.1:５３", "not a number"),
-    ("example.com:53", "not an IP address"),
-    ("256.0.0.1:53", "not an IP address"),
-    ("[127.0.0.1]:53", "not an IPv6 address"),
-])
-def test_parse_listen_errors(text, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        parse_listen(text)
+    assert len(fake.sent) == 1
 
 
 # --- Real sockets --------------------------------------------------------------
@@ -377,7 +307,7 @@ def test_udp_large_datagram():
 def test_udp_burst_beyond_one_batch_is_all_answered():
     # The listener reads at most UDP_BATCH datagrams per wake-up; the rest
     # must wait for the next one, not be lost.
-    count = tr.UDP_BATCH * 4 + 3
+    count = UDP_BATCH * 4 + 3
 
     async def main():
         h = Recorder()
@@ -418,7 +348,7 @@ def test_udp_answers_wait_in_a_queue_while_the_kernel_buffer_is_full():
         sock = Busy(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((LOCAL, 0))
         proto = UdpProtocol(Recorder())
-        udp = tr.UdpSocket(loop, sock, proto)
+        udp = UdpSocket(loop, sock, proto)
         try:
             where = receiver.getsockname()
             for i in range(3):
@@ -498,7 +428,7 @@ def test_tcp_client_that_never_reads_is_bounded_then_dropped():
                     await asyncio.sleep(0.005)
                 [proto] = listeners._registry.live
                 assert not proto.transport.is_reading()
-                assert len(proto._buf) <= tr.MAX_TCP_BUFFER
+                assert len(proto._frames) <= MAX_TCP_BUFFER
                 while listeners._registry.live:  # idle timeout aborts it
                     assert time.monotonic() < deadline, "stuck connection never dropped"
                     await asyncio.sleep(0.02)
@@ -659,7 +589,7 @@ def test_address_not_available():
 
 
 def test_port_zero_retries_when_tcp_side_is_taken(monkeypatch):
-    real_bind = tr._bind
+    real_bind = listen.bind
     failures = []
 
     def flaky_bind(host, port, kind):
@@ -668,7 +598,7 @@ def test_port_zero_retries_when_tcp_side_is_taken(monkeypatch):
             raise ListenError("cannot listen: address already in use", errno.EADDRINUSE)
         return real_bind(host, port, kind)
 
-    monkeypatch.setattr(tr, "_bind", flaky_bind)
+    monkeypatch.setattr(listen, "bind", flaky_bind)
 
     async def main():
         async with await start(Recorder(), [(LOCAL, 0)]) as listeners:

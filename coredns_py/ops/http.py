@@ -78,7 +78,7 @@ POLL_INTERVAL = 0.1
 
 def parse_http(text: str) -> Optional[tuple[str, int]]:
     """``--http HOST:PORT``; ``''`` turns the listener off (None)."""
-    from coredns_py.net.transport import parse_listen
+    from coredns_py.net.listen import parse_listen
     if not text.strip():
         return None
     return parse_listen(text)

@@ -1,0 +1,96 @@
+"""The handler: the one call a transport makes into the DNS core, and the
+answers it gives later.
+
+The core answers a query with the response wire, ``None`` for "send
+nothing", or -- when the answer needs an upstream server -- an awaitable of
+either.  A transport runs such an awaitable as a task and sends its result
+when done, answering other queries meanwhile.  This module holds what UDP
+and TCP share about that: telling the kinds of result apart, collecting a
+finished task's answer, and the cap on answers pending over UDP.
+
+Errors raised by the handler (or by its awaitable) are logged and swallowed:
+a hostile or broken packet costs that one query its answer, never the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Awaitable, Callable, Optional, Union
+
+log = logging.getLogger("coredns_py.transport")
+
+HandlerResult = Union[bytes, None, Awaitable[Optional[bytes]]]
+Handler = Callable[[bytes, str, tuple], HandlerResult]
+"""``handler(query_wire, proto, peer) -> response wire, None, or an awaitable of either``.
+
+``proto`` is ``"udp"`` or ``"tcp"``; ``peer`` is the client address tuple.
+"""
+
+# Answers still being worked out (forwarded upstream) at once, over all UDP
+# listen addresses.  Each holds a task and, while it waits for an upstream,
+# a socket; a flood of foreign names must not turn into unbounded memory
+# and descriptors.  Past this a query is dropped: UDP clients retry (after
+# 5 s for glibc), by which time the backlog has cleared or the upstream is
+# known to be down.  1000 is 4x what a 250 queries/s burst needs when the
+# upstream takes a second.
+MAX_UDP_PENDING = 1000
+
+
+def awaitable(result, peer) -> bool:
+    """True for an awaitable handler result; anything else but bytes is a bug,
+    logged here so that it costs one answer, not the listener."""
+    if inspect.isawaitable(result):
+        return True
+    log.error("handler returned %s for a query from %s, not bytes, None or an awaitable",
+              type(result).__name__, peer)
+    return False
+
+
+def _discard(result) -> None:
+    """Drop an awaitable we will not run without a "never awaited" warning."""
+    if inspect.iscoroutine(result):
+        result.close()
+    elif isinstance(result, asyncio.Future):
+        result.cancel()
+
+
+class PendingAnswers:
+    """The answers being worked out for UDP clients, shared by every UDP
+    socket of one server so that MAX_UDP_PENDING is a global cap."""
+
+    def __init__(self, limit: int = MAX_UDP_PENDING):
+        self.limit = limit
+        self.tasks: set[asyncio.Future] = set()
+        self._warned = False
+
+    def admit(self, result) -> Optional[asyncio.Future]:
+        """A task running ``result``, or None (and ``result`` dropped) at the cap."""
+        if len(self.tasks) >= self.limit:
+            _discard(result)
+            if not self._warned:  # once per overload episode
+                log.warning("%d UDP answers pending: dropping new queries that need "
+                            "an upstream", len(self.tasks))
+                self._warned = True
+            return None
+        self._warned = False
+        task = asyncio.ensure_future(result)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def cancel_all(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+def outcome(task: asyncio.Future, peer) -> Optional[bytes]:
+    """The bytes a finished handler task produced, or None (cancelled, failed)."""
+    if task.cancelled():
+        return None
+    exc = task.exception()
+    if exc is not None:
+        log.error("handler failed on query from %s", peer, exc_info=exc)
+        return None
+    return task.result()
