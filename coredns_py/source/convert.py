@@ -12,7 +12,7 @@ import hashlib
 import ipaddress
 import json
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from coredns_py.source import objects as o
 from coredns_py.errors import ManifestError
@@ -139,6 +139,17 @@ def _list(ctx: _Ctx, data: Any, field: str, key: str) -> list:
     return _get(ctx, data, field, key, list, []) if data is not None else []
 
 
+def _mappings(ctx: _Ctx, data: Any, field: str, key: str) -> Iterator[tuple[str, dict]]:
+    """``(field path, item)`` for each item of the list ``data[key]``, every
+    item a mapping (``spec.ports[0]`` ...)."""
+    prefix = f"{field}.{key}" if field else key
+    for i, item in enumerate(_list(ctx, data, field, key)):
+        path = f"{prefix}[{i}]"
+        if not isinstance(item, dict):
+            raise ctx.error(path, "expected a mapping")
+        yield path, item
+
+
 # --- Service ---------------------------------------------------------------
 
 def service(ctx: _Ctx, raw: dict) -> o.Service:
@@ -150,10 +161,7 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
 
     ports = []
     seen = set()
-    for i, item in enumerate(_list(ctx, spec, "spec", "ports")):
-        field = f"spec.ports[{i}]"
-        if not isinstance(item, dict):
-            raise ctx.error(field, "expected a mapping")
+    for field, item in _mappings(ctx, spec, "spec", "ports"):
         port = _port_number(ctx, item.get("port"), f"{field}.port")
         name = _get(ctx, item, field, "name", str, "")
         proto = _protocol(ctx, item, field)
@@ -223,17 +231,12 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
 
 # --- EndpointSlice and Endpoints --------------------------------------------
 
-def _endpoint_ports(ctx: _Ctx, items: list, field: str) -> tuple[o.EndpointPort, ...]:
-    out = []
-    for i, item in enumerate(items):
-        f = f"{field}[{i}]"
-        if not isinstance(item, dict):
-            raise ctx.error(f, "expected a mapping")
-        out.append(o.EndpointPort(
-            name=_get(ctx, item, f, "name", str, ""),
-            port=_port_number(ctx, item.get("port"), f"{f}.port"),
-            protocol=_protocol(ctx, item, f)))
-    return tuple(out)
+def _endpoint_ports(ctx: _Ctx, data: dict, field: str) -> tuple[o.EndpointPort, ...]:
+    """The ``ports`` of an EndpointSlice or of an Endpoints subset."""
+    return tuple(o.EndpointPort(name=_get(ctx, item, f, "name", str, ""),
+                                port=_port_number(ctx, item.get("port"), f"{f}.port"),
+                                protocol=_protocol(ctx, item, f))
+                 for f, item in _mappings(ctx, data, field, "ports"))
 
 
 def _target_pod(ctx: _Ctx, item: dict, field: str) -> str:
@@ -252,10 +255,7 @@ def endpoint_slice(ctx: _Ctx, raw: dict) -> Optional[o.EndpointSlice]:
     if addr_type not in ("IPv4", "IPv6"):
         raise ctx.error("addressType", f"{addr_type!r} is not IPv4, IPv6 or FQDN")
     endpoints = []
-    for i, item in enumerate(_list(ctx, raw, "", "endpoints")):
-        f = f"endpoints[{i}]"
-        if not isinstance(item, dict):
-            raise ctx.error(f, "expected a mapping")
+    for f, item in _mappings(ctx, raw, "", "endpoints"):
         addrs = tuple(_ip(ctx, a, f"{f}.addresses[{j}]")
                       for j, a in enumerate(_list(ctx, item, f, "addresses")))
         conditions = _get(ctx, item, f, "conditions", dict, {})
@@ -267,9 +267,7 @@ def endpoint_slice(ctx: _Ctx, raw: dict) -> Optional[o.EndpointSlice]:
             target_pod=_target_pod(ctx, item, f),
             node_name=_get(ctx, item, f, "nodeName", str, "")))
     return o.EndpointSlice(ctx.namespace, ctx.name, labels.get(SERVICE_NAME_LABEL, ""),
-                           tuple(endpoints), _endpoint_ports(ctx, _list(ctx, raw, "", "ports"),
-                                                             "ports"),
-                           origin=ctx.origin)
+                           tuple(endpoints), _endpoint_ports(ctx, raw, ""), origin=ctx.origin)
 
 
 def endpoints(ctx: _Ctx, raw: dict) -> list[o.EndpointSlice]:
@@ -277,24 +275,17 @@ def endpoints(ctx: _Ctx, raw: dict) -> list[o.EndpointSlice]:
     ``addresses`` ready, ``notReadyAddresses`` not ready, one slice per subset."""
     _metadata(ctx, raw)
     out = []
-    for s, subset in enumerate(_list(ctx, raw, "", "subsets")):
-        f = f"subsets[{s}]"
-        if not isinstance(subset, dict):
-            raise ctx.error(f, "expected a mapping")
+    for s, (f, subset) in enumerate(_mappings(ctx, raw, "", "subsets")):
         eps = []
         for key, ready in (("addresses", True), ("notReadyAddresses", False)):
-            for i, item in enumerate(_list(ctx, subset, f, key)):
-                g = f"{f}.{key}[{i}]"
-                if not isinstance(item, dict):
-                    raise ctx.error(g, "expected a mapping")
+            for g, item in _mappings(ctx, subset, f, key):
                 eps.append(o.Endpoint(
                     addresses=(_ip(ctx, item.get("ip"), f"{g}.ip"),), ready=ready,
                     hostname=_get(ctx, item, g, "hostname", str, ""),
                     target_pod=_target_pod(ctx, item, g),
                     node_name=_get(ctx, item, g, "nodeName", str, "")))
         out.append(o.EndpointSlice(ctx.namespace, f"{ctx.name}-mirror-{s}", ctx.name,
-                                   tuple(eps), _endpoint_ports(ctx, _list(ctx, subset, f, "ports"),
-                                                               f"{f}.ports"),
+                                   tuple(eps), _endpoint_ports(ctx, subset, f),
                                    mirrored=True, origin=ctx.origin))
     return out
 
@@ -303,14 +294,8 @@ def endpoints(ctx: _Ctx, raw: dict) -> list[o.EndpointSlice]:
 
 def _container_ports(ctx: _Ctx, pod_spec: dict, field: str) -> tuple[o.ContainerPort, ...]:
     out = []
-    for c, container in enumerate(_list(ctx, pod_spec, field, "containers")):
-        f = f"{field}.containers[{c}]"
-        if not isinstance(container, dict):
-            raise ctx.error(f, "expected a mapping")
-        for p, item in enumerate(_list(ctx, container, f, "ports")):
-            g = f"{f}.ports[{p}]"
-            if not isinstance(item, dict):
-                raise ctx.error(g, "expected a mapping")
+    for f, container in _mappings(ctx, pod_spec, field, "containers"):
+        for g, item in _mappings(ctx, container, f, "ports"):
             out.append(o.ContainerPort(
                 name=_get(ctx, item, g, "name", str, ""),
                 container_port=_port_number(ctx, item.get("containerPort"), f"{g}.containerPort"),
@@ -365,10 +350,7 @@ def workload(ctx: _Ctx, raw: dict) -> o.Workload:
     selector = _get(ctx, spec, "spec", "selector", dict, {})
     match_labels = _string_map(ctx, selector.get("matchLabels"), "spec.selector.matchLabels")
     exprs = []
-    for i, item in enumerate(_list(ctx, selector, "spec.selector", "matchExpressions")):
-        f = f"spec.selector.matchExpressions[{i}]"
-        if not isinstance(item, dict):
-            raise ctx.error(f, "expected a mapping")
+    for f, item in _mappings(ctx, selector, "spec.selector", "matchExpressions"):
         key = _get(ctx, item, f, "key", str, "")
         op = _get(ctx, item, f, "operator", str, "")
         if not key:
