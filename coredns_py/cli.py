@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str = "info", fmt: str = "text") -> None:
-    from coredns_py.ops.logs import formatter
+    from coredns_py.logs import formatter
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(fmt))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])

@@ -7,7 +7,7 @@ from textwrap import dedent
 from coredns_py.cluster import fill as cluster
 from coredns_py.config import Config
 from coredns_py.source.folder import ManifestSource
-from coredns_py.cluster.selectors import matches
+from coredns_py.source.selectors import matches
 from coredns_py.source.objects import LabelRequirement
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Optional
 
-from coredns_py.cluster.selectors import matches
+from coredns_py.source.selectors import matches
 from coredns_py.source import objects as o
 from coredns_py.source.convert import safe_hash
 

@@ -10,7 +10,7 @@ from typing import Optional
 from coredns_py.cluster import ClusterLoad, fill
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
-from coredns_py.ops.logs import OnceLog
+from coredns_py.logs import OnceLog
 from coredns_py.source import ObjectSource
 
 # The fill-in's problems (address conflicts, missing ranges) are logged under

@@ -1,5 +1,5 @@
 """The query log (``--log-queries``), like CoreDNS's *log* plugin; its lines
-go out in the program's log format (``--log-format``, :mod:`coredns_py.ops.logs`).
+go out in the program's log format (``--log-format``, :mod:`coredns_py.logs`).
 
 Off by default: a line per query costs far more than answering it (parsing
 the query again, formatting, a write to stderr), which is why CoreDNS also

@@ -4,7 +4,8 @@ The first seam of the data flow.  An :class:`ObjectSource` gives, on every
 ``load()``, every object it holds now (:class:`Loaded`); today the only one
 is a folder of manifests (:mod:`.folder`), which reads YAML and JSON
 (:mod:`.documents`, :mod:`.yaml_load`) and trims each document into a frozen
-object with Kubernetes' defaults applied (:mod:`.convert`, :mod:`.objects`).
+object with Kubernetes' defaults applied (:mod:`.convert`, :mod:`.objects`;
+label selectors as the API server evaluates them: :mod:`.selectors`).
 Nothing downstream knows which source fed it.
 """
 

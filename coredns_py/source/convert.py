@@ -15,6 +15,7 @@ import re
 from typing import Any, Callable, Iterator, Optional
 
 from coredns_py.source import objects as o
+from coredns_py.source.selectors import matches
 from coredns_py.errors import ManifestError
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -374,7 +375,6 @@ def workload(ctx: _Ctx, raw: dict) -> o.Workload:
         # only the replica count keeps the pods' names (and so their IPs).
         template_hash=safe_hash(json.dumps(template, sort_keys=True, default=str), 10),
         origin=ctx.origin)
-    from coredns_py.cluster.selectors import matches  # local: selectors imports objects only
     if (match_labels or exprs) and not matches(wl.match_labels, wl.match_expressions, labels):
         raise ctx.error("spec.selector", "does not match spec.template.metadata.labels")
     return wl

@@ -24,8 +24,9 @@ import yaml
 from coredns_py.source.convert import convert
 from coredns_py.errors import ManifestError, SourceError
 from coredns_py.source import Loaded
-from coredns_py.ops.logs import OnceLog
+from coredns_py.logs import OnceLog
 from coredns_py.source.documents import documents
+from coredns_py.source.watch import Watcher
 
 log = logging.getLogger("coredns_py.manifests")
 
@@ -177,8 +178,7 @@ class ManifestSource:
         return False, f"cannot read the manifests folder {self.root}"
 
     def watch(self, changed):
-        from coredns_py.source.watch import Watcher
-        watcher = Watcher(self.root, changed)
+        watcher = Watcher(self.root, changed, is_manifest_file)
         watcher.start()
         return watcher
 

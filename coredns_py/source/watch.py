@@ -16,29 +16,32 @@ from typing import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from coredns_py.source.folder import is_manifest_file
-
 log = logging.getLogger("coredns_py.reload")
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, callback: Callable[[], None]):
+    def __init__(self, callback: Callable[[], None], wanted: Callable[[str], bool]):
         self.callback = callback
+        self.wanted = wanted
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return  # reads (our own included) change nothing
         paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-        if event.is_directory or any(p and is_manifest_file(os.fsdecode(p)) for p in paths):
+        if event.is_directory or any(p and self.wanted(os.fsdecode(p)) for p in paths):
             self.callback()
 
 
 class Watcher:
-    def __init__(self, root: Path, callback: Callable[[], None]):
+    """Calls ``callback()`` when a file under ``root`` for which ``wanted(path)``
+    holds (or any folder) is created, changed, moved or deleted."""
+
+    def __init__(self, root: Path, callback: Callable[[], None],
+                 wanted: Callable[[str], bool]):
         self.root = Path(root)
         self.observer = Observer()
         self.observer.daemon = True
-        self.observer.schedule(_Handler(callback), str(self.root), recursive=True)
+        self.observer.schedule(_Handler(callback, wanted), str(self.root), recursive=True)
 
     def start(self) -> None:
         try:
