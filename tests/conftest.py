@@ -7,7 +7,8 @@ condition instead of sleeping a fixed time.
 
 Helpers (import them with ``from conftest import ...``):
 
-- :func:`free_port` - a port free for both UDP and TCP on a loopback address.
+- :func:`free_port` - a port free for both UDP and TCP on a loopback address
+  (it lives in helpers/ports.py).
 - :func:`wait_until` - poll a function until it returns something truthy.
 - :func:`write_atomic` - replace a file's content in one rename.
 - :class:`ServerProcess` - one ``serve`` process: ``start()`` (free ports,
@@ -49,6 +50,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from helpers.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "zones"
 DEFAULT_CONFIG = ROOT / "config" / "coredns_py.yaml"
@@ -67,37 +70,6 @@ STOP_TIMEOUT = 10.0    # SIGTERM to exit, then SIGKILL
 QUERY_TIMEOUT = 3.0    # one dnspython query
 QUERY_TRIES = 3        # UDP/TCP attempts per query before giving up
 BIND_ATTEMPTS = 5      # restarts with new ports when the server could not bind
-
-
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def free_port(host: str = "127.0.0.1", attempts: int = 50) -> int:
-    """A port that is free for both UDP and TCP on ``host`` right now.
-
-    Binds port 0 for TCP, then the same port for UDP; closes both and returns
-    the port.  Someone else can still take it before the server binds, so
-    callers retry with a new port when the server fails to bind
-    (:class:`ServerProcess` does).
-    """
-    fam = _family(host)
-    for _ in range(attempts):
-        tcp = socket.socket(fam, socket.SOCK_STREAM)
-        try:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(fam, socket.SOCK_DGRAM)
-            try:
-                udp.bind((host, port))
-            except OSError:
-                continue
-            finally:
-                udp.close()
-            return port
-        finally:
-            tcp.close()
-    raise RuntimeError(f"no free UDP+TCP port on {host}")
 
 
 def ipv6_loopback_available() -> bool:

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import yaml
 from dotenv import dotenv_values
 
 from helpers.manifests import namespace, service, write
+from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 ZONES = REPO / "zones"
@@ -77,21 +77,6 @@ def ok(res: subprocess.CompletedProcess) -> str:
 def env_json(state: Path, namespace: str, *extra) -> dict:
     res = cli("env", "--namespace", namespace, "--format", "json", *extra, state=state)
     return json.loads(ok(res))
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port on 127.0.0.1")
 
 
 def dig(port: int, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
