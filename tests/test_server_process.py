@@ -28,8 +28,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from conftest import (FIXTURES, SEED, ServerProcess, ipv6_loopback_available, wait_until,
-                      write_atomic)
+from conftest import (FIXTURES, SEED, ServerProcess, ipv6_loopback_available, module_server,
+                      wait_until, write_atomic)
 from helpers.manifests import deployment, documents, service
 
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
@@ -284,14 +284,7 @@ BIG_IPS = sorted(f"10.244.1.{i}" for i in range(1, 201))
 
 @pytest.fixture(scope="module")
 def big_server(tmp_path_factory):
-    srv = ServerProcess(FIXTURES / "big-headless",
-                        state_home=tmp_path_factory.mktemp("big-state"),
-                        logdir=tmp_path_factory.mktemp("big-log"))
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
+    yield from module_server(tmp_path_factory, "big", FIXTURES / "big-headless")
 
 
 def test_big_answer_truncated_over_udp_without_edns(big_server):
@@ -372,14 +365,7 @@ def test_tcp_pipelined_queries_on_one_connection(zones_server):
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory):
-    srv = ServerProcess(FIXTURES / "big-headless",
-                        state_home=tmp_path_factory.mktemp("hostile-state"),
-                        logdir=tmp_path_factory.mktemp("hostile-log"))
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
+    yield from module_server(tmp_path_factory, "hostile", FIXTURES / "big-headless")
 
 
 def _still_serving(srv: ServerProcess) -> None:
