@@ -32,6 +32,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from helpers.kubelet_env import MASTER_KUBEADM_VARS
 from helpers.manifests import namespace, service, write
 from helpers.ports import free_port
 
@@ -42,20 +43,6 @@ DIG = shutil.which("dig") or "/usr/bin/dig"
 
 CLI_TIMEOUT = 60       # one CLI run (a cold start on a loaded machine included)
 SERVE_READY = 20       # spawn to the first NOERROR answer
-
-# default/kubernetes from zones/00-cluster/kubernetes.yaml (clusterIP 10.96.0.1,
-# one port "https" 443/TCP): the variables every pod gets.
-MASTER = {
-    "KUBERNETES_SERVICE_HOST": "10.96.0.1",
-    "KUBERNETES_SERVICE_PORT": "443",
-    "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-    "KUBERNETES_PORT": "tcp://10.96.0.1:443",
-    "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443",
-    "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
-    "KUBERNETES_PORT_443_TCP_PORT": "443",
-    "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
-}
-
 
 # --- helpers ------------------------------------------------------------------------
 
@@ -201,7 +188,7 @@ def test_default_namespace_gives_webapp_variables(zones_state):
         "WEBAPP_PORT_8080_TCP_PORT": "8080",
         "WEBAPP_PORT_8080_TCP_ADDR": ip,
     }
-    assert {k: v for k, v in values.items() if k.startswith("KUBERNETES_")} == MASTER
+    assert {k: v for k, v in values.items() if k.startswith("KUBERNETES_")} == MASTER_KUBEADM_VARS
 
 
 def test_default_namespace_has_only_its_own_services_with_a_cluster_ip(default_env):
@@ -342,13 +329,14 @@ def test_ipv6_udp_and_named_ports(tmp_path, state):
 
 @pytest.mark.parametrize("namespace", ["default", "shop", "kube-system", "nodeport"])
 def test_no_service_links_keeps_only_kubernetes(zones_state, namespace):
-    assert env_json(zones_state, namespace, "--manifests", ZONES, "--no-service-links") == MASTER
+    assert env_json(zones_state, namespace, "--manifests", ZONES,
+                    "--no-service-links") == MASTER_KUBEADM_VARS
 
 
 @pytest.mark.parametrize("namespace", ["test01", "test02", "no-such-namespace"])
 def test_namespace_without_cluster_ips_gives_only_kubernetes(zones_state, namespace):
     # test01/test02: one headless Service and one ExternalName each.
-    assert env_json(zones_state, namespace, "--manifests", ZONES) == MASTER
+    assert env_json(zones_state, namespace, "--manifests", ZONES) == MASTER_KUBEADM_VARS
 
 
 @pytest.mark.parametrize("bad", ["Default", "my_ns", "-ns", "ns-", "a.b", "a" * 64, ""])

@@ -28,6 +28,7 @@ from coredns_py.pod.envvars import (
 )
 from coredns_py.errors import CorednsPyError
 from coredns_py.source.objects import Service, ServicePort
+from helpers.kubelet_env import MASTER_KUBEADM_VARS
 
 
 def svc(name, ip, *ports, ns="ns1", type="ClusterIP", ips=None):
@@ -307,16 +308,6 @@ def test_cross_namespace_filtering():
 
 
 MASTER_KUBEADM = svc("kubernetes", "10.96.0.1", ("https", 443, "TCP"), ns="default")
-MASTER_KUBEADM_VARS = {
-    "KUBERNETES_SERVICE_HOST": "10.96.0.1",
-    "KUBERNETES_SERVICE_PORT": "443",
-    "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-    "KUBERNETES_PORT": "tcp://10.96.0.1:443",
-    "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443",
-    "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
-    "KUBERNETES_PORT_443_TCP_PORT": "443",
-    "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
-}
 
 
 def test_service_links_off_keeps_only_default_kubernetes():
