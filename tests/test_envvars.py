@@ -676,21 +676,23 @@ def test_env_output_read_back_by_docker_rules():
     assert docker_env_file(format_env(variables, "env")) == variables
 
 
-def _sourced(path, tmp_path, extra=""):
-    script = f"set -a; . ./{path.name}; {extra}" \
+def sourced_back(values: dict, fmt: str, folder, name: str) -> dict:
+    """``values`` written in format ``fmt`` to ``folder/name`` and sourced by a
+    real sh (``set -a``): what the environment then holds for those keys
+    (None where one is missing)."""
+    (folder / name).write_text(format_env(values, fmt), encoding="utf-8")
+    script = f"set -a; . ./{name}; " \
         f"exec {sys.executable!s} -c 'import os, json; print(json.dumps(dict(os.environ)))'"
-    proc = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True,
+    proc = subprocess.run(["sh", "-c", script], cwd=folder, capture_output=True,
                           text=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                           check=True)
-    return json.loads(proc.stdout)
+    env = json.loads(proc.stdout)
+    return {k: env.get(k) for k in values}
 
 
 def test_sh_output_evaluated_by_a_real_shell(tmp_path):
     variables = full_env()
-    path = tmp_path / "services.sh"
-    path.write_text(format_env(variables, "sh"), encoding="utf-8")
-    env = _sourced(path, tmp_path)
-    assert {k: env.get(k) for k in variables} == variables
+    assert sourced_back(variables, "sh", tmp_path, "services.sh") == variables
 
 
 def test_sh_output_round_trips_hostile_values(tmp_path):
@@ -703,15 +705,9 @@ def test_sh_output_round_trips_hostile_values(tmp_path):
         "BACKSLASH": "a\\nb",
         "EMPTY": "",
     }
-    path = tmp_path / "hostile.sh"
-    path.write_text(format_env(hostile, "sh"), encoding="utf-8")
-    env = _sourced(path, tmp_path)
-    assert {k: env.get(k) for k in hostile} == hostile
+    assert sourced_back(hostile, "sh", tmp_path, "hostile.sh") == hostile
 
 
 def test_env_output_is_also_sourceable_by_sh(tmp_path):
     variables = full_env()
-    path = tmp_path / "services.env"
-    path.write_text(format_env(variables, "env"), encoding="utf-8")
-    env = _sourced(path, tmp_path)
-    assert {k: env.get(k) for k in variables} == variables
+    assert sourced_back(variables, "env", tmp_path, "services.env") == variables
