@@ -7,7 +7,8 @@ condition instead of sleeping a fixed time.
 
 Helpers (import them with ``from conftest import ...``):
 
-- :func:`free_port` - a port free for both UDP and TCP on a loopback address.
+- :func:`free_port` - a port free for both UDP and TCP on a loopback address
+  (it lives in helpers/ports.py).
 - :func:`wait_until` - poll a function until it returns something truthy.
 - :func:`write_atomic` - replace a file's content in one rename.
 - :class:`ServerProcess` - one ``serve`` process: ``start()`` (free ports,
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import dns.exception
 import dns.message
@@ -48,6 +49,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
+
+from helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "zones"
@@ -67,37 +70,6 @@ STOP_TIMEOUT = 10.0    # SIGTERM to exit, then SIGKILL
 QUERY_TIMEOUT = 3.0    # one dnspython query
 QUERY_TRIES = 3        # UDP/TCP attempts per query before giving up
 BIND_ATTEMPTS = 5      # restarts with new ports when the server could not bind
-
-
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def free_port(host: str = "127.0.0.1", attempts: int = 50) -> int:
-    """A port that is free for both UDP and TCP on ``host`` right now.
-
-    Binds port 0 for TCP, then the same port for UDP; closes both and returns
-    the port.  Someone else can still take it before the server binds, so
-    callers retry with a new port when the server fails to bind
-    (:class:`ServerProcess` does).
-    """
-    fam = _family(host)
-    for _ in range(attempts):
-        tcp = socket.socket(fam, socket.SOCK_STREAM)
-        try:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(fam, socket.SOCK_DGRAM)
-            try:
-                udp.bind((host, port))
-            except OSError:
-                continue
-            finally:
-                udp.close()
-            return port
-        finally:
-            tcp.close()
-    raise RuntimeError(f"no free UDP+TCP port on {host}")
 
 
 def ipv6_loopback_available() -> bool:
@@ -447,22 +419,22 @@ def state_home(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def start_server(tmp_path_factory, request):
-    """Factory fixture: ``start_server(manifests, state_home=None, hosts=..., args=...,
-    env=..., start=True)``.  Every server it made is stopped at teardown; if a
-    test failed, the servers' stderr is printed to help debugging."""
+def server_factory(cls: type, tmp_path_factory, request) -> Iterator[Callable[..., ServerProcess]]:
+    """The body of a server factory fixture (``yield from server_factory(...)``).
+
+    Yields ``factory(manifests=ZONES, *, state_home=None, start=True, **options)``,
+    which makes a ``cls`` (:class:`ServerProcess` or a subclass; ``options``
+    are its keyword arguments) with a fresh state directory unless one is
+    given and its own log directory, and starts it unless ``start=False``.
+    At teardown every server it made is stopped (:func:`stop_servers`)."""
     made: list[ServerProcess] = []
 
     def factory(manifests: Optional[Path] = ZONES, *, state_home: Optional[Path] = None,
-                hosts: Sequence[str] = ("127.0.0.1",), args: Iterable[str] = (),
-                env: Optional[dict] = None, hermetic: bool = True, http: bool = False,
-                lameduck: float = 0.0, start: bool = True) -> ServerProcess:
+                start: bool = True, **options) -> ServerProcess:
         if state_home is None:
             state_home = tmp_path_factory.mktemp("state")
-        srv = ServerProcess(manifests, state_home=state_home, hosts=hosts, args=args, env=env,
-                            logdir=tmp_path_factory.mktemp("serverlog"), hermetic=hermetic,
-                            http=http, lameduck=lameduck)
+        srv = cls(manifests, state_home=state_home, logdir=tmp_path_factory.mktemp("serverlog"),
+                  **options)
         made.append(srv)
         if start:
             srv.start()
@@ -483,16 +455,33 @@ def stop_servers(made: list, request) -> None:
             print(f"--- stderr of {' '.join(srv.command())}\n{srv.stderr}")
 
 
-@pytest.fixture(scope="module")
-def zones_server(tmp_path_factory):
-    """One server on the bundled zones/ folder (the default --manifests), shared by a module."""
-    srv = ServerProcess(None, state_home=tmp_path_factory.mktemp("zones-state"),
-                        logdir=tmp_path_factory.mktemp("zones-log"))
+def module_server(tmp_path_factory, name: str, manifests: Optional[Path],
+                  **options) -> Iterator[ServerProcess]:
+    """The body of a module-scoped server fixture (``yield from module_server(...)``):
+    one started :class:`ServerProcess` (state and logs in folders named after
+    ``name``), stopped when the module is done."""
+    srv = ServerProcess(manifests, state_home=tmp_path_factory.mktemp(f"{name}-state"),
+                        logdir=tmp_path_factory.mktemp(f"{name}-log"), **options)
     try:
         srv.start()
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path_factory, request):
+    """Factory fixture: ``start_server(manifests, state_home=None, start=True,
+    hosts=..., args=..., env=..., hermetic=..., http=..., lameduck=...)``.
+    Every server it made is stopped at teardown; if a test failed, the
+    servers' stderr is printed to help debugging."""
+    yield from server_factory(ServerProcess, tmp_path_factory, request)
+
+
+@pytest.fixture(scope="module")
+def zones_server(tmp_path_factory):
+    """One server on the bundled zones/ folder (the default --manifests), shared by a module."""
+    yield from module_server(tmp_path_factory, "zones", None)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

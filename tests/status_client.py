@@ -6,8 +6,9 @@ tests) and the server logs it, which :meth:`HttpServer.http_port` reads.
 ``get()`` is a plain HTTP/1.0 GET with a timeout that returns the status
 whatever it is (urllib would raise on 503).
 
-Fixture ``http_server``: factory ``http_server(manifests, args=..., start=True)``;
-every server it made is stopped at teardown.
+Fixture ``http_server``: factory ``http_server(manifests, args=..., start=True)``,
+conftest's :func:`conftest.server_factory` making :class:`HttpServer`; every
+server it made is stopped at teardown.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Iterable, Optional
 
 import pytest
 
-from conftest import ZONES, ServerProcess, free_port, stop_servers, wait_until
+from conftest import ZONES, ServerProcess, free_port, server_factory, wait_until
 
 HTTP_TIMEOUT = 5.0
 _PORT_LINE = re.compile(r"status page on http://127\.0\.0\.1:(\d+)/")
@@ -76,20 +77,7 @@ class HttpServer(ServerProcess):
 
 @pytest.fixture
 def http_server(tmp_path_factory, request):
-    made: list[HttpServer] = []
-
-    def factory(manifests: Optional[Path] = ZONES, *, args: Iterable[str] = (),
-                start: bool = True, env: Optional[dict] = None) -> HttpServer:
-        srv = HttpServer(manifests, args=args, env=env,
-                         state_home=tmp_path_factory.mktemp("state"),
-                         logdir=tmp_path_factory.mktemp("serverlog"))
-        made.append(srv)
-        if start:
-            srv.start()
-        return srv
-
-    yield factory
-    stop_servers(made, request)
+    yield from server_factory(HttpServer, tmp_path_factory, request)
 
 
 def scrape(srv: HttpServer) -> dict:

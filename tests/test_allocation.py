@@ -12,35 +12,12 @@ import pytest
 from coredns_py.cluster import fill as cluster
 from coredns_py.config import Config
 from coredns_py.source.folder import ManifestSource
-
-SVC = """\
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  {extra}
-  selector: {{app: {name}}}
-  ports: [{{port: 80}}]
-"""
-
-DEPLOY = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]
-"""
+from helpers.manifests import deployment, service, write
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+def svc(name: str, ns: str = "default", **spec) -> str:
+    """A Service selecting the pods of the Deployment of the same name."""
+    return service(name, ns, selector={"app": name}, **spec)
 
 
 def build(folder: Path, state: Path, **cfg):
@@ -62,8 +39,8 @@ def pod_ips(cl) -> dict:
 def folder(tmp_path):
     root = tmp_path / "manifests"
     for i in range(20):
-        write(root / f"svc{i:02d}.yaml", SVC.format(name=f"s{i}", ns="default", extra=""))
-    write(root / "deploy.yaml", DEPLOY.format(name="s0", ns="default", replicas=2))
+        write(root, f"svc{i:02d}.yaml", svc(f"s{i}"))
+    write(root, "deploy.yaml", deployment("s0", "default", replicas=2))
     return root
 
 
@@ -90,7 +67,8 @@ def test_same_ips_after_restart_and_file_move(folder, tmp_path):
     assert ips(again) == ips(first)
     assert pod_ips(again) == pod_ips(first)
     # Move a Service to another file, in a subfolder.
-    (folder / "svc05.yaml").rename(write(folder / "sub" / "moved.yaml", "").parent / "moved.yaml")
+    (folder / "sub").mkdir()
+    (folder / "svc05.yaml").rename(folder / "sub" / "moved.yaml")
     moved = build(folder, state)
     assert ips(moved) == ips(first)
 
@@ -101,8 +79,7 @@ def test_state_not_the_hash_keeps_ips(folder, tmp_path):
     state = tmp_path / "state.json"
     first = ips(build(folder, state))
     taken = first["default/s3"][0]
-    write(folder / "zz-explicit.yaml", SVC.format(name="pinned", ns="other",
-                                                 extra=f"clusterIP: {taken}"))
+    write(folder, "zz-explicit.yaml", svc("pinned", "other", cluster_ip=taken))
     second = ips(build(folder, state))
     assert second["other/pinned"] == (taken,)
     assert second["default/s3"] != (taken,)  # the explicit claim wins
@@ -117,7 +94,7 @@ def test_delete_frees_and_readd_allocates(folder, tmp_path):
     build(folder, state)
     table = json.loads(state.read_text())["services"]
     assert "default/s7" not in table  # deleting the Service freed its address
-    write(folder / "svc07.yaml", SVC.format(name="s7", ns="default", extra=""))
+    write(folder, "svc07.yaml", svc("s7"))
     cl = build(folder, state)
     assert len(ips(cl)["default/s7"]) == 1
 
@@ -125,7 +102,7 @@ def test_delete_frees_and_readd_allocates(folder, tmp_path):
 def test_scaling_keeps_existing_pods(folder, tmp_path):
     state = tmp_path / "state.json"
     before = pod_ips(build(folder, state))
-    write(folder / "deploy.yaml", DEPLOY.format(name="s0", ns="default", replicas=3))
+    write(folder, "deploy.yaml", deployment("s0", "default", replicas=3))
     after = pod_ips(build(folder, state))
     assert len(before) == 2 and len(after) == 3
     for name, addrs in before.items():
@@ -168,8 +145,8 @@ def test_unwritable_state_is_not_fatal(folder, tmp_path, caplog):
 
 def test_two_services_claiming_one_ip(tmp_path):
     root = tmp_path / "m"
-    write(root / "a.yaml", SVC.format(name="first", ns="default", extra="clusterIP: 10.96.5.5"))
-    write(root / "b.yaml", SVC.format(name="second", ns="default", extra="clusterIP: 10.96.5.5"))
+    write(root, "a.yaml", svc("first", cluster_ip="10.96.5.5"))
+    write(root, "b.yaml", svc("second", cluster_ip="10.96.5.5"))
     loaded = ManifestSource(root).load()
     cl = cluster.build(loaded.objects, Config(), tmp_path / "state.json")
     got = ips(cl)
@@ -183,12 +160,10 @@ def test_two_services_claiming_one_ip(tmp_path):
 
 def test_dual_stack_allocation(tmp_path):
     root = tmp_path / "m"
-    write(root / "a.yaml", SVC.format(name="dual", ns="default",
-                                      extra="ipFamilyPolicy: PreferDualStack\n  "
-                                            "ipFamilies: [IPv6, IPv4]"))
-    write(root / "b.yaml", SVC.format(name="single", ns="default", extra=""))
-    write(root / "c.yaml", SVC.format(name="need", ns="default",
-                                      extra="ipFamilyPolicy: RequireDualStack"))
+    write(root, "a.yaml", svc("dual", ipFamilyPolicy="PreferDualStack",
+                              ipFamilies=["IPv6", "IPv4"]))
+    write(root, "b.yaml", svc("single"))
+    write(root, "c.yaml", svc("need", ipFamilyPolicy="RequireDualStack"))
     cidrs = ("10.96.0.0/12", "fd00:10:96::/112")
     cl = build(root, tmp_path / "s.json", service_cidr=cidrs)
     got = ips(cl)

@@ -311,6 +311,16 @@ def run(case: Case, snap) -> Reply:
     return reply
 
 
+def table_test(rows, **config):
+    """A test that runs each row of a table (:func:`run`) against
+    ``make_snapshot(**config)``; collected under the name it is given
+    (``test_srv = table_test(SRV)``)."""
+    @pytest.mark.parametrize("case", rows)
+    def test(case):
+        run(case, make_snapshot(**config))
+    return test
+
+
 # === Services (ref 5, 11) ============================================================
 
 SERVICES = table(
@@ -349,9 +359,7 @@ SERVICES = table(
 )
 
 
-@pytest.mark.parametrize("case", SERVICES)
-def test_services(case):
-    run(case, make_snapshot())
+test_services = table_test(SERVICES)
 
 
 # === SRV (ref 6) =====================================================================
@@ -506,9 +514,7 @@ SRV = table(
 )
 
 
-@pytest.mark.parametrize("case", SRV)
-def test_srv(case):
-    run(case, make_snapshot())
+test_srv = table_test(SRV)
 
 
 # === Headless services (ref 7) =========================================================
@@ -582,9 +588,7 @@ HEADLESS = table(
 )
 
 
-@pytest.mark.parametrize("case", HEADLESS)
-def test_headless(case):
-    run(case, make_snapshot())
+test_headless = table_test(HEADLESS)
 
 
 # === Endpoint names of ClusterIP services, slice association (ref 2, 5; §15.6, §15.7) ====
@@ -611,9 +615,7 @@ ENDPOINT_NAMES = table(
 )
 
 
-@pytest.mark.parametrize("case", ENDPOINT_NAMES)
-def test_endpoint_names(case):
-    run(case, make_snapshot())
+test_endpoint_names = table_test(ENDPOINT_NAMES)
 
 
 # === ExternalName (ref 8; §15.9) =========================================================
@@ -657,9 +659,7 @@ EXTERNAL = table(
 )
 
 
-@pytest.mark.parametrize("case", EXTERNAL)
-def test_external_name(case):
-    run(case, make_snapshot())
+test_external_name = table_test(EXTERNAL)
 
 
 # === Zone apex, namespaces, meta records (ref 3, 11; §15.11, §15.12) =======================
@@ -711,9 +711,7 @@ APEX = table(
 )
 
 
-@pytest.mark.parametrize("case", APEX)
-def test_apex(case):
-    run(case, make_snapshot())
+test_apex = table_test(APEX)
 
 
 # The apex NS names the Service whose endpoints hold the server's own address
@@ -725,9 +723,7 @@ NS_SELF = table(
 )
 
 
-@pytest.mark.parametrize("case", NS_SELF)
-def test_apex_ns_names_own_service(case):
-    run(case, make_snapshot(ns_addresses=("172.0.0.100",)))
+test_apex_ns_names_own_service = table_test(NS_SELF, ns_addresses=("172.0.0.100",))
 
 
 def test_apex_ns_glue_both_families():
@@ -754,9 +750,7 @@ WILDCARDS = table(
 )
 
 
-@pytest.mark.parametrize("case", WILDCARDS)
-def test_wildcards(case):
-    run(case, make_snapshot())
+test_wildcards = table_test(WILDCARDS)
 
 
 # === PTR (ref 9; §15.8) =====================================================================
@@ -830,9 +824,7 @@ PTR = table(
 )
 
 
-@pytest.mark.parametrize("case", PTR)
-def test_ptr(case):
-    run(case, make_snapshot())
+test_ptr = table_test(PTR)
 
 
 # === Pods (ref 10; §15.10) ================================================================
@@ -894,19 +886,13 @@ PODS_VERIFIED = table(
 )
 
 
-@pytest.mark.parametrize("case", PODS_DISABLED)
-def test_pods_disabled(case):
-    run(case, make_snapshot())  # the default (ref 1)
+test_pods_disabled = table_test(PODS_DISABLED)  # the default (ref 1)
 
 
-@pytest.mark.parametrize("case", PODS_INSECURE)
-def test_pods_insecure(case):
-    run(case, make_snapshot(pods="insecure"))
+test_pods_insecure = table_test(PODS_INSECURE, pods="insecure")
 
 
-@pytest.mark.parametrize("case", PODS_VERIFIED)
-def test_pods_verified(case):
-    run(case, make_snapshot(pods="verified"))
+test_pods_verified = table_test(PODS_VERIFIED, pods="verified")
 
 
 # === Options: ignore_empty_service, endpoint_pod_names (ref 5, 7) ===========================
@@ -928,9 +914,7 @@ IGNORE_EMPTY = table(
 )
 
 
-@pytest.mark.parametrize("case", IGNORE_EMPTY)
-def test_ignore_empty_service(case):
-    run(case, make_snapshot(ignore_empty_service=True))
+test_ignore_empty_service = table_test(IGNORE_EMPTY, ignore_empty_service=True)
 
 
 POD63 = "pod-with-a-name-of-sixty-three-characters-aaaaaaaaaaaaaaaaaaaaa"
@@ -963,14 +947,10 @@ WITHOUT_ENDPOINT_POD_NAMES = table(
 )
 
 
-@pytest.mark.parametrize("case", ENDPOINT_POD_NAMES)
-def test_endpoint_pod_names(case):
-    run(case, make_snapshot(endpoint_pod_names=True))
+test_endpoint_pod_names = table_test(ENDPOINT_POD_NAMES, endpoint_pod_names=True)
 
 
-@pytest.mark.parametrize("case", WITHOUT_ENDPOINT_POD_NAMES)
-def test_endpoint_pod_names_off(case):
-    run(case, make_snapshot())
+test_endpoint_pod_names_off = table_test(WITHOUT_ENDPOINT_POD_NAMES)
 
 
 # === The ttl option (ref 4, 11; §15.2, §15.12) =============================================
@@ -1023,9 +1003,7 @@ QUICK = table(
 )
 
 
-@pytest.mark.parametrize("case", QUICK)
-def test_quick_table(case):
-    run(case, make_snapshot())
+test_quick_table = table_test(QUICK)
 
 
 @pytest.mark.parametrize("mode, case", [

@@ -17,6 +17,7 @@ from coredns_py.zone import snapshot
 from coredns_py.zone.answer_cache import AnswerCache, canonical
 from coredns_py.config import Config
 from coredns_py.source.folder import ManifestSource
+from helpers.manifests import service, write
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 
@@ -122,9 +123,7 @@ def test_new_snapshot_drops_old_answers(snap, tmp_path):
     cache = AnswerCache()
     wire = dns.message.make_query("webapp.default.svc.cluster.local", "A").to_wire()
     first = cache.answer(snap, wire, "udp", lambda: answer.answer(snap, wire, "udp"))
-    (tmp_path / "s.yaml").write_text(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: webapp}\n"
-        "spec: {clusterIP: 10.96.9.9, ports: [{port: 80}]}\n")
+    write(tmp_path, "s.yaml", service("webapp", cluster_ip="10.96.9.9"))
     cfg = Config()
     other = snapshot.build(cluster.build(ManifestSource(tmp_path).load().objects, cfg, None),
                            cfg, 1)

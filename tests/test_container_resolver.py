@@ -36,22 +36,20 @@ import hashlib
 import json
 import os
 import re
-import shlex
-import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import pytest
+
+from helpers import netns
 
 REPO = Path(__file__).resolve().parent.parent
 ZONES = REPO / "zones"
 
-UNSHARE = ["unshare", "--net", "--mount", "--propagation", "private",
-           "--pid", "--fork", "--kill-child", "--mount-proc"]
-STEP_TIMEOUT = 10      # seconds for one command inside the namespace
 READY_TIMEOUT = 10     # seconds for the server to answer its first query
-TOTAL_TIMEOUT = 100    # the whole run, under pytest-timeout's 120 s; then unshare is killed
 
 # name asked -> (FQDN the search list must complete it to, how to find the expected IPs)
 SERVICE = "service"     # the Service's ClusterIP (coredns-py get services)
@@ -69,55 +67,13 @@ GETADDRINFO = ("import json, socket, sys; "
                "socket.AI_CANONNAME); "
                "print(json.dumps({'addrs': sorted({a[4][0] for a in r}), 'canonname': r[0][3]}))")
 
-# Runs inside the namespaces.  $OUT gets one NAME.out/.err/.rc per step, the
-# server's log and status, and setup-error when something before the steps fails.
-SCRIPT = r"""
-set -u
-SRV=
-fail() { echo "$*" > "$OUT/setup-error"; exit 1; }
-stop_server() {
-  [ -n "$SRV" ] || return 0
-  kill -TERM "$SRV" 2>/dev/null
-  i=0
-  while kill -0 "$SRV" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-  kill -KILL "$SRV" 2>/dev/null
-  wait "$SRV"; echo $? > "$OUT/server.rc"
-  SRV=
-}
-trap stop_server EXIT
-step() {  # step NAME COMMAND...: run with a time limit, keep stdout, stderr and status
-  name=$1; shift
-  timeout -k 2 "$STEP_TIMEOUT" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
-  echo $? > "$OUT/$name.rc"
-}
-
-cd "$REPO" || fail "cannot cd to $REPO"
-ip link set lo up || fail "ip link set lo up failed"
-ip addr add 192.0.2.2/32 dev lo || fail "ip addr add 192.0.2.2/32 dev lo failed"
-ip -o addr show > "$OUT/addresses"
-
-"$PY" -m coredns_py serve --manifests "$ZONES" --listen 127.0.0.1:53 > "$OUT/server.log" 2>&1 &
-SRV=$!
-deadline=$(( $(date +%s) + READY_TIMEOUT ))
-until timeout 5 dig +time=1 +tries=1 @127.0.0.1 -p 53 cluster.local SOA 2>/dev/null \
-        | grep -q "status: NOERROR"; do
-  kill -0 "$SRV" 2>/dev/null || fail "the server exited before answering"
-  [ "$(date +%s)" -lt "$deadline" ] || fail "the server did not answer within $READY_TIMEOUT s"
-  sleep 0.2
-done
-
-step resolv-conf "$PY" -m coredns_py resolv-conf --namespace default --nameserver 127.0.0.1
-[ "$(cat "$OUT/resolv-conf.rc")" = 0 ] || fail "coredns-py resolv-conf failed"
-mount --bind "$OUT/resolv-conf.out" /etc/resolv.conf || fail "cannot bind-mount /etc/resolv.conf"
-mount --bind "$HOSTS_FILE" /etc/hosts || fail "cannot bind-mount /etc/hosts"
-if [ -n "$NSSWITCH_FILE" ]; then
-  mount --bind "$NSSWITCH_FILE" /etc/nsswitch.conf || fail "cannot bind-mount /etc/nsswitch.conf"
-fi
-# A running nscd would answer getent from the host's namespace: hide its socket.
-for d in /run/nscd /var/run/nscd; do
-  if [ -d "$d" ]; then mount -t tmpfs none "$d" || fail "cannot hide $d"; fi
-done
-step seen-resolv.conf cat /etc/resolv.conf
+# Runs inside the namespaces (see helpers/netns.py): $OUT gets one
+# NAME.out/.err/.rc per step, the server's log and status, and setup-error
+# when something before the steps fails.
+SCRIPT = netns.PRELUDE + r"""
+background server "$PY" -m coredns_py serve --manifests "$ZONES" --listen 127.0.0.1:53
+wait_dns 127.0.0.1 cluster.local SOA NOERROR "$LAST"
+""" + netns.BECOME_POD + r"""
 step seen-nsswitch grep -E '^[[:space:]]*hosts:' /etc/nsswitch.conf
 """
 
@@ -146,10 +102,6 @@ def nsswitch_replacement(text: str | None) -> str | None:
     else:
         lines.append("hosts: files dns")
     return "\n".join(lines) + "\n"
-
-
-def script(steps: dict[str, list[str]]) -> str:
-    return SCRIPT + "".join(f"step {name} {shlex.join(argv)}\n" for name, argv in steps.items())
 
 
 def step_name(tool: str, name: str) -> str:
@@ -191,92 +143,30 @@ def host_view() -> dict:
     return view
 
 
-def can_create_namespaces() -> str | None:
-    """None when this machine can run the test, else why not."""
-    if os.geteuid() != 0:
-        return "needs root to create network, mount and PID namespaces"
-    if shutil.which("unshare") is None:
-        return "unshare (util-linux) is not installed"
-    try:
-        probe = subprocess.run(UNSHARE + ["true"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return "unshare did not finish within 20 s"
-    if probe.returncode != 0:
-        first = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[0]
-        return f"cannot create namespaces: {' '.join(UNSHARE)} true: {first}"
-    return None
-
-
-class Run:
-    """The results of one namespace run."""
-
-    def __init__(self, out: Path, state: Path, proc: subprocess.CompletedProcess,
-                 before: dict, after: dict, nsswitch: str | None):
-        self.out, self.state, self.proc, self.nsswitch = out, state, proc, nsswitch
-        self.before, self.after = before, after
-
-    def read(self, name: str, suffix: str = "out") -> str:
-        path = self.out / (f"{name}.{suffix}" if suffix else name)
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def step(self, name: str) -> tuple[int, str, str]:
-        rc = self.read(name, "rc").strip()
-        assert rc, f"step {name} did not run\n{self.debug()}"
-        return int(rc), self.read(name), self.read(name, "err")
-
-    def debug(self) -> str:
-        return (f"unshare exit {self.proc.returncode}\nsetup-error: {self.read('setup-error', '')}"
-                f"\nscript stderr:\n{self.proc.stderr}\nserver log:\n{self.read('server', 'log')}")
+@dataclass
+class Run(netns.Run):
+    """One namespace run, with the host's view of the files it replaces
+    before and after it, and the nsswitch.conf it was given (None: the host's)."""
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    nsswitch: Optional[str] = None
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
-    reason = can_create_namespaces()
+    reason = netns.unavailable()
     if reason:
         pytest.skip(reason)
-    for tool in ("ip", "getent", "dig", "timeout", "mount"):
-        assert shutil.which(tool), f"{tool} is needed inside the namespace"
-
-    base = tmp_path_factory.mktemp("container")
-    out = base / "out"
-    out.mkdir()
-    state = base / "state"
-    state.mkdir()
-    hosts = base / "hosts"
-    hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    try:
-        current = Path("/etc/nsswitch.conf").read_text()
-    except FileNotFoundError:
-        current = None
-    replacement = nsswitch_replacement(current)
-    nsswitch = ""
-    if replacement is not None:
-        nsswitch = str(base / "nsswitch.conf")
-        Path(nsswitch).write_text(replacement)
-
+    replacement = nsswitch_replacement(netns.host_nsswitch())
     before = host_view()
-    env = dict(os.environ, OUT=str(out), REPO=str(REPO), ZONES=str(ZONES), PY=sys.executable,
-               XDG_STATE_HOME=str(state), HOSTS_FILE=str(hosts), NSSWITCH_FILE=nsswitch,
-               STEP_TIMEOUT=str(STEP_TIMEOUT), READY_TIMEOUT=str(READY_TIMEOUT),
-               PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
-    # The script runs as PID 1 of the new PID namespace: when it ends, or when
-    # unshare is killed (--kill-child) on a timeout, the kernel kills the server
-    # and everything else in the namespace; the network and mount namespaces
-    # go away with their last process.
-    try:
-        proc = subprocess.run(UNSHARE + ["sh", "-c", script(build_steps())], env=env,
-                              capture_output=True, text=True, timeout=TOTAL_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        proc = subprocess.CompletedProcess(exc.cmd, -9, str(exc.stdout or ""),
-                                           f"timed out after {TOTAL_TIMEOUT} s\n"
-                                           f"{exc.stderr or ''}")
-    return Run(out, state, proc, before, host_view(), replacement)
+    result = netns.run(tmp_path_factory.mktemp("container"), SCRIPT, build_steps(),
+                       ready_timeout=READY_TIMEOUT, nsswitch=replacement, ZONES=ZONES)
+    return Run(**vars(result), before=before, after=host_view(), nsswitch=replacement)
 
 
 @pytest.fixture(scope="module")
 def ok_run(run) -> Run:
-    assert run.proc.returncode == 0 and not run.read("setup-error", ""), run.debug()
+    assert run.proc.returncode == 0 and not run.read("setup-error"), run.debug()
     return run
 
 
@@ -341,17 +231,17 @@ def test_host_files_untouched(run):
 
 
 def test_namespace_setup(ok_run):
-    rc, conf, _ = ok_run.step("seen-resolv.conf")
+    rc, conf, _, _ = ok_run.step("seen-resolv.conf")
     assert rc == 0
     assert conf == ("search default.svc.cluster.local svc.cluster.local cluster.local\n"
                     "nameserver 127.0.0.1\n"
                     "options ndots:5\n")
-    rc, hosts_line, _ = ok_run.step("seen-nsswitch")
+    rc, hosts_line, _, _ = ok_run.step("seen-nsswitch")
     assert rc == 0 and "dns" in hosts_line.split()
     if ok_run.nsswitch is not None:  # the host's hosts: line was replaced
         assert hosts_line == "hosts: files dns\n"
     # only lo: nothing can leave the namespace
-    interfaces = {line.split()[1] for line in ok_run.read("addresses", "").splitlines()}
+    interfaces = {line.split()[1] for line in ok_run.read("addresses").splitlines()}
     assert interfaces == {"lo"}
 
 
@@ -359,7 +249,7 @@ def test_namespace_setup(ok_run):
 @pytest.mark.parametrize("name", list(NAMES))
 def test_system_resolver_resolves(ok_run, expected, name, tool):
     fqdn = NAMES[name][0]
-    rc, out, err = ok_run.step(step_name(tool, name))
+    rc, out, err, _ = ok_run.step(step_name(tool, name))
     assert rc == 0, f"{tool} {name}: exit {rc}\n{out}{err}\n{ok_run.debug()}"
     if tool == "getent-hosts":
         # "IP  canonical-name" per address
@@ -378,7 +268,7 @@ def test_system_resolver_resolves(ok_run, expected, name, tool):
 
 @pytest.mark.parametrize("fqdn", sorted({f for f, _ in NAMES.values()}))
 def test_dig_agrees(ok_run, expected, fqdn):
-    rc, out, err = ok_run.step(step_name("dig", fqdn))
+    rc, out, err, _ = ok_run.step(step_name("dig", fqdn))
     assert rc == 0, err
     assert sorted(out.split()) == expected[fqdn]
 
@@ -391,9 +281,9 @@ def test_namespaces_are_kept_apart(ok_run, expected):
 
 @pytest.mark.parametrize("name", ["nosuchsvc", "webapp.nosuchns"])
 def test_unknown_names_are_not_found(ok_run, name):
-    rc, out, _ = ok_run.step(f"getent-hosts--{name}")
+    rc, out, _, _ = ok_run.step(f"getent-hosts--{name}")
     assert rc == 2 and out == ""  # 2: not found (124 would be the time limit)
 
 
 def test_server_stopped_cleanly(ok_run):
-    assert ok_run.read("server", "rc").strip() == "0", ok_run.read("server", "log")
+    assert ok_run.read("server.rc").strip() == "0", ok_run.read("server.log")

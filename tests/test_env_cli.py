@@ -23,16 +23,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from dotenv import dotenv_values
+
+from helpers.kubelet_env import MASTER_KUBEADM_VARS
+from helpers.manifests import namespace, service, write
+from helpers.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 ZONES = REPO / "zones"
@@ -41,20 +43,6 @@ DIG = shutil.which("dig") or "/usr/bin/dig"
 
 CLI_TIMEOUT = 60       # one CLI run (a cold start on a loaded machine included)
 SERVE_READY = 20       # spawn to the first NOERROR answer
-
-# default/kubernetes from zones/00-cluster/kubernetes.yaml (clusterIP 10.96.0.1,
-# one port "https" 443/TCP): the variables every pod gets.
-MASTER = {
-    "KUBERNETES_SERVICE_HOST": "10.96.0.1",
-    "KUBERNETES_SERVICE_PORT": "443",
-    "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-    "KUBERNETES_PORT": "tcp://10.96.0.1:443",
-    "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443",
-    "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
-    "KUBERNETES_PORT_443_TCP_PORT": "443",
-    "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
-}
-
 
 # --- helpers ------------------------------------------------------------------------
 
@@ -76,21 +64,6 @@ def ok(res: subprocess.CompletedProcess) -> str:
 def env_json(state: Path, namespace: str, *extra) -> dict:
     res = cli("env", "--namespace", namespace, "--format", "json", *extra, state=state)
     return json.loads(ok(res))
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port on 127.0.0.1")
 
 
 def dig(port: int, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -160,16 +133,9 @@ class Serve:
 
 
 def write_manifests(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (folder / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        write(folder, name, text)
     return folder
-
-
-def service(name: str, namespace: str, ports: str, cluster_ip: str | None = None) -> str:
-    ip = f"\n  clusterIP: {cluster_ip}" if cluster_ip else ""
-    return (f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n"
-            f"  namespace: {namespace}\nspec:{ip}\n  ports:\n{ports}---\n")
 
 
 def one_line_error(res: subprocess.CompletedProcess) -> None:
@@ -222,7 +188,7 @@ def test_default_namespace_gives_webapp_variables(zones_state):
         "WEBAPP_PORT_8080_TCP_PORT": "8080",
         "WEBAPP_PORT_8080_TCP_ADDR": ip,
     }
-    assert {k: v for k, v in values.items() if k.startswith("KUBERNETES_")} == MASTER
+    assert {k: v for k, v in values.items() if k.startswith("KUBERNETES_")} == MASTER_KUBEADM_VARS
 
 
 def test_default_namespace_has_only_its_own_services_with_a_cluster_ip(default_env):
@@ -252,21 +218,19 @@ def test_env_and_serve_agree_through_the_state_file(tmp_path, state, env_first):
     folder = tmp_path / "manifests"
     names = [f"svc-{i}" for i in range(8)]
 
-    def write(names):
+    def write_folder(names):
         for f in folder.glob("*.yaml"):
             f.unlink()
-        write_manifests(folder, {f"{n}.yaml": service(n, "shop", "  - port: 80\n")
-                                 for n in names})
-        write_manifests(folder, {"ns.yaml": "apiVersion: v1\nkind: Namespace\n"
-                                            "metadata:\n  name: shop\n"})
+        write_manifests(folder, {f"{n}.yaml": service(n, "shop") for n in names})
+        write_manifests(folder, {"ns.yaml": namespace("shop")})
 
-    write(names)
+    write_folder(names)
     first = env_json(state, "shop", "--manifests", folder, "--config", config)
     state_files = list((state / "coredns_py").glob("*.json"))
     assert len(state_files) == 1, "env persists its allocation in $XDG_STATE_HOME/coredns_py/"
     # Remove half, add four new ones: the new ones take the freed addresses.
     names = names[4:] + [f"new-{i}" for i in range(4)]
-    write(names)
+    write_folder(names)
 
     def check(env):
         for n in names[:4]:  # kept Services keep their addresses
@@ -292,13 +256,12 @@ def test_env_and_serve_agree_through_the_state_file(tmp_path, state, env_first):
 # --- env: formats ----------------------------------------------------------------------------
 
 V6_AND_UDP = {
-    "ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: app\n",
-    "dns.yaml": service("dns-v6", "app",
-                        "  - {name: dns, port: 53, protocol: UDP}\n"
-                        "  - {name: dns-tcp, port: 53, protocol: TCP}\n",
-                        cluster_ip="fd00:10:96::53"),
-    "web.yaml": service("web-1", "app", "  - {name: http, port: 80}\n"
-                                        "  - {name: metrics, port: 9102}\n"),
+    "ns.yaml": namespace("app"),
+    "dns.yaml": service("dns-v6", "app", cluster_ip="fd00:10:96::53",
+                        ports=[{"name": "dns", "port": 53, "protocol": "UDP"},
+                               {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]),
+    "web.yaml": service("web-1", "app", ports=[{"name": "http", "port": 80},
+                                               {"name": "metrics", "port": 9102}]),
 }
 
 
@@ -366,13 +329,14 @@ def test_ipv6_udp_and_named_ports(tmp_path, state):
 
 @pytest.mark.parametrize("namespace", ["default", "shop", "kube-system", "nodeport"])
 def test_no_service_links_keeps_only_kubernetes(zones_state, namespace):
-    assert env_json(zones_state, namespace, "--manifests", ZONES, "--no-service-links") == MASTER
+    assert env_json(zones_state, namespace, "--manifests", ZONES,
+                    "--no-service-links") == MASTER_KUBEADM_VARS
 
 
 @pytest.mark.parametrize("namespace", ["test01", "test02", "no-such-namespace"])
 def test_namespace_without_cluster_ips_gives_only_kubernetes(zones_state, namespace):
     # test01/test02: one headless Service and one ExternalName each.
-    assert env_json(zones_state, namespace, "--manifests", ZONES) == MASTER
+    assert env_json(zones_state, namespace, "--manifests", ZONES) == MASTER_KUBEADM_VARS
 
 
 @pytest.mark.parametrize("bad", ["Default", "my_ns", "-ns", "ns-", "a.b", "a" * 64, ""])
@@ -389,11 +353,11 @@ def test_missing_manifests_folder_is_one_line_and_nonzero(state, tmp_path):
 @pytest.mark.parametrize("fmt", ["env", "sh", "json"])
 def test_warnings_go_to_stderr_not_stdout(tmp_path, state, fmt):
     folder = write_manifests(tmp_path / "m", {
-        "ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: app\n",
+        "ns.yaml": namespace("app"),
         # foo-service's FOO_SERVICE_PORT=tcp://... collides with foo's FOO_SERVICE_PORT=80
-        "foo.yaml": service("foo", "app", "  - port: 80\n", cluster_ip="10.96.0.100"),
-        "foo-service.yaml": service("foo-service", "app", "  - port: 8080\n",
-                                    cluster_ip="10.96.0.101"),
+        "foo.yaml": service("foo", "app", cluster_ip="10.96.0.100", ports=[80]),
+        "foo-service.yaml": service("foo-service", "app", cluster_ip="10.96.0.101",
+                                    ports=[8080]),
     })
     res = cli("env", "--namespace", "app", "--manifests", folder, "--format", fmt, state=state)
     out = ok(res)

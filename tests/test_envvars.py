@@ -28,6 +28,7 @@ from coredns_py.pod.envvars import (
 )
 from coredns_py.errors import CorednsPyError
 from coredns_py.source.objects import Service, ServicePort
+from helpers.kubelet_env import MASTER_KUBEADM_VARS
 
 
 def svc(name, ip, *ports, ns="ns1", type="ClusterIP", ips=None):
@@ -41,6 +42,20 @@ def svc(name, ip, *ports, ns="ns1", type="ClusterIP", ips=None):
     cluster_ips = ips if ips is not None else ((ip,) if ip else ())
     return Service(namespace=ns, name=name, type=type, cluster_ips=cluster_ips,
                    ports=tuple(sp))
+
+
+def one_warning(result: EnvResult, *parts: str) -> str:
+    """The one warning of ``result``, which must contain every one of ``parts``."""
+    assert len(result.warnings) == 1, result.warnings
+    warning = result.warnings[0]
+    for part in parts:
+        assert part in warning, (part, warning)
+    return warning
+
+
+def both_orders(a, b) -> tuple[list, list]:
+    """[a, b] and [b, a]: what the result must not depend on."""
+    return [a, b], [b, a]
 
 
 # --- upstream TestFromServices ------------------------------------------------
@@ -307,16 +322,6 @@ def test_cross_namespace_filtering():
 
 
 MASTER_KUBEADM = svc("kubernetes", "10.96.0.1", ("https", 443, "TCP"), ns="default")
-MASTER_KUBEADM_VARS = {
-    "KUBERNETES_SERVICE_HOST": "10.96.0.1",
-    "KUBERNETES_SERVICE_PORT": "443",
-    "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-    "KUBERNETES_PORT": "tcp://10.96.0.1:443",
-    "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443",
-    "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
-    "KUBERNETES_PORT_443_TCP_PORT": "443",
-    "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
-}
 
 
 def test_service_links_off_keeps_only_default_kubernetes():
@@ -348,7 +353,7 @@ def test_reference_example_pod_in_shop():
 @pytest.mark.parametrize("pod_ns", ["shop", "aaa"])  # sorts after / before "default"
 def test_kubernetes_in_pod_namespace_shadows_master_only_with_links(pod_ns):
     local = svc("kubernetes", "10.96.7.7", ("api", 6443, "TCP"), ns=pod_ns)
-    for services in ([MASTER_KUBEADM, local], [local, MASTER_KUBEADM]):
+    for services in both_orders(MASTER_KUBEADM, local):
         on = service_env(services, pod_ns).variables
         assert on == {
             "KUBERNETES_SERVICE_HOST": "10.96.7.7",
@@ -421,12 +426,8 @@ FOO_AND_FOO_SERVICE = {
 def test_collision_foo_and_foo_service():
     result = service_env([FOO, FOO_SERVICE], "shop")
     assert result.variables == FOO_AND_FOO_SERVICE
-    assert len(result.warnings) == 1
-    warning = result.warnings[0]
-    assert "FOO_SERVICE_PORT" in warning
-    assert "Service shop/foo " in warning
-    assert "Service shop/foo-service" in warning
-    assert "'80'" in warning and "'tcp://10.0.0.2:8080'" in warning
+    one_warning(result, "FOO_SERVICE_PORT", "Service shop/foo ", "Service shop/foo-service",
+                "'80'", "'tcp://10.0.0.2:8080'")
 
 
 def test_collision_result_is_independent_of_input_order():
@@ -438,28 +439,26 @@ def test_collision_result_is_independent_of_input_order():
     assert len(seen) == 1
 
 
-def test_collision_foo_port_80_tcp():
-    intruder = svc("foo-port-80-tcp", "10.0.0.3", (9000, "TCP"), ns="shop")
-    for services in ([FOO, intruder], [intruder, FOO]):
+@pytest.mark.parametrize("owner, intruder, kept, warned", [
+    # foo-port-80-tcp's FOO_PORT_80_TCP_PORT... variables against foo's FOO_PORT_80_TCP_PORT.
+    pytest.param(FOO, svc("foo-port-80-tcp", "10.0.0.3", (9000, "TCP"), ns="shop"),
+                 {"FOO_PORT_80_TCP_PORT": "80",
+                  "FOO_PORT_80_TCP_PORT_9000_TCP": "tcp://10.0.0.3:9000"},
+                 ("FOO_PORT_80_TCP_PORT", "Service shop/foo-port-80-tcp"),
+                 id="foo-port-80-tcp"),
+    # kubernetes-service's KUBERNETES_SERVICE_PORT (a URL) does not break the master.
+    pytest.param(MASTER_KUBEADM, svc("kubernetes-service", "10.96.3.3", (8080, "TCP"), ns="shop"),
+                 {"KUBERNETES_SERVICE_PORT": "443", "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+                  "KUBERNETES_SERVICE_SERVICE_HOST": "10.96.3.3"},
+                 ("KUBERNETES_SERVICE_PORT", "Service default/kubernetes",
+                  "Service shop/kubernetes-service"),
+                 id="kubernetes-service-does-not-break-the-master"),
+])
+def test_collision_owner_keeps_its_variable(owner, intruder, kept, warned):
+    for services in both_orders(owner, intruder):
         result = service_env(services, "shop")
-        assert result.variables["FOO_PORT_80_TCP_PORT"] == "80"
-        assert result.variables["FOO_PORT_80_TCP_PORT_9000_TCP"] == "tcp://10.0.0.3:9000"
-        assert len(result.warnings) == 1
-        assert "FOO_PORT_80_TCP_PORT" in result.warnings[0]
-        assert "Service shop/foo-port-80-tcp" in result.warnings[0]
-
-
-def test_collision_kubernetes_service_does_not_break_the_master():
-    intruder = svc("kubernetes-service", "10.96.3.3", (8080, "TCP"), ns="shop")
-    for services in ([MASTER_KUBEADM, intruder], [intruder, MASTER_KUBEADM]):
-        result = service_env(services, "shop")
-        assert result.variables["KUBERNETES_SERVICE_PORT"] == "443"
-        assert result.variables["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
-        assert result.variables["KUBERNETES_SERVICE_SERVICE_HOST"] == "10.96.3.3"
-        assert len(result.warnings) == 1
-        assert "KUBERNETES_SERVICE_PORT" in result.warnings[0]
-        assert "Service default/kubernetes" in result.warnings[0]
-        assert "Service shop/kubernetes-service" in result.warnings[0]
+        assert {k: result.variables.get(k) for k in kept} == kept
+        one_warning(result, *warned)
 
 
 def test_same_value_from_two_services_is_no_conflict():
@@ -471,8 +470,7 @@ def test_same_value_from_two_services_is_no_conflict():
     result = service_env([web_service, web], "shop")
     assert result.variables["WEB_SERVICE_PORT_80_TCP_PORT"] == "80"
     assert result.variables["WEB_SERVICE_PORT"] == "80"
-    assert len(result.warnings) == 1
-    assert "variable WEB_SERVICE_PORT " in result.warnings[0]
+    one_warning(result, "variable WEB_SERVICE_PORT ")
 
 
 # --- warnings and skips ---------------------------------------------------------------
@@ -485,9 +483,8 @@ def test_service_without_ports_is_skipped_with_a_warning():
         "BAR_SERVICE_HOST", "BAR_SERVICE_PORT", "BAR_PORT", "BAR_PORT_9000_TCP",
         "BAR_PORT_9000_TCP_PROTO", "BAR_PORT_9000_TCP_PORT", "BAR_PORT_9000_TCP_ADDR",
     }
-    assert len(result.warnings) == 1  # nothing about the out-of-scope one
-    assert "Service shop/empty" in result.warnings[0]
-    assert "no ports" in result.warnings[0]
+    # one warning: nothing about the Service outside the pod's namespace
+    one_warning(result, "Service shop/empty", "no ports")
 
 
 def test_portless_local_kubernetes_does_not_hide_the_master():
@@ -503,9 +500,7 @@ def test_non_posix_service_name_is_skipped_with_a_warning():
     result = service_env([bad, BAR], "shop")
     assert not any(k.startswith("1ST") for k in result.variables)
     assert result.variables["BAR_SERVICE_HOST"] == "10.0.0.9"
-    assert len(result.warnings) == 1
-    assert "Service shop/1st-api" in result.warnings[0]
-    assert "1ST_API_SERVICE_HOST" in result.warnings[0]
+    one_warning(result, "Service shop/1st-api", "1ST_API_SERVICE_HOST")
 
 
 def test_non_posix_port_name_skips_only_that_variable():
@@ -521,9 +516,7 @@ def test_non_posix_port_name_skips_only_that_variable():
         "GRPC_PORT_8080_TCP_PORT": "8080",
         "GRPC_PORT_8080_TCP_ADDR": "10.0.0.12",
     }
-    assert len(result.warnings) == 1
-    assert "GRPC_SERVICE_PORT_GRPC.WEB" in result.warnings[0]
-    assert "Service shop/grpc" in result.warnings[0]
+    one_warning(result, "GRPC_SERVICE_PORT_GRPC.WEB", "Service shop/grpc")
 
 
 def test_duplicate_service_last_one_wins_with_a_warning():
@@ -531,8 +524,7 @@ def test_duplicate_service_last_one_wins_with_a_warning():
     second = svc("web", "10.0.0.21", (80, "TCP"), ns="shop")
     result = service_env([first, second], "shop")
     assert result.variables["WEB_SERVICE_HOST"] == "10.0.0.21"
-    assert len(result.warnings) == 1
-    assert "Service shop/web" in result.warnings[0]
+    one_warning(result, "Service shop/web")
 
 
 def test_large_environment_warning():
@@ -544,9 +536,7 @@ def test_large_environment_warning():
     assert len(result.variables) == 2100
     size = sum(len(f"{k}={v}") + 1 for k, v in result.variables.items())
     assert size > 65536
-    assert len(result.warnings) == 1
-    assert "argument list too long" in result.warnings[0]
-    assert "enableServiceLinks: false" in result.warnings[0]
+    one_warning(result, "argument list too long", "enableServiceLinks: false")
     # A few services: no warning.
     assert service_env(many[:10], "big").warnings == []
 
@@ -686,21 +676,23 @@ def test_env_output_read_back_by_docker_rules():
     assert docker_env_file(format_env(variables, "env")) == variables
 
 
-def _sourced(path, tmp_path, extra=""):
-    script = f"set -a; . ./{path.name}; {extra}" \
+def sourced_back(values: dict, fmt: str, folder, name: str) -> dict:
+    """``values`` written in format ``fmt`` to ``folder/name`` and sourced by a
+    real sh (``set -a``): what the environment then holds for those keys
+    (None where one is missing)."""
+    (folder / name).write_text(format_env(values, fmt), encoding="utf-8")
+    script = f"set -a; . ./{name}; " \
         f"exec {sys.executable!s} -c 'import os, json; print(json.dumps(dict(os.environ)))'"
-    proc = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True,
+    proc = subprocess.run(["sh", "-c", script], cwd=folder, capture_output=True,
                           text=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                           check=True)
-    return json.loads(proc.stdout)
+    env = json.loads(proc.stdout)
+    return {k: env.get(k) for k in values}
 
 
 def test_sh_output_evaluated_by_a_real_shell(tmp_path):
     variables = full_env()
-    path = tmp_path / "services.sh"
-    path.write_text(format_env(variables, "sh"), encoding="utf-8")
-    env = _sourced(path, tmp_path)
-    assert {k: env.get(k) for k in variables} == variables
+    assert sourced_back(variables, "sh", tmp_path, "services.sh") == variables
 
 
 def test_sh_output_round_trips_hostile_values(tmp_path):
@@ -713,15 +705,9 @@ def test_sh_output_round_trips_hostile_values(tmp_path):
         "BACKSLASH": "a\\nb",
         "EMPTY": "",
     }
-    path = tmp_path / "hostile.sh"
-    path.write_text(format_env(hostile, "sh"), encoding="utf-8")
-    env = _sourced(path, tmp_path)
-    assert {k: env.get(k) for k in hostile} == hostile
+    assert sourced_back(hostile, "sh", tmp_path, "hostile.sh") == hostile
 
 
 def test_env_output_is_also_sourceable_by_sh(tmp_path):
     variables = full_env()
-    path = tmp_path / "services.env"
-    path.write_text(format_env(variables, "env"), encoding="utf-8")
-    env = _sourced(path, tmp_path)
-    assert {k: env.get(k) for k in variables} == variables
+    assert sourced_back(variables, "env", tmp_path, "services.env") == variables

@@ -11,44 +11,25 @@ from coredns_py.zone import snapshot
 from coredns_py.config import Config
 from coredns_py.source.folder import ManifestSource
 from coredns_py.memo import Memo
+from helpers.manifests import deployment, documents, service
 
-SVC = """\
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  {extra}
-  selector: {{app: {app}}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-"""
-DEPLOY = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec: {{containers: [{{name: c, image: x, ports: [{{name: http, containerPort: 8080}}]}}]}}
----
-"""
+HTTP = {"name": "http", "port": 80, "targetPort": "http"}
+HTTP_8080 = {"name": "http", "containerPort": 8080}
 
 
 def render(state: dict) -> dict[str, str]:
     """Folder content: one file per namespace, plus a file of explicit IPs."""
     files = {}
     for ns, svcs in state["ns"].items():
-        text = ""
+        docs = []
         for name, (replicas, headless) in svcs.items():
-            extra = "clusterIP: None" if headless else ""
-            text += SVC.format(name=name, ns=ns, extra=extra, app=name)
-            text += DEPLOY.format(name=name, ns=ns, replicas=replicas)
-        files[f"{ns}.yaml"] = text
-    files["pinned.yaml"] = "".join(
-        SVC.format(name=f"pin{i}", ns=ns, extra=f"clusterIP: {ip}", app="none")
-        for i, (ns, ip) in enumerate(state["pinned"]))
+            docs.append(service(name, ns, cluster_ip="None" if headless else None,
+                                selector={"app": name}, ports=[HTTP]))
+            docs.append(deployment(name, ns, replicas=replicas, ports=[HTTP_8080]))
+        files[f"{ns}.yaml"] = documents(*docs)
+    files["pinned.yaml"] = documents(*(
+        service(f"pin{i}", ns, cluster_ip=ip, selector={"app": "none"}, ports=[HTTP])
+        for i, (ns, ip) in enumerate(state["pinned"])))
     return files
 
 

@@ -11,17 +11,7 @@ import pytest
 from coredns_py.source import objects as o
 from coredns_py.errors import SourceError
 from coredns_py.source.folder import ManifestSource
-
-SVC = """\
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-spec:
-  clusterIP: {ip}
-  ports:
-  - port: 80
-"""
+from helpers.manifests import documents, service
 
 
 def write(root: Path, rel: str, text: str) -> Path:
@@ -45,18 +35,18 @@ def messages(loaded) -> list[str]:
 
 
 def test_reads_yaml_yml_json_recursively_and_skips_the_rest(tmp_path):
-    write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.2"))
-    write(tmp_path, "sub/deeper/b.yml", SVC.format(name="b", ip="10.96.0.3"))
+    write(tmp_path, "a.yaml", service("a", cluster_ip="10.96.0.2"))
+    write(tmp_path, "sub/deeper/b.yml", service("b", cluster_ip="10.96.0.3"))
     write(tmp_path, "c.json", json.dumps({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "c"},
         "spec": {"clusterIP": "10.96.0.4", "ports": [{"port": 80}]}}))
     # hidden files and folders, editor leftovers, other suffixes: skipped
-    write(tmp_path, ".hidden.yaml", SVC.format(name="h1", ip="10.96.0.5"))
-    write(tmp_path, ".git/x.yaml", SVC.format(name="h2", ip="10.96.0.6"))
-    write(tmp_path, "a.yaml~", SVC.format(name="h3", ip="10.96.0.7"))
-    write(tmp_path, ".a.yaml.swp", SVC.format(name="h4", ip="10.96.0.8"))
-    write(tmp_path, ".#a.yaml", SVC.format(name="h5", ip="10.96.0.9"))
-    write(tmp_path, "notes.txt", SVC.format(name="h6", ip="10.96.0.11"))
+    write(tmp_path, ".hidden.yaml", service("h1", cluster_ip="10.96.0.5"))
+    write(tmp_path, ".git/x.yaml", service("h2", cluster_ip="10.96.0.6"))
+    write(tmp_path, "a.yaml~", service("h3", cluster_ip="10.96.0.7"))
+    write(tmp_path, ".a.yaml.swp", service("h4", cluster_ip="10.96.0.8"))
+    write(tmp_path, ".#a.yaml", service("h5", cluster_ip="10.96.0.9"))
+    write(tmp_path, "notes.txt", service("h6", cluster_ip="10.96.0.11"))
     loaded = ManifestSource(tmp_path).load()
     assert loaded.errors == ()
     assert services(loaded) == {"default/a": ("10.96.0.2",), "default/b": ("10.96.0.3",),
@@ -137,15 +127,15 @@ def test_errors_name_file_line_object_and_field(tmp_path):
 
 def test_yaml_syntax_error_keeps_last_good_objects(tmp_path):
     src = ManifestSource(tmp_path)
-    write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.2"))
-    write(tmp_path, "b.yaml", SVC.format(name="b", ip="10.96.0.3"))
+    write(tmp_path, "a.yaml", service("a", cluster_ip="10.96.0.2"))
+    write(tmp_path, "b.yaml", service("b", cluster_ip="10.96.0.3"))
     first = src.load()
     write(tmp_path, "a.yaml", "apiVersion: v1\nkind: Service\nmetadata: [unclosed\n")
     broken = src.load()
     assert services(broken) == services(first)  # nothing lost
     [err] = messages(broken)
     assert err.startswith(f"{tmp_path / 'a.yaml'}:") and "invalid YAML" in err
-    write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.9"))
+    write(tmp_path, "a.yaml", service("a", cluster_ip="10.96.0.9"))
     fixed = src.load()
     assert fixed.errors == ()
     assert services(fixed)["default/a"] == ("10.96.0.9",)
@@ -161,10 +151,10 @@ def test_a_value_yaml_cannot_build_is_reported_not_raised(tmp_path, value, field
     # PyYAML lets these escape as plain ValueError/KeyError; they must be
     # reported like any YAML error (file, line, field) and lose nothing.
     src = ManifestSource(tmp_path)
-    write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.2"))
-    write(tmp_path, "b.yaml", SVC.format(name="b", ip="10.96.0.3"))
+    write(tmp_path, "a.yaml", service("a", cluster_ip="10.96.0.2"))
+    write(tmp_path, "b.yaml", service("b", cluster_ip="10.96.0.3"))
     first = src.load()
-    write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.2").replace(
+    write(tmp_path, "a.yaml", service("a", cluster_ip="10.96.0.2").replace(
         "  name: a\n", f"  name: a\n  annotations:\n    when: {value}\n"))
     broken = src.load()
     assert services(broken) == services(first)
@@ -175,11 +165,11 @@ def test_a_value_yaml_cannot_build_is_reported_not_raised(tmp_path, value, field
 
 def test_invalid_object_keeps_its_last_good_version(tmp_path):
     src = ManifestSource(tmp_path)
-    write(tmp_path, "a.yaml", SVC.format(name="a", ip="10.96.0.2") + "---\n"
-          + SVC.format(name="b", ip="10.96.0.3"))
+    write(tmp_path, "a.yaml", documents(service("a", cluster_ip="10.96.0.2"),
+                                        service("b", cluster_ip="10.96.0.3")))
     src.load()
-    write(tmp_path, "a.yaml", SVC.format(name="a", ip="999.1.1.1") + "---\n"
-          + SVC.format(name="b", ip="10.96.0.4"))
+    write(tmp_path, "a.yaml", documents(service("a", cluster_ip="999.1.1.1"),
+                                        service("b", cluster_ip="10.96.0.4")))
     loaded = src.load()
     assert services(loaded) == {"default/a": ("10.96.0.2",), "default/b": ("10.96.0.4",)}
     [err] = messages(loaded)
@@ -188,15 +178,15 @@ def test_invalid_object_keeps_its_last_good_version(tmp_path):
 
 def test_first_load_of_broken_file_serves_the_rest(tmp_path):
     write(tmp_path, "a.yaml", "key: [unclosed\n")
-    write(tmp_path, "b.yaml", SVC.format(name="b", ip="10.96.0.3"))
+    write(tmp_path, "b.yaml", service("b", cluster_ip="10.96.0.3"))
     loaded = ManifestSource(tmp_path).load()
     assert services(loaded) == {"default/b": ("10.96.0.3",)}
     assert len(loaded.errors) == 1
 
 
 def test_duplicate_across_files_first_by_path_wins(tmp_path):
-    write(tmp_path, "b/second.yaml", SVC.format(name="dup", ip="10.96.0.3"))
-    write(tmp_path, "a/first.yaml", SVC.format(name="dup", ip="10.96.0.2"))
+    write(tmp_path, "b/second.yaml", service("dup", cluster_ip="10.96.0.3"))
+    write(tmp_path, "a/first.yaml", service("dup", cluster_ip="10.96.0.2"))
     for _ in range(2):  # the same way on every load
         loaded = ManifestSource(tmp_path).load()
         assert services(loaded) == {"default/dup": ("10.96.0.2",)}
@@ -218,7 +208,7 @@ def test_missing_namespace_is_default_and_unknown_kind_is_silent(tmp_path):
         # a values file that is not a manifest at all
         replicaCount: 3
     """)
-    write(tmp_path, "y.yaml", SVC.format(name="s", ip="10.96.0.2"))
+    write(tmp_path, "y.yaml", service("s", cluster_ip="10.96.0.2"))
     loaded = ManifestSource(tmp_path).load()
     assert loaded.errors == ()
     assert services(loaded) == {"default/s": ("10.96.0.2",)}
@@ -267,7 +257,7 @@ def test_unreadable_or_missing_folder(tmp_path):
 def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
     from coredns_py.source import folder as manifests
     for i in range(5):
-        write(tmp_path, f"s{i}.yaml", SVC.format(name=f"s{i}", ip=f"10.96.0.{i + 2}"))
+        write(tmp_path, f"s{i}.yaml", service(f"s{i}", cluster_ip=f"10.96.0.{i + 2}"))
     src = ManifestSource(tmp_path)
     src.load()
     parsed = []
@@ -276,7 +266,7 @@ def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
                         lambda path, *a: parsed.append(path.name) or real(path, *a))
     unchanged = src.load()
     assert parsed == []
-    write(tmp_path, "s3.yaml", SVC.format(name="s3", ip="10.96.1.1"))
+    write(tmp_path, "s3.yaml", service("s3", cluster_ip="10.96.1.1"))
     changed = src.load()
     assert parsed == ["s3.yaml"]
     assert changed.generation == unchanged.generation + 1
@@ -285,7 +275,7 @@ def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
 def test_a_bad_value_nested_too_deep_to_walk_is_still_reported(tmp_path):
     depth = 3000  # beyond Python's recursion limit
     write(tmp_path, "deep.yaml", "a: " + "[" * depth + "2024-13-45" + "]" * depth + "\n")
-    write(tmp_path, "b.yaml", SVC.format(name="b", ip="10.96.0.3"))
+    write(tmp_path, "b.yaml", service("b", cluster_ip="10.96.0.3"))
     loaded = ManifestSource(tmp_path).load()
     assert services(loaded) == {"default/b": ("10.96.0.3",)}
     [err] = messages(loaded)

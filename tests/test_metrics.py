@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import struct
-import textwrap
 
 import dns.flags
 import dns.message
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import wait_until, write_atomic
 from coredns_py.ops import metrics as metrics_mod
 from coredns_py.ops.metrics import Metrics
+from helpers.manifests import service, write
 from status_client import http_server, scrape, total, wait_scrape  # noqa: F401
 
 V4 = ("127.0.0.1", 40000)
@@ -159,26 +159,10 @@ def test_forward_and_cache_hooks_use_coredns_names():
 BROKEN = "apiVersion: v1\nkind: Service\nmetadata:\n  name: [oops\n"
 
 
-def _svc(name: str, ip: str) -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Service
-        metadata:
-          name: {name}
-          namespace: default
-        spec:
-          clusterIP: {ip}
-          ports:
-          - port: 80
-        """)
-
-
 @pytest.fixture
 def folder(tmp_path):
-    f = tmp_path / "manifests"
-    f.mkdir()
-    (f / "web.yaml").write_text(_svc("web", "10.96.5.5"))
-    return f
+    return write(tmp_path / "manifests", "web.yaml",
+                 service("web", "default", cluster_ip="10.96.5.5")).parent
 
 
 def test_request_and_rcode_counters_move_by_exactly_the_queries_sent(http_server, folder):
@@ -236,7 +220,7 @@ def test_reload_and_manifest_metrics(http_server, folder):
     assert total(s, "coredns_reload_failed_total") == 0
 
     # A change: one more reload, timed from the change to the new answer.
-    write_atomic(folder / "broken.yaml", _svc("api", "10.96.5.6"))
+    write_atomic(folder / "broken.yaml", service("api", "default", cluster_ip="10.96.5.6"))
     s = wait_scrape(srv, lambda s: total(s, "coredns_py_reloads_total") == 2)
     assert total(s, "coredns_py_manifest_objects", kind="Service") == 2
     assert total(s, "coredns_py_manifest_errors") == 0

@@ -30,24 +30,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import netns
 
 REPO = Path(__file__).resolve().parent.parent
 ZONES = REPO / "zones"
 FORWARD = Path(__file__).resolve().parent / "fixtures" / "forward"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
-UNSHARE = ["unshare", "--net", "--mount", "--propagation", "private",
-           "--pid", "--fork", "--kill-child", "--mount-proc"]
-STEP_TIMEOUT = 10      # seconds for one command inside the namespace
 READY_TIMEOUT = 15     # seconds for dnsmasq / the server to answer
-TOTAL_TIMEOUT = 100    # the whole run, under pytest-timeout's 120 s
 FAST_MS = 2000         # a name through the search path, failover included
 
 PYPI = "203.0.113.10"
@@ -58,66 +54,21 @@ GETADDRINFO = ("import json, socket, sys; "
                "socket.AI_CANONNAME); "
                "print(json.dumps({'addrs': sorted({a[4][0] for a in r}), 'canonname': r[0][3]}))")
 
-SCRIPT = r"""
-set -u
-SRV=; DQ=
-fail() { echo "$*" > "$OUT/setup-error"; exit 1; }
-stop() {  # stop PID NAME: TERM, wait up to 5 s, KILL; keep the exit status
-  [ -n "$1" ] || return 0
-  kill -TERM "$1" 2>/dev/null
-  i=0
-  while kill -0 "$1" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-  kill -KILL "$1" 2>/dev/null
-  wait "$1"; echo $? > "$OUT/$2.rc"
-}
-trap 'stop "$SRV" server; stop "$DQ" dnsmasq' EXIT
-step() {  # step NAME COMMAND...: time-limited; stdout, stderr, status and milliseconds kept
-  name=$1; shift
-  start=$(date +%s%N)
-  timeout -k 2 "$STEP_TIMEOUT" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
-  echo $? > "$OUT/$name.rc"
-  echo $(( ($(date +%s%N) - start) / 1000000 )) > "$OUT/$name.ms"
-}
-wait_dns() {  # wait_dns SERVER NAME TYPE: until it answers anything
-  deadline=$(( $(date +%s) + READY_TIMEOUT ))
-  until timeout 5 dig +time=1 +tries=1 @"$1" "$2" "$3" 2>/dev/null | grep -q "status: $4"; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "$1 did not answer $2 within $READY_TIMEOUT s"
-    sleep 0.2
-  done
-}
-
-cd "$REPO" || fail "cannot cd to $REPO"
-ip link set lo up || fail "ip link set lo up failed"
-# A pod has an address on eth0; glibc's AI_ADDRCONFIG wants some non-loopback IPv4.
-ip addr add 192.0.2.2/32 dev lo || fail "ip addr add failed"
-ip -o addr show > "$OUT/addresses"
-
+# Runs inside the namespaces (see helpers/netns.py).
+SCRIPT = netns.PRELUDE + r"""
 # The host's resolver configuration, as the server finds it at start.
 mount --bind "$HOST_RESOLV" /etc/resolv.conf || fail "cannot bind-mount the host resolv.conf"
 
-"$DNSMASQ" --no-daemon --conf-file=/dev/null --pid-file= --user=root --port=53 \
+background dnsmasq "$DNSMASQ" --no-daemon --conf-file=/dev/null --pid-file= --user=root --port=53 \
   --listen-address=127.0.0.2 --bind-interfaces --no-resolv --no-hosts \
   --addn-hosts="$UPSTREAM_HOSTS" --local=/example.test/ --local=/org/ --local-ttl=300 \
-  --log-queries --log-facility=- > "$OUT/dnsmasq.log" 2>&1 &
-DQ=$!
-wait_dns 127.0.0.2 ready.example.test A NXDOMAIN
+  --log-queries --log-facility=-
+wait_dns 127.0.0.2 ready.example.test A NXDOMAIN "$LAST"
 
-"$PY" -m coredns_py serve --manifests "$MANIFESTS" --listen 127.0.0.1:53 > "$OUT/server.log" 2>&1 &
-SRV=$!
-wait_dns 127.0.0.1 cluster.local SOA NOERROR
-kill -0 "$SRV" 2>/dev/null || fail "the server exited"
-
-step resolv-conf "$PY" -m coredns_py resolv-conf --namespace default --nameserver 127.0.0.1
-[ "$(cat "$OUT/resolv-conf.rc")" = 0 ] || fail "coredns-py resolv-conf failed"
-mount --bind "$OUT/resolv-conf.out" /etc/resolv.conf || fail "cannot bind-mount /etc/resolv.conf"
-mount --bind "$HOSTS_FILE" /etc/hosts || fail "cannot bind-mount /etc/hosts"
-mount --bind "$NSSWITCH_FILE" /etc/nsswitch.conf || fail "cannot bind-mount /etc/nsswitch.conf"
-# A running nscd would answer getent from the host's namespace: hide its socket.
-for d in /run/nscd /var/run/nscd; do
-  if [ -d "$d" ]; then mount -t tmpfs none "$d" || fail "cannot hide $d"; fi
-done
-step seen-resolv.conf cat /etc/resolv.conf
-"""
+background server "$PY" -m coredns_py serve --manifests "$MANIFESTS" --listen 127.0.0.1:53
+wait_dns 127.0.0.1 cluster.local SOA NOERROR "$LAST"
+kill -0 "$LAST" 2>/dev/null || fail "the server exited"
+""" + netns.BECOME_POD
 
 
 def nsswitch_with_dns(text: str | None) -> str:
@@ -147,92 +98,32 @@ STEPS: dict[str, list[str]] = {
 }
 
 
-def can_create_namespaces() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network, mount and PID namespaces"
-    if shutil.which("unshare") is None:
-        return "unshare (util-linux) is not installed"
-    if not (shutil.which("dnsmasq") or os.access(DNSMASQ, os.X_OK)):
-        return "dnsmasq is not installed (tests/run installs dnsmasq-base)"
-    try:
-        probe = subprocess.run(UNSHARE + ["true"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return "unshare did not finish within 20 s"
-    if probe.returncode != 0:
-        first = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[0]
-        return f"cannot create namespaces: {first}"
-    return None
-
-
-class Run:
-    def __init__(self, out: Path, proc: subprocess.CompletedProcess):
-        self.out, self.proc = out, proc
-
-    def read(self, name: str) -> str:
-        path = self.out / name
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def step(self, name: str) -> tuple[int, str, int]:
-        rc = self.read(f"{name}.rc").strip()
-        assert rc, f"step {name} did not run\n{self.debug()}"
-        return int(rc), self.read(f"{name}.out"), int(self.read(f"{name}.ms").strip() or 0)
-
-    def ok_step(self, name: str) -> str:
-        rc, out, _ = self.step(name)
-        assert rc == 0, f"{name}: exit {rc}\n{out}{self.read(name + '.err')}\n{self.debug()}"
-        return out
-
-    def debug(self) -> str:
-        return (f"unshare exit {self.proc.returncode}\nsetup-error: {self.read('setup-error')}"
-                f"\nscript stderr:\n{self.proc.stderr}\nserver log:\n{self.read('server.log')}"
-                f"\ndnsmasq log (tail):\n{self.read('dnsmasq.log')[-3000:]}")
-
-    def upstream_queries(self) -> list[tuple[str, str]]:
-        return [(m.group(1), m.group(2).lower()) for m in
-                re.finditer(r"query\[(\w+)\] (\S+) from ", self.read("dnsmasq.log"))]
+def upstream_queries(run: netns.Run) -> list[tuple[str, str]]:
+    """(type, name) of every query dnsmasq logged."""
+    return [(m.group(1), m.group(2).lower()) for m in
+            re.finditer(r"query\[(\w+)\] (\S+) from ", run.read("dnsmasq.log"))]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Run:
-    reason = can_create_namespaces()
+def run(tmp_path_factory) -> netns.Run:
+    reason = netns.unavailable()
     if reason:
         pytest.skip(reason)
-    for tool in ("ip", "getent", "dig", "timeout", "mount"):
-        assert shutil.which(tool), f"{tool} is needed inside the namespace"
+    if not (shutil.which("dnsmasq") or os.access(DNSMASQ, os.X_OK)):
+        pytest.skip("dnsmasq is not installed (tests/run installs dnsmasq-base)")
     base = tmp_path_factory.mktemp("resolver-e2e")
-    out = base / "out"
-    out.mkdir()
-    state = base / "state"
-    state.mkdir()
     manifests = base / "manifests"
     shutil.copytree(ZONES, manifests)
     shutil.copy(FORWARD / "e2e-externalname.yaml", manifests / "pypi-mirror.yaml")
     host_resolv = base / "host-resolv.conf"
     host_resolv.write_text("# the host's resolver, as the server reads it at start\n"
                            "nameserver 127.0.0.1\nnameserver 127.0.0.3\nnameserver 127.0.0.2\n")
-    hosts = base / "hosts"
-    hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    nsswitch = base / "nsswitch.conf"
-    try:
-        current = Path("/etc/nsswitch.conf").read_text()
-    except FileNotFoundError:
-        current = None
-    nsswitch.write_text(nsswitch_with_dns(current))
-    env = dict(os.environ, OUT=str(out), REPO=str(REPO), MANIFESTS=str(manifests),
-               PY=sys.executable, XDG_STATE_HOME=str(state), HOSTS_FILE=str(hosts),
-               NSSWITCH_FILE=str(nsswitch), HOST_RESOLV=str(host_resolv), DNSMASQ=DNSMASQ,
-               UPSTREAM_HOSTS=str(FORWARD / "upstream-hosts"),
-               STEP_TIMEOUT=str(STEP_TIMEOUT), READY_TIMEOUT=str(READY_TIMEOUT),
-               PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
-    script = SCRIPT + "".join(f"step {name} {shlex.join(argv)}\n" for name, argv in STEPS.items())
-    try:
-        proc = subprocess.run(UNSHARE + ["sh", "-c", script], env=env, capture_output=True,
-                              text=True, timeout=TOTAL_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        proc = subprocess.CompletedProcess(exc.cmd, -9, str(exc.stdout or ""),
-                                           f"timed out after {TOTAL_TIMEOUT} s\n{exc.stderr or ''}")
-    result = Run(out, proc)
-    assert proc.returncode == 0 and not result.read("setup-error"), result.debug()
+    result = netns.run(base, SCRIPT, STEPS, ready_timeout=READY_TIMEOUT,
+                       nsswitch=nsswitch_with_dns(netns.host_nsswitch()),
+                       logs=("server.log", "dnsmasq.log"), MANIFESTS=manifests,
+                       HOST_RESOLV=host_resolv, DNSMASQ=DNSMASQ,
+                       UPSTREAM_HOSTS=FORWARD / "upstream-hosts")
+    assert result.proc.returncode == 0 and not result.read("setup-error"), result.debug()
     return result
 
 
@@ -274,7 +165,7 @@ def test_upstream_name_through_the_search_path(run):
     assert json.loads(run.ok_step("getaddrinfo--pypi.org")) == {"addrs": [PYPI],
                                                                "canonname": "pypi.org"}
     # a dead first upstream (127.0.0.3) and three search-path NXDOMAINs cost no timeout
-    _, _, ms = run.step("getent-hosts--pypi.org")
+    ms = run.step("getent-hosts--pypi.org").ms
     assert ms < FAST_MS, ms
     out = run.ok_step("dig-full--pypi.org")
     flags = re.search(r";; flags: ([a-z ]*);", out).group(1).split()
@@ -282,7 +173,7 @@ def test_upstream_name_through_the_search_path(run):
 
 
 def test_search_path_expansions_never_reach_the_upstream(run):
-    seen = run.upstream_queries()
+    seen = upstream_queries(run)
     assert ("A", "pypi.org") in seen
     assert not [n for _, n in seen if "cluster.local" in n], seen
 
@@ -299,7 +190,7 @@ def test_truncated_upstream_answer_reaches_glibc_whole(run):
 
 
 def test_upstream_nxdomain_fails_fast(run):
-    rc, out, ms = run.step("getent-hosts--nosuch.example.test")
+    rc, out, _, ms = run.step("getent-hosts--nosuch.example.test")
     assert rc == 2 and out == ""  # not found (124 would be the time limit)
     assert ms < FAST_MS, ms
 

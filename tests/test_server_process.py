@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import struct
-import textwrap
 import time
 from pathlib import Path
 from typing import Optional
@@ -29,8 +28,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from conftest import (FIXTURES, SEED, ServerProcess, ipv6_loopback_available, wait_until,
-                      write_atomic)
+from conftest import (FIXTURES, SEED, ServerProcess, ipv6_loopback_available, module_server,
+                      wait_until, write_atomic)
+from helpers.manifests import deployment, documents, service
 
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
 POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
@@ -75,42 +75,16 @@ def rcode_of(srv: ServerProcess, name: str, rdtype: str = "A") -> int:
 
 def svc(name: str, ns: str = "default", cluster_ip: Optional[str] = None, *,
         selector: Optional[dict] = None, port: int = 80) -> str:
-    """A Service manifest (ClusterIP allocated unless ``cluster_ip`` is given)."""
-    lines = ["apiVersion: v1", "kind: Service", "metadata:", f"  name: {name}",
-             f"  namespace: {ns}", "spec:"]
-    if cluster_ip:
-        lines.append(f"  clusterIP: {cluster_ip}")
-    if selector:
-        lines.append("  selector:")
-        lines += [f"    {k}: {v}" for k, v in selector.items()]
-    lines += ["  ports:", "  - name: http", f"    port: {port}", "    protocol: TCP"]
-    return "\n".join(lines) + "\n"
+    """A Service with one TCP port named http (ClusterIP allocated unless
+    ``cluster_ip`` is given)."""
+    return service(name, ns, cluster_ip=cluster_ip, selector=selector,
+                   ports=[{"name": "http", "port": port, "protocol": "TCP"}])
 
 
-def deployment(name: str, replicas: int, app: str, ns: str = "default") -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata:
-          name: {name}
-          namespace: {ns}
-        spec:
-          replicas: {replicas}
-          selector:
-            matchLabels:
-              app: {app}
-          template:
-            metadata:
-              labels:
-                app: {app}
-            spec:
-              containers:
-              - name: main
-                image: nginx
-                ports:
-                - name: http
-                  containerPort: 80
-        """)
+def web_deployment(name: str, replicas: int) -> str:
+    """A Deployment of pods labelled app=NAME, serving on a port named http."""
+    return deployment(name, "default", replicas=replicas,
+                      ports=[{"name": "http", "containerPort": 80}])
 
 
 def fqdn(name: str, ns: str = "default") -> str:
@@ -310,14 +284,7 @@ BIG_IPS = sorted(f"10.244.1.{i}" for i in range(1, 201))
 
 @pytest.fixture(scope="module")
 def big_server(tmp_path_factory):
-    srv = ServerProcess(FIXTURES / "big-headless",
-                        state_home=tmp_path_factory.mktemp("big-state"),
-                        logdir=tmp_path_factory.mktemp("big-log"))
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
+    yield from module_server(tmp_path_factory, "big", FIXTURES / "big-headless")
 
 
 def test_big_answer_truncated_over_udp_without_edns(big_server):
@@ -398,14 +365,7 @@ def test_tcp_pipelined_queries_on_one_connection(zones_server):
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory):
-    srv = ServerProcess(FIXTURES / "big-headless",
-                        state_home=tmp_path_factory.mktemp("hostile-state"),
-                        logdir=tmp_path_factory.mktemp("hostile-log"))
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
+    yield from module_server(tmp_path_factory, "hostile", FIXTURES / "big-headless")
 
 
 def _still_serving(srv: ServerProcess) -> None:
@@ -657,12 +617,12 @@ def test_reload_ignores_editor_temp_files(start_server, folder):
 def test_scaling_deployment_adds_one_address_and_keeps_others(start_server, folder):
     app = folder / "app.yaml"
     headless = svc("scaler", selector={"app": "scaler"}, cluster_ip="None")
-    app.write_text(deployment("scaler", 2, "scaler") + "---\n" + headless)
+    app.write_text(documents(web_deployment("scaler", 2), headless))
     srv = start_server(folder)
     before = a_values(srv, fqdn("scaler"))
     assert len(before) == 2 and all(in_net(ip, POD_CIDR) for ip in before), before
 
-    write_atomic(app, deployment("scaler", 3, "scaler") + "---\n" + headless)
+    write_atomic(app, documents(web_deployment("scaler", 3), headless))
     after = wait_until(lambda: (lambda v: v if len(v) == 3 else None)(
         a_values(srv, fqdn("scaler"))), RELOAD_DEADLINE, message="a third address")
     assert set(before) < set(after), (before, after)
@@ -678,8 +638,8 @@ def _snapshot_answers(srv: ServerProcess, names: list[str]) -> dict[str, list[st
 
 def test_restart_keeps_cluster_ips_and_pod_ips(start_server, folder, state_home):
     (folder / "web.yaml").write_text(
-        deployment("web", 2, "web") + "---\n" + svc("web", selector={"app": "web"})
-        + "---\n" + svc("web-hl", selector={"app": "web"}, cluster_ip="None"))
+        documents(web_deployment("web", 2), svc("web", selector={"app": "web"}),
+                  svc("web-hl", selector={"app": "web"}, cluster_ip="None")))
     names = [fqdn("web"), fqdn("web-hl")]
     first = start_server(folder, state_home=state_home)
     before = _snapshot_answers(first, names)
@@ -692,7 +652,7 @@ def test_restart_keeps_cluster_ips_and_pod_ips(start_server, folder, state_home)
 
 def test_moving_service_to_another_file_keeps_its_ip(start_server, folder, state_home):
     a, b = folder / "a.yaml", folder / "b.yaml"
-    a.write_text(svc("mover") + "---\n" + svc("stay"))
+    a.write_text(documents(svc("mover"), svc("stay")))
     srv = start_server(folder, state_home=state_home)
     ip = a_values(srv, fqdn("mover"))
     stay = a_values(srv, fqdn("stay"))

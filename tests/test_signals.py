@@ -6,37 +6,21 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import textwrap
 import time
 
 import dns.rcode
 import pytest
 
 from conftest import wait_until
+from helpers.manifests import service, write
 from status_client import http_server, scrape, total  # noqa: F401
 
 LAMEDUCK = 2.0  # seconds; the default (5) is CoreDNS's, shortened for the tests
 
 
-def svc(name: str, ip: str) -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Service
-        metadata:
-          name: {name}
-        spec:
-          clusterIP: {ip}
-          ports:
-          - port: 80
-        """)
-
-
 @pytest.fixture
 def folder(tmp_path):
-    f = tmp_path / "manifests"
-    f.mkdir()
-    (f / "web.yaml").write_text(svc("web", "10.96.8.8"))
-    return f
+    return write(tmp_path / "manifests", "web.yaml", service("web", cluster_ip="10.96.8.8")).parent
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

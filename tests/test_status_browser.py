@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import textwrap
 
 import pytest
 
 from conftest import write_atomic
+from helpers.manifests import documents, service, write
 from status_client import http_server  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,31 +34,13 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 def svc(name: str, ns: str, ip: str) -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Service
-        metadata:
-          name: {name}
-          namespace: {ns}
-        spec:
-          clusterIP: {ip}
-          ports:
-          - name: http
-            port: 80
-        """)
+    return service(name, ns, cluster_ip=ip, ports=[{"name": "http", "port": 80}])
 
 
 GOOD = svc("web", "default", "10.96.7.7")
 # The second document (starting on line BAD_LINE) has a bad clusterIP.
-BROKEN = svc("cart", "shop", "10.96.7.20") + "---\n" + textwrap.dedent("""\
-    apiVersion: v1
-    kind: Service
-    metadata:
-      name: bad
-      namespace: shop
-    spec:
-      clusterIP: 300.1.2.3
-    """)
+BROKEN = documents(svc("cart", "shop", "10.96.7.20"),
+                   service("bad", "shop", cluster_ip="300.1.2.3", ports=()))
 BAD_LINE = svc("cart", "shop", "10.96.7.20").count("\n") + 2
 
 
@@ -96,9 +78,8 @@ def find(driver, css: str):
 
 def test_status_page_shows_services_errors_and_answers(http_server, browser, tmp_path):
     folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "web.yaml").write_text(GOOD)
-    (folder / "shop.yaml").write_text(BROKEN)
+    write(folder, "web.yaml", GOOD)
+    write(folder, "shop.yaml", BROKEN)
     srv = http_server(folder)
     browser.get(f"http://127.0.0.1:{srv.http_port}/")
     assert browser.title == "coredns-py status"

@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import stat
-import textwrap
 import threading
 import time
 
@@ -21,43 +20,23 @@ import pytest
 from conftest import ServerProcess, free_port, wait_until
 from coredns_py.errors import ListenError
 from coredns_py.ops import http as status_mod
+from helpers.manifests import documents, service, write
 from status_client import http_server, scrape, total  # noqa: F401
 
 
 def svc(name: str, ip: str, ns: str = "default") -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Service
-        metadata:
-          name: {name}
-          namespace: {ns}
-        spec:
-          clusterIP: {ip}
-          ports:
-          - name: http
-            port: 80
-        """)
+    return service(name, ns, cluster_ip=ip, ports=[{"name": "http", "port": 80}])
 
 
 # A good Service, then one with a bad clusterIP: the error names the line
 # where that second document starts.
-BROKEN = svc("good", "10.96.7.9") + "---\n" + textwrap.dedent("""\
-    apiVersion: v1
-    kind: Service
-    metadata:
-      name: bad
-    spec:
-      clusterIP: not-an-ip
-    """)
+BROKEN = documents(svc("good", "10.96.7.9"), service("bad", cluster_ip="not-an-ip", ports=()))
 BROKEN_LINE = svc("good", "10.96.7.9").count("\n") + 2
 
 
 @pytest.fixture
 def folder(tmp_path):
-    f = tmp_path / "manifests"
-    f.mkdir()
-    (f / "web.yaml").write_text(svc("web", "10.96.7.7"))
-    return f
+    return write(tmp_path / "manifests", "web.yaml", svc("web", "10.96.7.7")).parent
 
 
 # --- /ready and /health ---------------------------------------------------------------
@@ -313,17 +292,12 @@ def test_slow_and_hostile_http_clients_cannot_stall_dns(http_server, folder):
     assert srv.alive()
 
 
-NX_CASES = """\
-apiVersion: v1
-kind: Service
-metadata: {name: lonely, namespace: default}
-spec: {clusterIP: None, selector: {app: nobody}, ports: [{name: http, port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: by-ip, namespace: default}
-spec: {type: ExternalName, externalName: 192.0.2.7}
-"""
+# Services that are no names in DNS: headless without endpoints, an
+# ExternalName that is an IP.
+NX_CASES = documents(
+    service("lonely", cluster_ip="None", selector={"app": "nobody"},
+            ports=[{"name": "http", "port": 80}]),
+    service("by-ip", type="ExternalName", ports=(), externalName="192.0.2.7"))
 
 
 def assert_page_names_are_answers(srv) -> set:
@@ -356,5 +330,5 @@ def test_every_name_the_page_lists_is_what_dns_answers(http_server, folder):
     from conftest import ZONES
     assert assert_page_names_are_answers(http_server(ZONES)) >= {
         "A", "AAAA", "SRV", "PTR", "CNAME"}
-    (folder / "nx.yaml").write_text(NX_CASES)
+    write(folder, "nx.yaml", NX_CASES)
     assert "NXDOMAIN" in assert_page_names_are_answers(http_server(folder))
