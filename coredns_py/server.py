@@ -20,6 +20,7 @@ from coredns_py.config import Config
 from coredns_py.errors import SourceError
 from coredns_py.generation import Builder, Generation
 from coredns_py.ops import metrics as metrics_mod
+from coredns_py import stages
 from coredns_py.reloads import Reloads
 from coredns_py.zone import answer as answer_mod
 from coredns_py.zone.answer_cache import AnswerCache
@@ -86,6 +87,7 @@ class Server:
         self.generation: Optional[Generation] = None
         self._builder = Builder(source, config, _own_addresses(listens))
         self.reloads: Optional[Reloads] = None
+        self.entry = self.handle  # what the listeners call: handle() inside its stages
         self.listeners = None
         self.watcher = None
         self.answers = AnswerCache()
@@ -179,7 +181,10 @@ class Server:
         from coredns_py.net import listeners
         from coredns_py.resolver import forward
         loop = asyncio.get_running_loop()
-        self.listeners = await listeners.start(self.handle, self.listens)
+        # The stateful stages around handle() (coredns_py.stages), outermost
+        # first; none yet.
+        self.entry = stages.chain(self.handle, [])
+        self.listeners = await listeners.start(self.entry, self.listens)
         self.metrics.addresses = self.addresses()
         # Built on the bound addresses, so no upstream is one of our own.
         self.forwarder = forward.from_config(self.config, self.listeners.addresses, self.metrics)
