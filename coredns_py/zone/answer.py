@@ -203,15 +203,23 @@ def answer(snap: Optional[Snapshot], wire: bytes, proto: str = "udp", *,
         return wire_mod.header_only(wire, dns.rcode.FORMERR)
     limit = wire_mod.limit(query, proto)
     try:
-        out = respond(snap, query)
+        out = decide(snap, query, forwarding)
     except Exception:  # a bug of ours must cost one answer, not the server
         log.exception("cannot answer %s", query.questions)
         return wire_mod.header_only(wire, dns.rcode.SERVFAIL)
     if isinstance(out, Upstream):
-        if forwarding:
-            return forward(wire, out, limit)
-        out = out.local
+        return forward(wire, out, limit)
     return render(out, limit, wire)
+
+
+def decide(snap: Optional[Snapshot], query: Query, forwarding: bool):
+    """What to send: a :class:`Reply`, or :class:`Upstream` when the answer
+    needs upstream data and ``forwarding`` can get it (without forwarding,
+    the local part of such an answer is all there is)."""
+    out = respond(snap, query)
+    if isinstance(out, Upstream) and not forwarding:
+        return out.local
+    return out
 
 
 def render(reply: Reply, limit: int, wire: bytes = b"") -> bytes:
@@ -256,7 +264,6 @@ def respond(snap: Optional[Snapshot], query: Query):
     if res is None:
         # Not a zone of ours: only upstream can answer.
         local = _reply(query)
-        local.flags &= ~CD  # (as it always was: CD is copied on answers, not here)
         local.set_rcode(dns.rcode.REFUSED)
         return Upstream(qname, qtype, response, local)
     response.scope = res.scope
