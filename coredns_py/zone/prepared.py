@@ -76,6 +76,14 @@ def _heads(flags: int, counts: bytes, negative: bool) -> tuple:
     """The 10 header bytes after the ID for each (RD, CD, EDNS) of a query,
     indexed RD | CD >> 3 | EDNS << 2, and whether the answer ends with the
     SOA's tail."""
+    key = (flags, counts, negative)
+    heads = _shared.get(key)
+    if heads is None:
+        heads = _shared[key] = _make_heads(flags, counts, negative)
+    return heads
+
+
+def _make_heads(flags: int, counts: bytes, negative: bool) -> tuple:
     an_ns, ar = counts[:4], int.from_bytes(counts[4:6], "big")
     heads = []
     for i in range(8):

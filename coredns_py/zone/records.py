@@ -69,6 +69,10 @@ def _dedup_key(rdtype: int, rd):
 def rrset(owner: Labels, rdtype: int, rdatas, ttl: int) -> RRset:
     """An RRset; a record given twice is kept once, where it came first (as
     dnspython's RRset does: the SRV weights count candidates before that)."""
+    if len(rdatas) == 1:
+        return RRset(owner, rdtype, ttl, tuple(rdatas))
+    if rdtype not in _NAME_FIELDS:
+        return RRset(owner, rdtype, ttl, tuple(dict.fromkeys(rdatas)))
     seen = {}
     for rd in rdatas:
         seen.setdefault(_dedup_key(rdtype, rd), rd)

@@ -97,25 +97,26 @@ def write_name(out: bytearray, name, compress: Optional[dict]) -> None:
     written (in any letter case) becomes a pointer to it; each suffix
     written here is remembered while it starts below 0x4000.  ``compress``
     None: written in full and not remembered (SRV targets, RFC 2782)."""
+    wire = b"".join([_LENGTH[len(label)] + label for label in name])
     if compress is not None:
-        lower = [label.lower() for label in name]
-        for i in range(len(name)):
-            key = tuple(lower[i:])
-            pos = compress.get(key)
+        # The keys: each suffix's wire form in lower case (names compare
+        # case-insensitively, and a label's length byte is never a letter).
+        lower = wire.lower()
+        start = 0
+        for label in name:
+            pos = compress.get(lower[start:])
             if pos is not None:
+                out += wire[:start]
                 out += (0xC000 | pos).to_bytes(2, "big")
                 return
-            if len(out) <= 0x3FFF:
-                compress[key] = len(out)
-            label = name[i]
-            out.append(len(label))
-            out += label
-        out.append(0)
-        return
-    for label in name:
-        out.append(len(label))
-        out += label
+            if len(out) + start <= 0x3FFF:
+                compress[lower[start:]] = len(out) + start
+            start += len(label) + 1
+    out += wire
     out.append(0)
+
+
+_LENGTH = [bytes((n,)) for n in range(256)]
 
 
 def _write_string(out: bytearray, s: bytes) -> None:
