@@ -109,8 +109,11 @@ def test_a_cache_of_other_code_or_broken_is_not_used(tmp_path, monkeypatch):
     assert rest == [] and set(hits) == set(files)
 
 
-def test_a_reload_of_one_file_does_not_rewrite_the_cache(tmp_path):
+def test_a_reload_of_a_few_files_does_not_rewrite_the_cache(tmp_path):
     cache = ParseCache(tmp_path / "c.parsed")
-    files = {path: parse_file(path, stamp, None) for path, stamp, _ in todo_of(ZONES)}
-    cache.save(files, parsed=1)
-    assert not cache.path.exists()
+    one = parse_file(*todo_of(ZONES)[0][:2], None)
+    files = {Path(f"/m/f{i}.yaml"): one for i in range(50)}
+    assert not cache.save(files, parsed=4)  # under a tenth of the folder
+    assert cache.save(files, parsed=5)
+    wait_until(cache.path.exists, timeout=10)
+    assert set(ParseCache(cache.path)._read()) == {str(p) for p in files}

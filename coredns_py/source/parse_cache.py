@@ -84,21 +84,22 @@ class ParseCache:
             return {}
         return data.get("files", {})
 
-    def save(self, files: dict, parsed: int) -> None:
+    def save(self, files: dict, parsed: int) -> bool:
         """Keep ``files`` ({path: FileResult}) for the next start, if this
-        load parsed enough of them to be worth it."""
+        load parsed enough of them to be worth it; True when the writer
+        was started (it writes in the background)."""
         if parsed < max(1, int(len(files) * REWRITE_SHARE)) or not hasattr(os, "fork"):
-            return
+            return False
         data = {"code": fingerprint(),
                 "files": {str(path): (res.stamp, res) for path, res in files.items()}}
         try:
             pid = os.fork()
         except OSError as exc:
             log.debug("cannot start the process that writes the parse cache: %s", exc)
-            return
+            return False
         if pid:
             os.waitpid(pid, 0)  # the child only forks again and leaves
-            return
+            return True
         # The child forks the writer and exits at once, so that nobody has
         # to wait for the writer (init reaps it).
         code = 1
