@@ -44,6 +44,11 @@ DEFAULT_CACHE_MAX_TTL = 3600
 # suggests capping TTLs at 7 days (604800 s).
 MAX_CACHE_SIZE = 1_000_000
 MAX_CACHE_TTL = 604800
+# Cache prefetch and serve_stale (CoreDNS cache plugin): its defaults, a
+# window of 1 minute and 10 % of the TTL; percentages in [10, 90].
+DEFAULT_PREFETCH_WINDOW = 60
+DEFAULT_PREFETCH_PERCENTAGE = 10
+STALE_MODES = ("immediate", "verify")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,15 @@ class Config:
     # Upstream answers cached (0: no cache) and their longest life in seconds.
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_max_ttl: int = DEFAULT_CACHE_MAX_TTL
+    # Per-domain forwarding (coredns_py/resolver/forward_config.py).
+    forward: tuple = ()
+    # Refresh answers asked this often before they expire (0: off), and
+    # serve expired answers this many seconds when no upstream answers (0: off).
+    cache_prefetch: int = 0
+    cache_prefetch_window: int = DEFAULT_PREFETCH_WINDOW
+    cache_prefetch_percentage: int = DEFAULT_PREFETCH_PERCENTAGE
+    cache_serve_stale: int = 0
+    cache_serve_stale_mode: str = "immediate"
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -174,6 +188,13 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "allow_recursion":
             values[key] = _networks(source, key, value)
             continue
+        if key == "forward":
+            from coredns_py.resolver import forward_config
+            values[key] = forward_config.parse(source, value)
+            if "upstream" in data and any(f.domain == "." for f in values[key]):
+                raise ConfigError(f"{source}: config keys upstream and forward: both name "
+                                  "the servers of '.'; keep one")
+            continue
         default = getattr(Config, key)
         expected = type(default)
         # bool is a subclass of int: "ttl: true" must not pass as 1.
@@ -189,6 +210,15 @@ def parse(data: Any, source: str = "config") -> Config:
                           f"got {cfg.pods!r}")
     _bounded_int(source, cfg, "cache_size", MAX_CACHE_SIZE)
     _bounded_int(source, cfg, "cache_max_ttl", MAX_CACHE_TTL)
+    _bounded_int(source, cfg, "cache_prefetch", MAX_CACHE_SIZE)
+    _bounded_int(source, cfg, "cache_prefetch_window", MAX_CACHE_TTL)
+    _bounded_int(source, cfg, "cache_serve_stale", MAX_CACHE_TTL)
+    if not 10 <= cfg.cache_prefetch_percentage <= 90:
+        raise ConfigError(f"{source}: config key cache_prefetch_percentage: must be 10..90, "
+                          f"got {cfg.cache_prefetch_percentage}")
+    if cfg.cache_serve_stale_mode not in STALE_MODES:
+        raise ConfigError(f"{source}: config key cache_serve_stale_mode: must be one of "
+                          f"{', '.join(STALE_MODES)}, got {cfg.cache_serve_stale_mode!r}")
     zone = cfg.zone.strip(".").lower()
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")
