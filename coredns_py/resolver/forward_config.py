@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import ssl
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from coredns_py.errors import ConfigError
@@ -260,10 +260,3 @@ def effective(config) -> tuple[ForwardDomain, ...]:
     if any(s.domain == "." for s in specs):
         return specs
     return specs + (ForwardDomain(".", tuple(config.upstream)),)
-
-
-def with_defaults(spec: ForwardDomain, **changes) -> ForwardDomain:
-    return replace(spec, **changes)
-
-
-FIELDS = tuple(f.name for f in fields(ForwardDomain))

@@ -53,13 +53,18 @@ class Pool:
         self.metrics = metrics
         self._turn = itertools.count()
         self.health = {
-            up: health_mod.Health(str(up), self._checker(up), interval=health_check,
+            up: health_mod.Health(self._label(up), self._checker(up), interval=health_check,
                                   max_fails=max_fails,
                                   on_check_failed=self._check_failed_hook(up))
             for up in self.upstreams}
 
     def __repr__(self) -> str:
         return f"Pool({self.domain}, {[str(u) for u in self.upstreams]}, {self.policy})"
+
+    def _label(self, up: Upstream) -> str:
+        """How logs name an upstream: with its domain, unless it serves the root."""
+        return str(up) if self.domain == dns.name.root else \
+            f"{up} (for {self.domain.to_text(omit_final_dot=True)})"
 
     def order(self) -> list[Upstream]:
         """The servers to ask for one question, first one first."""
