@@ -183,10 +183,7 @@ class Forwarder:
 
     def _refresh(self, k: tuple, pool: Pool) -> None:
         """Ask upstream again in the background; the answer goes to the cache."""
-        if k in self._inflight:
-            return
-        task = asyncio.get_running_loop().create_task(self._shared(k, pool))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._start(k, pool)
 
     async def lookup(self, k: tuple) -> Optional[Answer]:
         """The upstream answer for a cache key; None when no upstream answered
@@ -197,13 +194,17 @@ class Forwarder:
     async def _shared(self, k: tuple, pool: Pool) -> Optional[Answer]:
         """Identical questions in flight share one exchange; a client that
         goes away (its task cancelled) does not cancel it for the others."""
+        return await asyncio.shield(self._start(k, pool))
+
+    def _start(self, k: tuple, pool: Pool) -> asyncio.Task:
+        """The exchange for ``k`` in flight, started now if there is none."""
         task = self._inflight.get(k)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._exchange(k, pool))
             self._inflight[k] = task
             task.add_done_callback(lambda t: self._inflight.pop(k, None)
                                    if self._inflight.get(k) is t else None)
-        return await asyncio.shield(task)
+        return task
 
     # --- talking to upstreams -----------------------------------------------------------
 
