@@ -173,22 +173,19 @@ def _strings(source: str, key: str, value: Any) -> list[str]:
 
 
 def _upstream(source: str, value: Any) -> tuple[str, ...]:
-    from coredns_py.resolver import upstreams
-    out: list[str] = []
-    for item in _strings(source, "upstream", value):
-        if upstreams.is_file_entry(item):
-            entry = item  # a resolv.conf file, read when the server starts
-        else:
-            try:
-                entry = str(upstreams.parse_address(item))
-            except ValueError as exc:
-                raise ConfigError(f"{source}: config key upstream: {exc}") from None
-        if entry not in out:
-            out.append(entry)
-    if len(out) > upstreams.MAX_UPSTREAMS:
-        raise ConfigError(f"{source}: config key upstream: at most {upstreams.MAX_UPSTREAMS} "
-                          f"entries, got {len(out)}")
-    return tuple(out)
+    from coredns_py.resolver import forward_config
+    return forward_config.normalize_to(f"{source}: config key upstream", value)
+
+
+def check_mapping(where: str, data: Any, known, expected: str) -> None:
+    """``data`` must be a mapping of ``known`` keys (a list entry of a
+    config key: a forward domain, a hosts table)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping ({expected}), got {data!r}")
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
+                          f"(known: {', '.join(sorted(known))})")
 
 
 def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +146,8 @@ class Mapper:
         self.not_acted_on: list[str] = []
         self.kubernetes: Optional[Line] = None
         self.singletons: dict[str, Line] = {}
+        # cache `disable` lines, judged once the cluster zone is known
+        self.disables: list[tuple[Line, list[str]]] = []
 
     # --- blocks ------------------------------------------------------------------------
 
@@ -368,10 +369,7 @@ class Mapper:
                 values["tls_cert"], values["tls_key"] = tls_args[0], tls_args[1]
                 if len(tls_args) == 3:
                     values["tls_ca"] = tls_args[2]
-        try:
-            normalized = forward_config.normalize_to(f"{line.where}: forward", to)
-        except ConfigError:
-            raise
+        normalized = forward_config.normalize_to(f"{line.where}: forward", to)
         for origin in origins:
             spec = ForwardDomain(domain=origin, to=normalized, where=line.where, **values)
             forward_config.validate(f"{line.where}: forward", spec)
@@ -413,7 +411,7 @@ class Mapper:
                         raise fail(opt, f"serve_stale mode {words[1]!r}: immediate or verify")
                     settings["cache_serve_stale_mode"] = words[1]
             elif name == "disable" and len(words) >= 2 and words[0] in ("success", "denial"):
-                self.later_check_disable.append((opt, words[1:]))
+                self.disables.append((opt, words[1:]))
             elif name == "servfail" and words == ["0"]:
                 self.ignored(opt, "cache servfail 0", "SERVFAIL is never cached")
             else:
@@ -422,8 +420,6 @@ class Mapper:
         if size:
             settings["cache_size"] = sum(size.values())
         b.cache, b.cache_line = settings, line
-
-    later_check_disable: list
 
     def d_hosts(self, b: _Block, line: Line) -> None:
         args = line.words()
@@ -503,7 +499,7 @@ class Mapper:
             self.data["cache_size"] = 0
         cached_zones = [z for b in caches for z in b.zones]
         zone = self.data.get("zone", "cluster.local")
-        for opt, zones in self.later_check_disable:
+        for opt, zones in self.disables:
             outside = [z for z in zones if not is_under(z.lower().rstrip(".") or ".", zone)]
             if outside:
                 raise fail(opt, f"cache disable for {', '.join(outside)} is not implemented "
@@ -542,7 +538,6 @@ def _looks_like_address(text: str) -> bool:
 def build(path: Path, servers: list[ServerBlock]) -> tuple[config_mod.Config, list[str]]:
     """The Config of a Corefile's blocks, and what it accepted without acting on."""
     mapper = Mapper(path)
-    mapper.later_check_disable = []
     mapper.run(servers)
     cfg = config_mod.parse(mapper.data, str(path))
     cfg = dataclasses.replace(
@@ -550,7 +545,3 @@ def build(path: Path, servers: list[ServerBlock]) -> tuple[config_mod.Config, li
         origins=tuple(sorted(mapper.origins.items())),
         **{k: tuple(v) for k, v in mapper.coming.items()})
     return cfg, mapper.not_acted_on
-
-
-def resolve_relative(base: Path, text: str) -> str:
-    return text if os.path.isabs(text) else str(base / text)

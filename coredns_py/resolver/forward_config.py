@@ -136,13 +136,9 @@ def _check_files(where: str, spec: ForwardDomain) -> None:
 
 def parse_entry(source: str, index: int, data: Any) -> list[ForwardDomain]:
     """One ``forward`` entry (one per domain it names)."""
+    from coredns_py.config import check_mapping
     where = f"{source}: config key forward[{index}]"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping with domain and to, got {data!r}")
-    unknown = set(data) - _KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
-                          f"(known: {', '.join(sorted(_KEYS))})")
+    check_mapping(where, data, _KEYS, "domain, to, ...")
     if "domain" not in data:
         raise ConfigError(f"{where}: needs a domain")
     domain = data["domain"]

@@ -104,17 +104,12 @@ def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
     return tuple(i.strip() for i in items)
 
 
-def parse_entry(where: str, data: Any, base_dir: str = "") -> HostsSpec:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping (files, entries, ...), got {data!r}")
-    unknown = set(data) - _KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
-                          f"(known: {', '.join(sorted(_KEYS))})")
+def parse_entry(where: str, data: Any) -> HostsSpec:
+    from coredns_py.config import check_mapping
+    check_mapping(where, data, _KEYS, "files, entries, ...")
     values: dict[str, Any] = {}
     if "files" in data:
-        values["files"] = tuple(os.path.join(base_dir, os.path.expanduser(f)) if base_dir
-                                else os.path.expanduser(f)
+        values["files"] = tuple(os.path.expanduser(f)
                                 for f in _strings(where, "files", data["files"]))
     if "entries" in data:
         values["entries"] = _strings(where, "entries", data["entries"])
