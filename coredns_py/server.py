@@ -124,11 +124,6 @@ class Server:
 
     # --- the core call: bytes in, bytes out ---------------------------------------
 
-    def dispatch(self, wire: bytes, proto: str, peer):
-        """What the listeners call: the current chain (a config reload may
-        build a new one)."""
-        return self.entry(wire, proto, peer)
-
     def _stages(self) -> list:
         """The stages around handle(), outermost first, in CoreDNS's plugin
         order (plugin.cfg): what limits clients first, then what answers from
@@ -284,6 +279,8 @@ class Server:
         if self.hosts is not None:
             self.hosts.start()
         self.entry = stages.chain(self.handle, self._stages())
+        if self.listeners is not None:
+            self.listeners.replace_handler(self.entry)
 
     def _set_query_log(self, on: bool) -> None:
         from coredns_py.ops import querylog
@@ -325,7 +322,7 @@ class Server:
         loop = asyncio.get_running_loop()
         self._start_hosts()  # the stateful stages around handle() (coredns_py.stages)
         self._set_query_log(self.config.log_queries)
-        self.listeners = await listeners.start(self.dispatch, self.listens)
+        self.listeners = await listeners.start(self.entry, self.listens)
         self.metrics.addresses = self.addresses()
         self._start_forwarder()
         self._start_config_watch()

@@ -79,3 +79,33 @@ def test_forwarding_and_hosts_follow_the_config(tmp_path, state_home):
         srv.wait_stderr(r"reloaded: hosts changed")
     finally:
         srv.stop()
+
+
+def test_an_open_tcp_connection_gets_the_new_stages(tmp_path, state_home):
+    """The chain a reload builds reaches connections already open."""
+    import socket
+
+    import dns.message
+
+    def ask(sock, name):
+        wire = dns.message.make_query(name, "A").to_wire()
+        sock.sendall(len(wire).to_bytes(2, "big") + wire)
+        head = sock.recv(2, socket.MSG_WAITALL)
+        return dns.message.from_wire(sock.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL))
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("upstream: []\nreload: 0\n")
+    srv = ServerProcess(state_home=state_home, args=["--config", str(cfg)],
+                        logdir=tmp_path / "log").start()
+    try:
+        with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+            assert ask(sock, "mock.example.").rcode() == 5  # REFUSED
+            write_atomic(cfg, "upstream: []\nreload: 0\nhosts:\n"
+                         "  - entries: ['192.0.2.7 mock.example']\n")
+            srv.signal(signal.SIGHUP)
+            srv.wait_stderr(r"reloaded: hosts changed")
+            r = wait_until(lambda: (lambda m: m if m.answer else None)(
+                ask(sock, "mock.example.")), timeout=5, message="the hosts answer over TCP")
+            assert [rd.to_text() for rs in r.answer for rd in rs] == ["192.0.2.7"]
+    finally:
+        srv.stop()

@@ -43,6 +43,7 @@ from typing import Any, Callable, Optional
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -221,6 +222,12 @@ class HostsTable:
         self._problems.report(problems)
         self.table = table  # the swap: one reference assignment
 
+    def wire_names(self) -> set[bytes]:
+        """Every name it answers (A, AAAA or PTR), in lower-case wire form."""
+        table = self.table
+        return {dns.name.from_text(n).to_wire() for n in
+                (*table.v4, *table.v6, *table.ptr)}
+
     # --- answering (event loop thread) ------------------------------------------------
 
     def through(self, name: str) -> bool:
@@ -260,6 +267,16 @@ class Hosts:
         ordered = sorted(specs, key=lambda s: -max(len(z) for z in s.zones))
         self.tables = [HostsTable(spec) for spec in ordered]
         self._task: Optional[asyncio.Task] = None
+        self.index: tuple[bool, frozenset] = (False, frozenset())
+        self._reindex()
+
+    def _reindex(self) -> None:
+        """The hot path's shortcut: when every table lets unknown names go on
+        (``fallthrough`` for all), a question whose name no table lists
+        needs no parsing at all -- one set lookup on the raw name."""
+        every = all("." in t.spec.fallthrough for t in self.tables)
+        names = frozenset().union(*(t.wire_names() for t in self.tables))
+        self.index = (every, names)  # one assignment: read whole by the stage
 
     def decide(self, name: str, qtype: int):
         for table in self.tables:
@@ -286,6 +303,7 @@ class Hosts:
                 last[i] = now
                 if table.changed():
                     await loop.run_in_executor(None, table.reload_now)
+                    self._reindex()
                     log.info("hosts: reloaded %s (%d names)", ", ".join(table.spec.files),
                              len(table.table))
 
@@ -358,6 +376,13 @@ def stage(hosts: Hosts, observe: Callable) -> Callable[[Handler], Handler]:
     def wrap(inner: Handler) -> Handler:
         def handler(wire: bytes, proto: str, peer):
             started = clock()
+            every_falls_through, names = hosts.index
+            if every_falls_through:
+                # The question's name, lower-cased (label lengths are below
+                # 64, never ASCII letters): not listed anywhere, it goes on.
+                end = wire.find(0, 12)
+                if end < 0 or wire[12:end + 1].lower() not in names:
+                    return inner(wire, proto, peer)
             q = question(wire)
             if q is not None:
                 found = hosts.decide(*q)
