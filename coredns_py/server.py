@@ -115,6 +115,7 @@ class Server:
         self.forwarder = None
         # Static names answered before the cluster zone (stages/hosts.py).
         self.hosts = None
+        self._retiring: list = []  # forwarders a reload replaced, still finishing
         # Counts every query (hot path: plain dict updates) and reload;
         # ``observe`` is what handle() reports each query to (the query log
         # wraps it when on).
@@ -265,11 +266,17 @@ class Server:
                                              self.metrics, cache=cache)
         self.metrics.forward_enabled = self.forwarder is not None
         if previous is not None:
-            # Questions in flight finish with their answer... within the
+            # Questions in flight finish with their answer within the
             # deadline; then the old upstreams' checks and connections stop.
+            self._retiring.append(previous)
             loop = asyncio.get_running_loop()
             loop.call_later(forward.FORWARD_DEADLINE,
-                            lambda: loop.create_task(previous.retire()))
+                            lambda: loop.create_task(self._retire(previous)))
+
+    async def _retire(self, forwarder) -> None:
+        if forwarder in self._retiring:
+            self._retiring.remove(forwarder)
+            await forwarder.retire()
 
     def _start_hosts(self) -> None:
         from coredns_py.stages import hosts
@@ -345,3 +352,5 @@ class Server:
             await self.listeners.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+        for old in list(self._retiring):
+            await self._retire(old)

@@ -94,6 +94,9 @@ class Transport:
                 msg = await dns.asyncquery.tls(query, up.host, port=up.port, sock=kept)
             except (OSError, EOFError, dns.exception.DNSException):
                 await _close(kept)  # the server closed it meanwhile: a new one
+            except BaseException:  # timed out or cancelled: never reuse it
+                _close_soon(kept)
+                raise
             else:
                 self._give(up, kept)
                 return msg
@@ -103,7 +106,7 @@ class Transport:
         try:
             msg = await dns.asyncquery.tls(query, up.host, port=up.port, sock=sock)
         except BaseException:
-            await _close(sock)
+            _close_soon(sock)
             raise
         self._give(up, sock)
         return msg
