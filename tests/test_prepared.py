@@ -364,3 +364,16 @@ def test_a_cname_into_another_namespace_follows_that_namespace(tmp_path):
     assert out == answer.answer(second, wire, "udp")
     assert [rd.to_text() for rs in dns.message.from_wire(out).answer for rd in rs][-1] == \
         "10.96.0.7"
+
+
+def test_a_config_change_remakes_the_answers_of_namespaces_that_do_not_exist():
+    """An NXDOMAIN for a namespace that does not exist depends on the config
+    (its SOA's TTL is min(ttl, 300)): a new ttl must not serve the old one."""
+    short, longer = build(ZONES, Config(ttl=5)), build(ZONES, Config(ttl=30))
+    cache = PreparedAnswers()
+    for name in ("web.nonexistent.svc.cluster.local", "1-2-3-4.nonexistent.pod.cluster.local"):
+        wire = dns.message.make_query(name, "A").to_wire()
+        assert cache.answer(short, wire, "udp") == answer.answer(short, wire, "udp")
+        out = cache.answer(longer, wire, "udp")
+        assert out == answer.answer(longer, wire, "udp")
+        assert dns.message.from_wire(out).authority[0].ttl == 30

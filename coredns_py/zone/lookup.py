@@ -349,9 +349,9 @@ class _Zone:
 def soa_rrset(snap: Snapshot, owner: tuple) -> RRset:
     """The zone's SOA, as CoreDNS synthesizes it, on the zone name as sent.
 
-    It ends with the serial and the four timers (SOA_TAIL bytes): the only
-    part of an answer that changes at every reload, which the prepared
-    answers write anew (:mod:`coredns_py.zone.prepared`)."""
+    It ends with the serial and the four timers (SOA_TAIL bytes); the serial
+    is the only part of an answer that changes at every reload, which the
+    prepared answers write anew (:mod:`coredns_py.zone.prepared`)."""
     soa = (names.nameserver_labels(owner), names.hostmaster_labels(owner), snap.serial,
            SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, snap.ttl)
     # The SOA's own TTL is min(ttl, 300); its minimum field (the negative
@@ -362,10 +362,10 @@ def soa_rrset(snap: Snapshot, owner: tuple) -> RRset:
 SOA_TAIL = 20  # serial, refresh, retry, expire, minimum: 5 x 32 bits
 
 
-def soa_tail(snap: Snapshot) -> bytes:
-    """The last SOA_TAIL bytes of the zone's SOA record in this snapshot."""
-    return b"".join(v.to_bytes(4, "big") for v in (snap.serial, SOA_REFRESH, SOA_RETRY,
-                                                      SOA_EXPIRE, snap.ttl))
+def soa_serial(snap: Snapshot) -> bytes:
+    """The serial of every SOA of this snapshot, as written (the first 4 of
+    the SOA record's last SOA_TAIL bytes)."""
+    return snap.serial.to_bytes(4, "big")
 
 
 def reverse_lookup(snap: Snapshot, qname: tuple, rel: list, qtype: int) -> Result:
