@@ -54,6 +54,9 @@ STALE_MODES = ("immediate", "verify")
 @dataclass(frozen=True)
 class Config:
     zone: str = "cluster.local"
+    # More zones answering the same cluster (CoreDNS `kubernetes cluster.local
+    # example.internal`); PTR records name the first, `zone`.
+    extra_zones: tuple[str, ...] = ()
     ttl: int = 5
     pods: str = "disabled"
     endpoint_pod_names: bool = False
@@ -101,7 +104,6 @@ class Config:
     k8s_external: tuple = ()
     loadbalance: tuple = ()
     transfer: tuple = ()
-    extra_zones: tuple = ()
     namespaces: tuple = ()
     labels: tuple = ()
     namespace_labels: tuple = ()
@@ -136,7 +138,7 @@ _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
 # The Corefile's directives whose behaviour comes in a later version.
 COMING = {"rewrite": "rewrite", "k8s_external": "k8s_external", "loadbalance": "loadbalance",
-          "transfer": "transfer", "extra_zones": "kubernetes with several zones",
+          "transfer": "transfer",
           "namespaces": "kubernetes namespaces", "labels": "kubernetes labels",
           "namespace_labels": "kubernetes namespace_labels"}
 
@@ -186,6 +188,28 @@ def check_mapping(where: str, data: Any, known, expected: str) -> None:
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
                           f"(known: {', '.join(sorted(known))})")
+
+
+def zone_name(text: str) -> str:
+    """A zone as the config keeps it: lower case, no leading or trailing dot;
+    ValueError when it is not a domain name."""
+    zone = text.strip().strip(".").lower()
+    if not zone or any(not label or len(label) > 63 for label in zone.split(".")) \
+            or len(zone) > 253:
+        raise ValueError(f"not a domain name: {text!r}")
+    return zone
+
+
+def _extra_zones(source: str, value: Any) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in _strings(source, "extra_zones", value):
+        try:
+            zone = zone_name(item)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key extra_zones: {exc}") from None
+        if zone not in out:
+            out.append(zone)
+    return tuple(out)
 
 
 def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -263,6 +287,9 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "allow_recursion":
             values[key] = _networks(source, key, value)
             continue
+        if key == "extra_zones":
+            values[key] = _extra_zones(source, value)
+            continue
         if key == "listen":
             values[key] = _listens(source, value)
             continue
@@ -310,9 +337,21 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.cache_serve_stale_mode not in STALE_MODES:
         raise ConfigError(f"{source}: config key cache_serve_stale_mode: must be one of "
                           f"{', '.join(STALE_MODES)}, got {cfg.cache_serve_stale_mode!r}")
-    zone = cfg.zone.strip(".").lower()
-    if not zone or any(not label for label in zone.split(".")):
-        raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")
+    try:
+        zone = zone_name(cfg.zone)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: config key zone: {exc}") from None
+    seen = [zone]
+    for extra in cfg.extra_zones:
+        if extra.split(".")[-2:] in (["in-addr", "arpa"], ["ip6", "arpa"]):
+            raise ConfigError(f"{source}: config key extra_zones: {extra} is a reverse zone "
+                              "(reverse names are always answered)")
+        # Nested zones would answer one name twice, differently.
+        for other in seen:
+            if extra == other or extra.endswith("." + other) or other.endswith("." + extra):
+                raise ConfigError(f"{source}: config key extra_zones: {extra} is, or is "
+                                  f"nested with, the zone {other}")
+        seen.append(extra)
     return Config(**{**values, "zone": zone})
 
 

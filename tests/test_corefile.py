@@ -245,11 +245,10 @@ def test_second_part_plugins_are_kept_for_later_and_named(tmp_path):
         f"{path}:7: k8s_external: not implemented yet",
         f"{path}:11: loadbalance: not implemented yet",
         f"{path}:8: transfer: not implemented yet",
-        f"{path}:3: kubernetes with several zones: not implemented yet",
         f"{path}:4: kubernetes namespaces: not implemented yet",
         f"{path}:5: kubernetes labels: not implemented yet"]
     assert cfg.rewrite[0][1] == ("name", "api.myapp.test", "api.default.svc.cluster.local")
-    assert cfg.extra_zones == (("example.internal",),)
+    assert cfg.extra_zones == ("example.internal",)
 
 
 # --- the commands -----------------------------------------------------------------------------

@@ -74,19 +74,21 @@ def generated_cluster(folder: Path, rng: random.Random, namespaces: int = 4) -> 
 
 
 def names(snap) -> list[str]:
-    out = ["cluster.local", "svc.cluster.local", "pod.cluster.local",
-           "dns-version.cluster.local", "ns.dns.cluster.local", "nope.cluster.local",
-           "10-244-0-1.default.pod.cluster.local", "1-2-3-4.nope.pod.cluster.local",
-           "in-addr.arpa", "96.10.in-addr.arpa", "1.2.3.4.in-addr.arpa", "example.com"]
-    for (ns, name), view in snap.services.items():
-        base = f"{name}.{ns}.svc.cluster.local"
-        out += [base, f"{base}.svc.cluster.local", f"nope.{base}", f"{ns}.svc.cluster.local",
-                f"10-244-0-1.{ns}.pod.cluster.local"]
-        for p in view.ports:
-            if p.name:
-                out.append(f"_{p.name}._{p.protocol}.{base}")
-        for ep in view.endpoints[:2]:
-            out.append(f"{ep.name}.{base}")
+    out = ["in-addr.arpa", "96.10.in-addr.arpa", "1.2.3.4.in-addr.arpa", "example.com"]
+    for labels in snap.zones:  # every zone answering the cluster
+        z = b".".join(labels).decode()
+        out += [z, f"svc.{z}", f"pod.{z}", f"dns-version.{z}", f"ns.dns.{z}", f"nope.{z}",
+                f"10-244-0-1.default.pod.{z}", f"1-2-3-4.nope.pod.{z}"]
+        for (ns, name), view in snap.services.items():
+            base = f"{name}.{ns}.svc.{z}"
+            out += [base, f"{base}.svc.{z}", f"nope.{base}", f"{ns}.svc.{z}",
+                    f"10-244-0-1.{ns}.pod.{z}"]
+            for p in view.ports:
+                if p.name:
+                    out.append(f"_{p.name}._{p.protocol}.{base}")
+            for ep in view.endpoints[:2]:
+                out.append(f"{ep.name}.{base}")
+    for view in snap.services.values():
         for ip in list(view.ips) + [ep.address for ep in view.endpoints[:2]]:
             out.append(dns.reversename.from_address(ip).to_text())
     return sorted(set(out))
@@ -144,6 +146,8 @@ def zone_snapshots(tmp_path: Path):
     gen = tmp_path / "generated"
     generated_cluster(gen, random.Random(7))
     yield build(gen, cfg)
+    # The same cluster answered under two more zones.
+    yield build(gen, Config(pods="verified", extra_zones=("example.internal", "k8s.test")))
 
 
 @pytest.fixture(scope="module")

@@ -283,9 +283,12 @@ class Mapper:
         if not cluster:
             raise fail(line, "kubernetes needs a cluster zone (e.g. cluster.local)")
         self.data["zone"] = cluster[0]
-        extra = cluster[1:] + [z for z in zones if z not in cluster and z not in REVERSE]
-        if extra:
-            self.later("extra_zones", line, tuple(extra))
+        if cluster[1:]:
+            self.data["extra_zones"] = cluster[1:]
+        for z in zones:
+            if z not in cluster and z not in REVERSE:
+                self.ignored(line, f"kubernetes {z}", "PTR records of every Service and "
+                                                      "endpoint address are answered")
         for opt in line.block:
             name, words = opt.name.text, opt.words()
             if name == "pods" and len(words) == 1:

@@ -136,12 +136,13 @@ def _port_match(port, name: Optional[str], proto: Optional[str]) -> bool:
 
 
 class _Zone:
-    """Lookups in the cluster zone for one snapshot."""
+    """Lookups in one cluster zone (``zone``: its labels, lower case) of a
+    snapshot; every zone of ``snap.zones`` answers the same cluster."""
 
-    def __init__(self, snap: Snapshot):
+    def __init__(self, snap: Snapshot, zone: tuple):
         self.snap = snap
         self.ttl = snap.ttl
-        self.zone = snap.zone_labels
+        self.zone = zone
 
     def lookup(self, qname: tuple, labels: list[str], qtype: int,
                depth: int = 0) -> Result:
@@ -160,7 +161,8 @@ class _Zone:
         if labels == ["dns-version"] and qtype == T.TXT:
             return Result(answer=[rrset(qname, T.TXT, [(SCHEMA_VERSION,)], SCHEMA_TTL)])
         if labels == ["ns", "dns"] and qtype in ADDRESS_TYPES:
-            # The same addresses as the apex NS glue (CoreDNS ns.go).
+            # The same addresses as the apex NS glue (CoreDNS ns.go), in
+            # every zone.
             addrs = [a for _, addrs in self.snap.nameservers for a in addrs]
             return Result(answer=_addresses(qname, list(dict.fromkeys(addrs)), qtype, self.ttl),
                           scope=GLOBAL)
@@ -172,11 +174,11 @@ class _Zone:
         if qtype == T.SOA:
             return Result(answer=[soa_rrset(self.snap, qname)])
         if qtype == T.NS:
-            ns = [name.labels[:-1] for name, _ in self.snap.nameservers]
+            ns = [rel + self.zone for rel, _ in self.snap.nameservers]
             res = Result(answer=[rrset(qname, T.NS, ns, self.ttl)], scope=GLOBAL)
-            for name, addrs in self.snap.nameservers:
+            for rel, addrs in self.snap.nameservers:
                 for rdtype in ADDRESS_TYPES:
-                    res.additional += _addresses(name.labels[:-1], addrs, rdtype, self.ttl)
+                    res.additional += _addresses(rel + self.zone, addrs, rdtype, self.ttl)
             return res
         if qtype == T.TXT:
             # CoreDNS: TXT is NXDOMAIN where no record of any type exists,
@@ -300,13 +302,13 @@ class _Zone:
         if qtype not in ADDRESS_TYPES:
             # SRV for ExternalName is not implemented in CoreDNS: NODATA.
             return Result()
-        inside = names.below(target, self.zone)
+        zone, inside = cluster_zone(self.snap, target)
         if inside is not None:
             # The answer now depends on another name, maybe in another
-            # namespace: GLOBAL.
+            # namespace (or another of our zones): GLOBAL.
             if depth >= MAX_CNAME_DEPTH or _same_name(target, qname):
                 return Result(scope=GLOBAL)
-            inner = self.lookup(target, inside, qtype, depth + 1)
+            inner = _Zone(self.snap, zone).lookup(target, inside, qtype, depth + 1)
             if not inner.answer:
                 # CoreDNS emits the CNAME only when the in-zone target has
                 # records of the asked type; otherwise NODATA without it.
@@ -390,13 +392,23 @@ def reverse_lookup(snap: Snapshot, qname: tuple, rel: list, qtype: int) -> Resul
     return Result(answer=[rrset(qname, T.PTR, targets, snap.ttl)], scope=GLOBAL)
 
 
+def cluster_zone(snap: Snapshot, qname: tuple) -> tuple[tuple, Optional[list[str]]]:
+    """(the cluster zone holding ``qname``, qname's labels below it), or
+    ((), None) when it is in none of them."""
+    for zone in snap.zones:
+        rel = names.below(qname, zone)
+        if rel is not None:
+            return zone, rel
+    return (), None
+
+
 def resolve(snap: Snapshot, qname: tuple, qtype: int) -> Optional[Result]:
     """The zone lookup for one question (``qname``: labels as sent); None
     when no zone of ours holds qname."""
-    rel = names.below(qname, snap.zone_labels)
+    zone, rel = cluster_zone(snap, qname)
     if rel is not None:
-        res = _Zone(snap).lookup(qname, rel, qtype)
-        zone_len = len(snap.zone_labels)
+        res = _Zone(snap, zone).lookup(qname, rel, qtype)
+        zone_len = len(zone)
     else:
         for rzone in REVERSE_ZONES:
             rel = names.below(qname, rzone)

@@ -74,12 +74,17 @@ class Snapshot:
     ptr: Mapping[str, tuple[tuple, ...]]
     # Primary pod IP (canonical text) per namespace, for `pods verified`.
     pod_ips: Mapping[str, frozenset[str]]
-    # The apex NS records and ns.dns.<zone>: (name server, its addresses),
-    # worked out from this server's own addresses by _nameservers().
-    nameservers: tuple[tuple[dns.name.Name, tuple[str, ...]], ...] = ()
+    # The apex NS records and ns.dns.<zone>: (name server's labels below
+    # the zone, its addresses), worked out from this server's own addresses
+    # by _nameservers(); the same in every zone.
+    nameservers: tuple[tuple[tuple, tuple[str, ...]], ...] = ()
     generation: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
     zone_labels: tuple = ()  # the zone's labels, lower case, without the root label
+    # Every zone answering the cluster, as labels: zone_labels first, then
+    # the config's extra_zones (CoreDNS serves each zone of its kubernetes
+    # line alike; PTR records name the first).
+    zones: tuple = ()
     # What the answers depend on (lookup.Result.scope) -> a value that stays
     # the same object for as long as that input does: each namespace's
     # share of the snapshot (reused by the memo while its objects are
@@ -214,7 +219,7 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     for ns in cluster.namespaces:
         scopes.setdefault(ns, EXISTS)
     # Scope keys as lookup.py names them: 0 the config, 1 everything else.
-    scopes[0] = memo.get(("static", zone.to_text(), config.ttl, config.pods,
+    scopes[0] = memo.get(("static", zone.to_text(), config.extra_zones, config.ttl, config.pods,
                           config.ignore_empty_service, config.endpoint_pod_names), (), object)
     scopes[1] = object()
     memo.rotate()
@@ -222,7 +227,9 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         if ip not in ptr:
             ptr[ip] = owners
 
-    nameservers = _nameservers(services, zone, ns_addresses)
+    nameservers = _nameservers(services, ns_addresses)
+    zones = (names.zone_labels(zone),) + tuple(
+        tuple(label.encode() for label in extra.split(".")) for extra in config.extra_zones)
 
     counts = {
         "namespaces": len(cluster.namespaces),
@@ -237,24 +244,25 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         ptr={k: tuple(v) for k, v in ptr.items()},
         pod_ips=pod_ips,
         nameservers=nameservers, generation=generation,
-        counts=counts, zone_labels=names.zone_labels(zone), scopes=scopes)
+        counts=counts, zone_labels=zones[0], zones=zones, scopes=scopes)
 
 
-def _nameservers(services: Mapping[tuple[str, str], ServiceView], zone: dns.name.Name,
-                 ns_addresses) -> tuple:
+def _nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses) -> tuple:
     """The apex NS: the Services whose endpoints hold this server's own
     address (kube-dns, in a cluster), with their cluster IPs as glue (the
     endpoint address for a headless one); otherwise ns.dns.<zone> with the
-    server's addresses (CoreDNS ns.go nsAddrs)."""
+    server's addresses (CoreDNS ns.go nsAddrs).  Names as labels below the
+    zone: the same Services name the name servers of every zone."""
     own = set(ns_addresses)
-    found: dict[dns.name.Name, list[str]] = {}
+    found: dict[tuple, list[str]] = {}
     for view in services.values():
         for ep in view.endpoints:
             if ep.address in own:
-                addrs = found.setdefault(view.fqdn(zone), [])
+                addrs = found.setdefault(names.service_labels(view.namespace, view.name, ()),
+                                         [])
                 for ip in (view.ips or (ep.address,)):
                     if ip not in addrs:
                         addrs.append(ip)
     if found:
         return tuple((name, tuple(addrs)) for name, addrs in found.items())
-    return ((names.nameserver(zone), tuple(ns_addresses)),)
+    return ((names.nameserver_labels(()), tuple(ns_addresses)),)
