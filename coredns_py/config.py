@@ -57,6 +57,12 @@ class Config:
     # More zones answering the same cluster (CoreDNS `kubernetes cluster.local
     # example.internal`); PTR records name the first, `zone`.
     extra_zones: tuple[str, ...] = ()
+    # Only these namespaces, only Services (and pods) with these labels, only
+    # namespaces with these labels (CoreDNS kubernetes `namespaces`, `labels`,
+    # `namespace_labels`; coredns_py/zone/exposed.py).
+    namespaces: tuple[str, ...] = ()
+    labels: str = ""
+    namespace_labels: str = ""
     ttl: int = 5
     pods: str = "disabled"
     endpoint_pod_names: bool = False
@@ -104,9 +110,6 @@ class Config:
     k8s_external: tuple = ()
     loadbalance: tuple = ()
     transfer: tuple = ()
-    namespaces: tuple = ()
-    labels: tuple = ()
-    namespace_labels: tuple = ()
     # Where each of those was written ((key, "Corefile:12"), ...).
     origins: tuple = ()
 
@@ -138,9 +141,7 @@ _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
 # The Corefile's directives whose behaviour comes in a later version.
 COMING = {"rewrite": "rewrite", "k8s_external": "k8s_external", "loadbalance": "loadbalance",
-          "transfer": "transfer",
-          "namespaces": "kubernetes namespaces", "labels": "kubernetes labels",
-          "namespace_labels": "kubernetes namespace_labels"}
+          "transfer": "transfer"}
 
 
 def _cidrs(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -210,6 +211,30 @@ def _extra_zones(source: str, value: Any) -> tuple[str, ...]:
         if zone not in out:
             out.append(zone)
     return tuple(out)
+
+
+def _namespace_names(source: str, value: Any) -> tuple[str, ...]:
+    import re
+    out: list[str] = []
+    for item in _strings(source, "namespaces", value):
+        if len(item) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", item):
+            raise ConfigError(f"{source}: config key namespaces: {item!r} is not a namespace "
+                              "name")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _selector(source: str, key: str, value: Any) -> str:
+    from coredns_py.source.selectors import parse as parse_selector
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: config key {key}: expected a label selector "
+                          f"(\"app=web,tier in (a, b)\"), got {value!r}")
+    try:
+        parse_selector(value)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: config key {key}: {exc}") from None
+    return value.strip()
 
 
 def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -289,6 +314,12 @@ def parse(data: Any, source: str = "config") -> Config:
             continue
         if key == "extra_zones":
             values[key] = _extra_zones(source, value)
+            continue
+        if key == "namespaces":
+            values[key] = _namespace_names(source, value)
+            continue
+        if key in ("labels", "namespace_labels"):
+            values[key] = _selector(source, key, value)
             continue
         if key == "listen":
             values[key] = _listens(source, value)

@@ -244,11 +244,10 @@ def test_second_part_plugins_are_kept_for_later_and_named(tmp_path):
         f"{path}:2: rewrite: not implemented yet",
         f"{path}:7: k8s_external: not implemented yet",
         f"{path}:11: loadbalance: not implemented yet",
-        f"{path}:8: transfer: not implemented yet",
-        f"{path}:4: kubernetes namespaces: not implemented yet",
-        f"{path}:5: kubernetes labels: not implemented yet"]
+        f"{path}:8: transfer: not implemented yet"]
     assert cfg.rewrite[0][1] == ("name", "api.myapp.test", "api.default.svc.cluster.local")
     assert cfg.extra_zones == ("example.internal",)
+    assert (cfg.namespaces, cfg.labels) == (("default", "kube-system"), "app=web")
 
 
 # --- the commands -----------------------------------------------------------------------------

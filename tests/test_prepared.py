@@ -88,6 +88,8 @@ def names(snap) -> list[str]:
                     out.append(f"_{p.name}._{p.protocol}.{base}")
             for ep in view.endpoints[:2]:
                 out.append(f"{ep.name}.{base}")
+        for ns in snap.hidden:  # namespaces a filter hides
+            out += [f"s0.{ns}.svc.{z}", f"{ns}.svc.{z}", f"10-244-0-1.{ns}.pod.{z}"]
     for view in snap.services.values():
         for ip in list(view.ips) + [ep.address for ep in view.endpoints[:2]]:
             out.append(dns.reversename.from_address(ip).to_text())
@@ -146,8 +148,9 @@ def zone_snapshots(tmp_path: Path):
     gen = tmp_path / "generated"
     generated_cluster(gen, random.Random(7))
     yield build(gen, cfg)
-    # The same cluster answered under two more zones.
-    yield build(gen, Config(pods="verified", extra_zones=("example.internal", "k8s.test")))
+    # The same cluster answered under two more zones, one namespace hidden.
+    yield build(gen, Config(pods="verified", extra_zones=("example.internal", "k8s.test"),
+                            namespaces=("gen0", "gen1", "gen2")))
 
 
 @pytest.fixture(scope="module")

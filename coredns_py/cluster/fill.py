@@ -218,9 +218,11 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path],
     objects = tuple(objects)
     by_ns: dict[str, list] = defaultdict(list)
     namespaces: set[str] = set()
+    namespace_labels: dict[str, tuple] = {}
     for obj in objects:
         if type(obj) is o.Namespace:
             namespaces.add(obj.name)
+            namespace_labels[obj.name] = obj.labels
         else:
             by_ns[obj.namespace].append(obj)
     namespaces.update(by_ns)
@@ -263,4 +265,4 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path],
         tuple(s for r in results.values() for s in r.slices),
         tuple(p for r in results.values() for p in r.pods),
         tuple(e for r in results.values() for e in r.errors),
-        results)
+        results, namespace_labels)

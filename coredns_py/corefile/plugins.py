@@ -305,7 +305,12 @@ class Mapper:
                                     "implemented: only `fallthrough in-addr.arpa ip6.arpa` "
                                     "(reverse names we do not know go upstream)")
             elif name in ("namespaces", "labels", "namespace_labels") and words:
-                self.later(name, opt, tuple(words))
+                value = words if name == "namespaces" else " ".join(words)
+                try:  # checked here, to name the line
+                    config_mod.parse({name: value})
+                    self.data[name] = value
+                except ConfigError as exc:
+                    raise fail(opt, str(exc).split(": ", 1)[1]) from None
             elif name in ("endpoint", "tls", "kubeconfig", "apiserver", "startup_timeout",
                           "upstream"):
                 self.ignored(opt, f"kubernetes {name}", "the cluster comes from the manifests "

@@ -154,7 +154,7 @@ def _mappings(ctx: _Ctx, data: Any, field: str, key: str) -> Iterator[tuple[str,
 # --- Service ---------------------------------------------------------------
 
 def service(ctx: _Ctx, raw: dict) -> o.Service:
-    _metadata(ctx, raw)
+    labels = _string_map(ctx, _metadata(ctx, raw).get("labels"), "metadata.labels")
     spec = _get(ctx, raw, "", "spec", dict, {})
     stype = _get(ctx, spec, "spec", "type", str, o.CLUSTER_IP) or o.CLUSTER_IP
     if stype not in o.SERVICE_TYPES:
@@ -189,7 +189,8 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
         if not ext:
             raise ctx.error("spec.externalName", "missing (required for type ExternalName)")
         return o.Service(ctx.namespace, ctx.name, stype, (), tuple(ports),
-                         external_name=ext.rstrip(".").lower(), origin=ctx.origin)
+                         external_name=ext.rstrip(".").lower(), origin=ctx.origin,
+                         labels=labels)
 
     cluster_ip = _get(ctx, spec, "spec", "clusterIP", str, "")
     cluster_ips = [v for v in _list(ctx, spec, "spec", "clusterIPs")]
@@ -227,7 +228,8 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
         ctx.namespace, ctx.name, stype, tuple(parsed), tuple(ports),
         selector=selector,
         publish_not_ready=bool(_get(ctx, spec, "spec", "publishNotReadyAddresses", bool, False)),
-        ip_families=tuple(families), ip_family_policy=policy, origin=ctx.origin)
+        ip_families=tuple(families), ip_family_policy=policy, origin=ctx.origin,
+        labels=labels)
 
 
 # --- EndpointSlice and Endpoints --------------------------------------------
@@ -380,9 +382,14 @@ def workload(ctx: _Ctx, raw: dict) -> o.Workload:
     return wl
 
 
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server
+
+
 def namespace(ctx: _Ctx, raw: dict) -> o.Namespace:
-    _metadata(ctx, raw, namespaced=False)
-    return o.Namespace(ctx.name, origin=ctx.origin)
+    meta = _metadata(ctx, raw, namespaced=False)
+    labels = dict(_string_map(ctx, meta.get("labels"), "metadata.labels"))
+    labels[NAMESPACE_NAME_LABEL] = ctx.name
+    return o.Namespace(ctx.name, origin=ctx.origin, labels=tuple(sorted(labels.items())))
 
 
 _CONVERTERS: dict[str, Callable] = {

@@ -85,6 +85,7 @@ class Service:
     ip_families: tuple[str, ...] = ()
     ip_family_policy: str = ""
     origin: Optional[Origin] = field(default=None, compare=False)
+    labels: tuple[tuple[str, str], ...] = ()  # metadata.labels (CoreDNS `labels` filter)
 
     @property
     def kind(self) -> str:
@@ -205,6 +206,9 @@ class Workload:
 class Namespace:
     name: str
     origin: Optional[Origin] = field(default=None, compare=False)
+    # metadata.labels, with kubernetes.io/metadata.name, which the API
+    # server sets on every namespace (CoreDNS `namespace_labels` filter).
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def kind(self) -> str:

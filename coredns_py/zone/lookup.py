@@ -195,16 +195,21 @@ class _Zone:
         if n > 4:
             return _nx("too many labels for the cluster schema")
         ns = labels[-1]
+        if ns not in self.snap.namespaces:
+            return _nx(self.no_namespace(ns), ns)
         res = self.in_namespace(qname, labels, ns, qtype, depth)
         if res.scope == STATIC:
             res.scope = ns  # decided by that namespace's objects, or its absence
         return res
 
+    def no_namespace(self, ns: str) -> str:
+        if ns in self.snap.hidden:
+            return "namespace not exposed (config keys namespaces, namespace_labels)"
+        return "no such namespace"
+
     def in_namespace(self, qname, labels, ns, qtype, depth) -> Result:
         n = len(labels)
         if n == 1:  # <ns>.svc.<zone>: NODATA when the namespace exists
-            if ns not in self.snap.namespaces:
-                return _nx("no such namespace")
             if qtype == T.TXT:
                 return _nx("TXT where no record exists")
             return Result()
@@ -333,7 +338,7 @@ class _Zone:
         ns = labels[-1]
         # Decided by that namespace: whether it exists, its pods.
         if ns not in self.snap.namespaces:
-            return _nx("no such namespace", ns)
+            return _nx(self.no_namespace(ns), ns)
         if n == 1:
             return _nx("TXT where no record exists", ns) if qtype == T.TXT else Result(scope=ns)
         # Up to two extra labels in front are ignored: CoreDNS parses them as

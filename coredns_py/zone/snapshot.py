@@ -21,6 +21,7 @@ from coredns_py.cluster import Cluster
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
 from coredns_py.zone import names
+from coredns_py.zone.exposed import Exposed
 
 
 
@@ -93,6 +94,9 @@ class Snapshot:
     # answer prepared as bytes is good while its scope's value is the same
     # (coredns_py.zone.prepared).
     scopes: Mapping = field(default_factory=dict)
+    # Namespaces that exist but are not exposed (config keys namespaces,
+    # namespace_labels): NXDOMAIN, with that reason.
+    hidden: frozenset = frozenset()
 
 
 def _ports(ports) -> tuple[PortView, ...]:
@@ -203,11 +207,18 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     endpoint_ptr: dict[str, list[tuple]] = defaultdict(list)
     scopes: dict = {}
     pod_ips: dict[str, frozenset[str]] = {}
-    tag = ("namespace", zone.to_text(), config.endpoint_pod_names)
+    exposed = Exposed.of(config)
+    shown = cluster.namespaces if exposed.everything else frozenset(
+        ns for ns in cluster.namespaces
+        if exposed.namespace(ns, cluster.namespace_labels.get(ns)))
+    tag = ("namespace", zone.to_text(), config.endpoint_pod_names, exposed.labels)
     for ns, result in cluster.by_namespace.items():
+        if ns not in shown:
+            continue  # not exposed: its names are NXDOMAIN (CoreDNS namespaceExposed)
         part = memo.get(tag, (result,),
-                        lambda: namespace_view(result.services, result.slices, result.pods,
-                                               zone, config.endpoint_pod_names, memo))
+                        lambda: namespace_view(exposed.services(result.services), result.slices,
+                                               exposed.pods(result.pods), zone,
+                                               config.endpoint_pod_names, memo))
         services.update(part.services)
         scopes[ns] = part
         for ip, name in part.cluster_ptr:
@@ -216,11 +227,12 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         for ip, owner in part.endpoint_ptr:
             endpoint_ptr[ip].append(owner)
         pod_ips.update(part.pod_ips)
-    for ns in cluster.namespaces:
+    for ns in shown:
         scopes.setdefault(ns, EXISTS)
     # Scope keys as lookup.py names them: 0 the config, 1 everything else.
     scopes[0] = memo.get(("static", zone.to_text(), config.extra_zones, config.ttl, config.pods,
-                          config.ignore_empty_service, config.endpoint_pod_names), (), object)
+                          config.ignore_empty_service, config.endpoint_pod_names, exposed),
+                         (), object)
     scopes[1] = object()
     memo.rotate()
     for ip, owners in endpoint_ptr.items():
@@ -240,11 +252,12 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     return Snapshot(
         zone=zone, ttl=config.ttl, serial=serial, pods_mode=config.pods,
         ignore_empty_service=config.ignore_empty_service,
-        namespaces=frozenset(cluster.namespaces), services=services,
+        namespaces=frozenset(shown), services=services,
         ptr={k: tuple(v) for k, v in ptr.items()},
         pod_ips=pod_ips,
         nameservers=nameservers, generation=generation,
-        counts=counts, zone_labels=zones[0], zones=zones, scopes=scopes)
+        counts=counts, zone_labels=zones[0], zones=zones, scopes=scopes,
+        hidden=frozenset(cluster.namespaces) - shown)
 
 
 def _nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses) -> tuple:
