@@ -63,6 +63,9 @@ class Config:
     namespaces: tuple[str, ...] = ()
     labels: str = ""
     namespace_labels: str = ""
+    # Services' external addresses under zones of their own (CoreDNS
+    # k8s_external; coredns_py/zone/external.py).
+    k8s_external: tuple = ()
     ttl: int = 5
     pods: str = "disabled"
     endpoint_pod_names: bool = False
@@ -107,7 +110,6 @@ class Config:
     # Read from a Corefile, built later (README "Coming from CoreDNS"):
     # `serve` refuses them, naming the line (coming_soon()).
     rewrite: tuple = ()
-    k8s_external: tuple = ()
     loadbalance: tuple = ()
     transfer: tuple = ()
     # Where each of those was written ((key, "Corefile:12"), ...).
@@ -140,7 +142,7 @@ _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
 
 # The Corefile's directives whose behaviour comes in a later version.
-COMING = {"rewrite": "rewrite", "k8s_external": "k8s_external", "loadbalance": "loadbalance",
+COMING = {"rewrite": "rewrite", "loadbalance": "loadbalance",
           "transfer": "transfer"}
 
 
@@ -333,6 +335,10 @@ def parse(data: Any, source: str = "config") -> Config:
             from coredns_py.stages import hosts
             values[key] = hosts.parse(source, value)
             continue
+        if key == "k8s_external":
+            from coredns_py.zone import external
+            values[key] = external.parse(source, value)
+            continue
         if key == "forward":
             from coredns_py.resolver import forward_config
             values[key] = forward_config.parse(source, value)
@@ -383,6 +389,8 @@ def parse(data: Any, source: str = "config") -> Config:
                 raise ConfigError(f"{source}: config key extra_zones: {extra} is, or is "
                                   f"nested with, the zone {other}")
         seen.append(extra)
+    from coredns_py.zone import external
+    external.check(source, cfg.k8s_external, seen)
     return Config(**{**values, "zone": zone})
 
 

@@ -242,12 +242,12 @@ def test_second_part_plugins_are_kept_for_later_and_named(tmp_path):
     path = tmp_path / "Corefile"
     assert cfg.coming_soon() == [
         f"{path}:2: rewrite: not implemented yet",
-        f"{path}:7: k8s_external: not implemented yet",
         f"{path}:11: loadbalance: not implemented yet",
         f"{path}:8: transfer: not implemented yet"]
     assert cfg.rewrite[0][1] == ("name", "api.myapp.test", "api.default.svc.cluster.local")
     assert cfg.extra_zones == ("example.internal",)
     assert (cfg.namespaces, cfg.labels) == (("default", "kube-system"), "app=web")
+    assert cfg.k8s_external[0].zones == ("example.com",)
 
 
 # --- the commands -----------------------------------------------------------------------------

@@ -4,9 +4,8 @@ Each directive we implement sets config keys; options that change nothing
 a local server answers are accepted and listed (``check`` prints them); a
 directive or option we do not implement is an error naming its line, so
 nothing is ever silently ignored.  Where a plugin's behaviour is built in a
-later version (rewrite, k8s_external, loadbalance, transfer, several zones
-or filters in kubernetes), its arguments are kept in the config and
-``serve`` refuses them, naming the line.
+later version (rewrite, loadbalance, transfer), its arguments are kept in
+the config and ``serve`` refuses them, naming the line.
 
 How CoreDNS's server blocks map onto one coredns-py server:
 
@@ -35,6 +34,7 @@ from coredns_py.errors import ConfigError
 from coredns_py.resolver import forward_config
 from coredns_py.resolver.forward_config import ForwardDomain
 from coredns_py.stages import hosts as hosts_mod
+from coredns_py.zone import external as external_mod
 
 DNS_PORT = 53
 REVERSE = ("in-addr.arpa", "ip6.arpa")
@@ -141,6 +141,7 @@ class Mapper:
         self.data: dict[str, Any] = {"upstream": []}  # no forward: nothing forwarded
         self.forward: list[ForwardDomain] = []
         self.hosts: list[hosts_mod.HostsSpec] = []
+        self.external: list = []  # k8s_external specs
         self.coming: dict[str, list] = {}
         self.origins: dict[str, str] = {}
         self.not_acted_on: list[str] = []
@@ -465,10 +466,24 @@ class Mapper:
                                      tuple(tuple([o.name.text] + o.words()) for o in line.block)))
 
     def d_k8s_external(self, b: _Block, line: Line) -> None:
-        zones = tuple(z for tok in line.args for z in zones_of(tok)) or tuple(b.zones)
-        self.later("k8s_external", line, (line.where, zones,
-                                          tuple(tuple([o.name.text] + o.words())
-                                                for o in line.block)))
+        zones = [z for tok in line.args for z in zones_of(tok)] or list(b.zones)
+        if "." in zones:
+            raise fail(line, "k8s_external needs its zones (e.g. `k8s_external example.com`)")
+        data: dict[str, Any] = {"zones": zones}
+        for opt in line.block:
+            name, words = opt.name.text, opt.words()
+            if name == "apex" and len(words) == 1:
+                data["apex"] = words[0]
+            elif name == "ttl" and len(words) == 1:
+                data["ttl"] = integer(opt.args[0], 0, external_mod.MAX_TTL)
+            elif name == "headless" and not words:
+                data["headless"] = True
+            elif name == "fallthrough":
+                data["fallthrough"] = [z for tok in opt.args for z in zones_of(tok)] or ["."]
+            else:
+                raise fail(opt, f"k8s_external option {name!r} "
+                                f"{'with these arguments ' if words else ''}is not implemented")
+        self.external.append(external_mod.parse_entry(line.where, data))
 
     def d_loadbalance(self, b: _Block, line: Line) -> None:
         words = line.words() or ["round_robin"]
@@ -548,8 +563,10 @@ def build(path: Path, servers: list[ServerBlock]) -> tuple[config_mod.Config, li
     mapper = Mapper(path)
     mapper.run(servers)
     cfg = config_mod.parse(mapper.data, str(path))
+    external_mod.check(str(path), mapper.external, (cfg.zone,) + cfg.extra_zones)
     cfg = dataclasses.replace(
         cfg, forward=tuple(mapper.forward), hosts=tuple(mapper.hosts),
+        k8s_external=tuple(mapper.external),
         origins=tuple(sorted(mapper.origins.items())),
         **{k: tuple(v) for k, v in mapper.coming.items()})
     return cfg, mapper.not_acted_on

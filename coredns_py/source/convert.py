@@ -2,8 +2,9 @@
 
 One function per kind.  Each checks the fields DNS relies on and raises
 :class:`ManifestError` naming the object and the field, so the rest of the
-code can trust what it gets.  Everything else in a manifest (``status`` of a
-dumped Service, ``managedFields``, annotations ...) is ignored.
+code can trust what it gets.  Everything else in a manifest (a dumped
+Service's ``status`` but its load balancer's ingress, ``managedFields``,
+annotations ...) is ignored.
 """
 
 from __future__ import annotations
@@ -153,9 +154,29 @@ def _mappings(ctx: _Ctx, data: Any, field: str, key: str) -> Iterator[tuple[str,
 
 # --- Service ---------------------------------------------------------------
 
+def _load_balancer(ctx: _Ctx, raw: dict) -> tuple[str, ...]:
+    """status.loadBalancer.ingress: each entry's ip, or its hostname."""
+    status = _get(ctx, raw, "", "status", dict, {})
+    lb = _get(ctx, status, "status", "loadBalancer", dict, {})
+    out = []
+    for f, item in _mappings(ctx, lb, "status.loadBalancer", "ingress"):
+        if item.get("ip"):
+            out.append(_ip(ctx, item["ip"], f"{f}.ip"))
+            continue
+        host = _get(ctx, item, f, "hostname", str, "").rstrip(".").lower()
+        if not host or len(host) > 253 or not _SUBDOMAIN.match(host):
+            raise ctx.error(f"{f}.hostname", f"{host!r} is not a DNS name (an entry needs "
+                                             "an ip or a hostname)")
+        out.append(host)
+    return tuple(out)
+
+
 def service(ctx: _Ctx, raw: dict) -> o.Service:
     labels = _string_map(ctx, _metadata(ctx, raw).get("labels"), "metadata.labels")
     spec = _get(ctx, raw, "", "spec", dict, {})
+    external_ips = tuple(_ip(ctx, v, f"spec.externalIPs[{i}]")
+                         for i, v in enumerate(_list(ctx, spec, "spec", "externalIPs")))
+    ingress = _load_balancer(ctx, raw)
     stype = _get(ctx, spec, "spec", "type", str, o.CLUSTER_IP) or o.CLUSTER_IP
     if stype not in o.SERVICE_TYPES:
         raise ctx.error("spec.type", f"{stype!r} is not one of {', '.join(o.SERVICE_TYPES)}")
@@ -190,7 +211,7 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
             raise ctx.error("spec.externalName", "missing (required for type ExternalName)")
         return o.Service(ctx.namespace, ctx.name, stype, (), tuple(ports),
                          external_name=ext.rstrip(".").lower(), origin=ctx.origin,
-                         labels=labels)
+                         labels=labels, external_ips=external_ips, ingress=ingress)
 
     cluster_ip = _get(ctx, spec, "spec", "clusterIP", str, "")
     cluster_ips = [v for v in _list(ctx, spec, "spec", "clusterIPs")]
@@ -229,7 +250,7 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
         selector=selector,
         publish_not_ready=bool(_get(ctx, spec, "spec", "publishNotReadyAddresses", bool, False)),
         ip_families=tuple(families), ip_family_policy=policy, origin=ctx.origin,
-        labels=labels)
+        labels=labels, external_ips=external_ips, ingress=ingress)
 
 
 # --- EndpointSlice and Endpoints --------------------------------------------

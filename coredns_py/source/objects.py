@@ -86,6 +86,11 @@ class Service:
     ip_family_policy: str = ""
     origin: Optional[Origin] = field(default=None, compare=False)
     labels: tuple[tuple[str, str], ...] = ()  # metadata.labels (CoreDNS `labels` filter)
+    # spec.externalIPs, then status.loadBalancer.ingress (each entry's ip, or
+    # its hostname): what k8s_external serves and `get services` shows, in
+    # the order CoreDNS keeps them (object/service.go ExternalIPs).
+    external_ips: tuple[str, ...] = ()
+    ingress: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:

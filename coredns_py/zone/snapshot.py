@@ -20,7 +20,7 @@ from coredns_py.source import objects as o
 from coredns_py.cluster import Cluster
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
-from coredns_py.zone import names
+from coredns_py.zone import external, names
 from coredns_py.zone.exposed import Exposed
 
 
@@ -53,6 +53,9 @@ class ServiceView:
     external: Optional[dns.name.Name] = None  # ExternalName target
     external_is_ip: bool = False
     type: str = o.CLUSTER_IP
+    # spec.externalIPs, then the load balancer's ingress IPs and hostnames
+    # (lower case): what the external zones answer (CoreDNS k8s_external).
+    external_ips: tuple[str, ...] = ()
 
     def fqdn(self, zone: dns.name.Name) -> dns.name.Name:
         return names.service(self.namespace, self.name, zone)
@@ -97,6 +100,8 @@ class Snapshot:
     # Namespaces that exist but are not exposed (config keys namespaces,
     # namespace_labels): NXDOMAIN, with that reason.
     hidden: frozenset = frozenset()
+    # The external zones (CoreDNS k8s_external), the longest first.
+    externals: tuple = ()
 
 
 def _ports(ports) -> tuple[PortView, ...]:
@@ -129,7 +134,8 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
         is_ip = _is_ip(svc.external_name)
         target = None if is_ip else dns.name.from_text(svc.external_name)
         return ServiceView(svc.namespace, svc.name, "ExternalName", external=target,
-                           external_is_ip=is_ip, type=svc.type), []
+                           external_is_ip=is_ip, type=svc.type,
+                           external_ips=svc.external_ips + svc.ingress), []
     eps = []
     owners = []
     seen = set()
@@ -152,7 +158,8 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
                                                               names.zone_labels(zone), name)))
     view = ServiceView(svc.namespace, svc.name, "Headless" if svc.headless else "ClusterIP",
                        ips=() if svc.headless else svc.cluster_ips, ports=_ports(svc.ports),
-                       endpoints=tuple(eps), type=svc.type)
+                       endpoints=tuple(eps), type=svc.type,
+                       external_ips=svc.external_ips + svc.ingress)
     return view, owners
 
 
@@ -240,6 +247,9 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
             ptr[ip] = owners
 
     nameservers = _nameservers(services, ns_addresses)
+    externals = external.zones_of(
+        config.k8s_external, lambda headless: _external_nameservers(services, ns_addresses,
+                                                                    headless))
     zones = (names.zone_labels(zone),) + tuple(
         tuple(label.encode() for label in extra.split(".")) for extra in config.extra_zones)
 
@@ -257,7 +267,8 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         pod_ips=pod_ips,
         nameservers=nameservers, generation=generation,
         counts=counts, zone_labels=zones[0], zones=zones, scopes=scopes,
-        hidden=frozenset(cluster.namespaces) - shown)
+        hidden=frozenset(cluster.namespaces) - shown,
+        externals=tuple(sorted(externals, key=lambda e: -len(e.zone))))
 
 
 def _nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses) -> tuple:
@@ -279,3 +290,24 @@ def _nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses) 
     if found:
         return tuple((name, tuple(addrs)) for name, addrs in found.items())
     return ((names.nameserver_labels(()), tuple(ns_addresses)),)
+
+
+def _external_nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses,
+                          headless: bool) -> tuple[str, ...]:
+    """The addresses of an external zone's name server: the external IPs of
+    the Services whose endpoints hold this server's address (the endpoints'
+    own addresses for a headless one, with ``headless``); this server's
+    addresses when no Service has one (CoreDNS ns.go nsAddrs, external)."""
+    own = set(ns_addresses)
+    found = False
+    out: list[str] = []
+    for view in services.values():
+        if not any(ep.address in own for ep in view.endpoints):
+            continue
+        found = True
+        if headless and view.kind == "Headless":
+            addrs = [ep.address for ep in view.endpoints]
+        else:
+            addrs = [ip for ip in view.external_ips if _is_ip(ip)]
+        out.extend(a for a in addrs if a not in out)
+    return tuple(out) if found else tuple(ns_addresses)
