@@ -178,9 +178,10 @@ class Server:
     # --- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        from coredns_py.net import listeners
+        from coredns_py.net import descriptors, listeners
         from coredns_py.resolver import forward
         loop = asyncio.get_running_loop()
+        descriptors.raise_soft_limit()  # the TCP cap is derived from it
         # The stateful stages around handle() (coredns_py.stages), outermost
         # first; none yet.
         self.entry = stages.chain(self.handle, [])
