@@ -8,24 +8,23 @@ case of the question: every owner name in it that equals the question name or
 one of its suffixes is written as a compression pointer into the question
 (dnspython compresses case-insensitively), and every other name is written
 from our lower-case data.  So one answer serves every query that differs
-only in ID and letter case (and in EDNS options, which we do not answer).
+only in ID and letter case.
 
 Answers are filed under the *canonical query*: the query without its ID,
-its question name in lower case, its OPT record without options.  Most
-queries are already canonical (stub resolvers send names as written, in
-lower case, and no options), so the common lookup is one slice of the
-query and one dictionary probe; only a miss there parses the question to
-build the canonical form.  The entry is the response's header (without
+its question name in lower case.  Most queries are already canonical (stub
+resolvers send names as written, in lower case), so the common lookup is
+one slice of the query and one dictionary probe; only a miss there parses
+the question to build the canonical form.  The entry is the response's header (without
 the ID) and its records: the query's own question is spliced in between.
 (Not keeping the question in the entry saved about 40 bytes an answer, a
 sixth of the cache; a canonical query's question ends where its OPT
 record, exactly 11 bytes without options, begins, so no parsing is needed.)
 
 What may not be reused is not stored: queries of unusual shape (compressed
-question, extra records other than one OPT, trailing bytes) and anything
-that needs upstream data always take the plain path.  The cache belongs to
-one snapshot and is dropped with it, so a reload is never answered from old
-data.
+question, extra records other than one OPT, EDNS options, trailing bytes)
+and anything that needs upstream data always take the plain path.  The
+cache belongs to one snapshot and is dropped with it, so a reload is never
+answered from old data.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from typing import Callable, Optional
 MAX_ENTRIES = 262_144
 
 _OPT_HEAD = b"\x00\x00\x29"  # root owner name, type OPT (41)
-_NO_OPTIONS = b"\x00\x00"  # RDLENGTH 0
 _BARE_OPT = 11  # an OPT record without options: root, type, class, TTL, RDLENGTH
 
 
@@ -49,8 +47,8 @@ def canonical(wire: bytes) -> Optional[tuple[bytes, int]]:
 
     The canonical query holds what the answer depends on: the flags word
     (opcode, RD, CD ...), the question with its name lower-cased, and the OPT
-    record's payload size, extended rcode, version and flags (not its
-    options, which we do not answer).  Lower-casing touches only the name:
+    record's payload size, extended rcode, version and flags.  A query with
+    EDNS options is not plain.  Lower-casing touches only the name:
     the label lengths (at most 63) are never ASCII letters, and the type
     and class bytes after the name are kept as they are.
     """
@@ -77,10 +75,12 @@ def canonical(wire: bytes) -> Optional[tuple[bytes, int]]:
     elif arcount == b"\x00\x01":
         if wire[qend:qend + 3] != _OPT_HEAD or qend + 11 > n:
             return None
-        rdlen = int.from_bytes(wire[qend + 9:qend + 11], "big")
-        if qend + 11 + rdlen != n:
+        if qend + _BARE_OPT != n or wire[n - 2:] != b"\x00\x00":
+            # EDNS options: each may change the answer (a malformed one is
+            # FORMERR, padding pads it, RFC 8467) or be answered by a stage
+            # (cookies), so such queries always take the plain path.
             return None
-        rest = wire[pos:qend + 9] + _NO_OPTIONS
+        rest = wire[pos:n]
     else:
         return None
     return wire[2:12] + wire[12:pos].lower() + rest, qend
