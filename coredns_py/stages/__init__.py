@@ -9,6 +9,12 @@ response after it (answer rotation), including one that arrives later from
 upstream (:func:`then`).  ``zone/`` stays pure and its prepared answers stay
 exact: every stage works on wire bytes from outside.
 
+A stage may tell the stages inside it what it learnt about the client by
+handing them the peer as a :class:`CookiePeer` (the same address tuple, so
+everything that reads the peer still works): the query carried a DNS
+cookie, and for a :class:`VerifiedPeer` one we issued to that address, so
+the address is not spoofed.
+
 A stage the configuration turns off is not in the chain at all, so it costs
 the hot path nothing.  The server builds the chain once, at start
 (:func:`chain`), outermost first, in CoreDNS's plugin order (plugin.cfg):
@@ -20,12 +26,27 @@ last, next to the answer.
 from __future__ import annotations
 
 import inspect
+import ipaddress
 from typing import Callable, Iterable, Optional
 
 from coredns_py.net.handler import Handler, HandlerResult
 
 Stage = Callable[[Handler], Handler]
 """``stage(inner) -> handler``: a handler that calls ``inner`` (or not)."""
+
+
+class CookiePeer(tuple):
+    """A client address whose query carried a DNS cookie (RFC 7873): a
+    client that can be told BADCOOKIE and come back with the cookie."""
+
+    __slots__ = ()
+
+
+class VerifiedPeer(CookiePeer):
+    """A client address that brought back a valid server cookie of ours:
+    it really is at that address (a spoofed source never saw the cookie)."""
+
+    __slots__ = ()
 
 
 def chain(core: Handler, stages: Iterable[Optional[Stage]]) -> Handler:
@@ -50,3 +71,22 @@ def then(result: HandlerResult, after: Callable[[bytes], Optional[bytes]]) -> Ha
             return None if out is None else after(out)
         return later()
     return result  # not ours to judge: the transport logs what it cannot send
+
+
+def exposed(listens) -> bool:
+    """Whether any listen address is reachable from outside this host (not
+    loopback; 0.0.0.0 and :: are every address)."""
+    for host, _port in listens:
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return True
+        except ValueError:
+            return True
+    return False
+
+
+def wanted(switch: str, exposed_: bool) -> bool:
+    """A stage's config switch ("on", "off", "auto") decided: "auto" means on
+    when the server is exposed.  Abuse protections guard against other hosts;
+    on loopback only, every client is this host's own."""
+    return switch == "on" or (switch == "auto" and exposed_)
