@@ -45,6 +45,22 @@ DEFAULT_CACHE_MAX_TTL = 3600
 MAX_CACHE_SIZE = 1_000_000
 MAX_CACHE_TTL = 604800
 
+# Abuse protection (coredns_py/stages): on, off, or on only when some listen
+# address is not loopback ("auto").
+SWITCHES = ("auto", "on", "off")
+# RRL: answers per second per client network and kind of answer.  NSD's
+# default is 200; BIND and Knot have none.  A busy program resolving one
+# name with glibc (no cache) asks it once per request, so the default must
+# not be tight; amplification is cut by the slip anyway.
+DEFAULT_RATE_LIMIT = 200
+MAX_RATE_LIMIT = 1_000_000
+# Every 2nd answer past the rate is sent truncated, the others dropped
+# (BIND's and NSD's default); BIND accepts 0..10.
+DEFAULT_SLIP = 2
+MAX_SLIP = 10
+# The UDP receive buffer asked for (net.listen.UDP_RECEIVE_BUFFER); at most 1 GiB.
+MAX_UDP_RECEIVE_BUFFER = 1 << 30
+
 
 @dataclass(frozen=True)
 class Config:
@@ -66,6 +82,17 @@ class Config:
     # Upstream answers cached (0: no cache) and their longest life in seconds.
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_max_ttl: int = DEFAULT_CACHE_MAX_TTL
+    # Response rate limiting (stages/ratelimit.py) and DNS cookies
+    # (stages/cookies.py): "auto", "on" or "off"; see SWITCHES.
+    rate_limit: str = "auto"
+    rate_limit_responses_per_second: int = DEFAULT_RATE_LIMIT
+    rate_limit_slip: int = DEFAULT_SLIP
+    cookies: str = "auto"
+    # 32 hex digits shared by servers that answer for one another; "" means
+    # a random secret at each start.
+    cookie_secret: str = ""
+    # Bytes of kernel receive buffer per UDP socket; 0: the system's default.
+    udp_receive_buffer: int = 4 * 1024 * 1024
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -148,10 +175,19 @@ def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _bounded_int(source: str, cfg: Config, key: str, high: int) -> None:
+def _bounded_int(source: str, cfg: Config, key: str, high: int, low: int = 0) -> None:
     value = getattr(cfg, key)
-    if not 0 <= value <= high:
-        raise ConfigError(f"{source}: config key {key}: must be 0..{high}, got {value}")
+    if not low <= value <= high:
+        raise ConfigError(f"{source}: config key {key}: must be {low}..{high}, got {value}")
+
+
+def _switch(source: str, key: str, value: Any) -> str:
+    """true/false (YAML's on/off are booleans too) or "auto"."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in SWITCHES:
+        return value.strip().lower()
+    raise ConfigError(f"{source}: config key {key}: expected true, false or auto, got {value!r}")
 
 
 def parse(data: Any, source: str = "config") -> Config:
@@ -174,6 +210,9 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "allow_recursion":
             values[key] = _networks(source, key, value)
             continue
+        if key in ("rate_limit", "cookies"):
+            values[key] = _switch(source, key, value)
+            continue
         default = getattr(Config, key)
         expected = type(default)
         # bool is a subclass of int: "ttl: true" must not pass as 1.
@@ -189,6 +228,15 @@ def parse(data: Any, source: str = "config") -> Config:
                           f"got {cfg.pods!r}")
     _bounded_int(source, cfg, "cache_size", MAX_CACHE_SIZE)
     _bounded_int(source, cfg, "cache_max_ttl", MAX_CACHE_TTL)
+    _bounded_int(source, cfg, "rate_limit_responses_per_second", MAX_RATE_LIMIT, low=1)
+    _bounded_int(source, cfg, "rate_limit_slip", MAX_SLIP)
+    _bounded_int(source, cfg, "udp_receive_buffer", MAX_UDP_RECEIVE_BUFFER)
+    if cfg.cookie_secret:
+        from coredns_py.stages.cookies import parse_secret
+        try:
+            parse_secret(cfg.cookie_secret)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key cookie_secret: {exc}") from None
     zone = cfg.zone.strip(".").lower()
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")

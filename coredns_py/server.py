@@ -88,6 +88,8 @@ class Server:
         self._builder = Builder(source, config, _own_addresses(listens))
         self.reloads: Optional[Reloads] = None
         self.entry = self.handle  # what the listeners call: handle() inside its stages
+        self.cookies = None  # the stages (coredns_py.stages), when on; see _stages()
+        self.rate_limit = None
         self.listeners = None
         self.watcher = None
         self.answers = AnswerCache()
@@ -175,6 +177,36 @@ class Server:
         log.error("reload failed: %r; still serving the last good data", exc)
         self.metrics.reload_failed.inc()
 
+    # --- the stages around handle() -------------------------------------------------
+
+    def _stages(self) -> list:
+        """The stateful stages around handle(), outermost first: the one
+        place their order is decided (CoreDNS orders its plugins in
+        plugin.cfg).  A stage that is off is None, and not in the chain.
+
+        - cookies: every packet first (Knot configures its cookies module
+          before RRL): the COOKIE option is checked, answered and taken out
+          of the query, so everything inside sees a plain query and the
+          answer cache serves it;
+        - rate limit: sees every answer made inside, and every client a
+          valid cookie vouches for (they are not limited).
+        """
+        from coredns_py.stages.cookies import Cookies, parse_secret
+        from coredns_py.stages.ratelimit import RateLimit
+        cfg = self.config
+        exposed = stages.exposed(self.listens)
+        if stages.wanted(cfg.cookies, exposed):
+            secret = parse_secret(cfg.cookie_secret) if cfg.cookie_secret else None
+            self.cookies = Cookies(secret)
+            log.info("DNS cookies on (config key cookies)")
+        if stages.wanted(cfg.rate_limit, exposed):
+            self.rate_limit = RateLimit(cfg.rate_limit_responses_per_second,
+                                        cfg.rate_limit_slip)
+            log.info("response rate limiting on: %d answers a second per client network "
+                     "and kind of answer, slip %d (config keys rate_limit...)",
+                     cfg.rate_limit_responses_per_second, cfg.rate_limit_slip)
+        return [self.cookies, self.rate_limit]
+
     # --- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -182,11 +214,13 @@ class Server:
         from coredns_py.resolver import forward
         loop = asyncio.get_running_loop()
         descriptors.raise_soft_limit()  # the TCP cap is derived from it
-        # The stateful stages around handle() (coredns_py.stages), outermost
-        # first; none yet.
-        self.entry = stages.chain(self.handle, [])
-        self.listeners = await listeners.start(self.entry, self.listens)
+        self.entry = stages.chain(self.handle, self._stages())
+        self.listeners = await listeners.start(
+            self.entry, self.listens, udp_receive_buffer=self.config.udp_receive_buffer)
         self.metrics.addresses = self.addresses()
+        self.metrics.listener_stats = self.listeners.stats
+        self.metrics.cookies = self.cookies
+        self.metrics.rate_limit = self.rate_limit
         # Built on the bound addresses, so no upstream is one of our own.
         self.forwarder = forward.from_config(self.config, self.listeners.addresses, self.metrics)
         self.metrics.forward_enabled = self.forwarder is not None

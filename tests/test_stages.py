@@ -1,9 +1,15 @@
-"""The stage chain: order, skipping stages that are off, results that come later."""
+"""The stage chain: order, skipping stages that are off, results that come later;
+which stages the server puts in it, and their config keys."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from coredns_py import config, stages
+from coredns_py.errors import ConfigError
+from coredns_py.server import Server
 from coredns_py.stages import chain, then
 
 
@@ -41,3 +47,61 @@ def test_then_reaches_answers_that_come_later_and_keeps_none():
     asyncio.run(main())
     assert then(None, lambda out: out.upper()) is None
     assert then(b"x", lambda out: out.upper()) == b"X"
+
+
+# --- which stages are on -----------------------------------------------------------
+
+@pytest.mark.parametrize("listens, exposed", [
+    ([("127.0.0.1", 53)], False),
+    ([("::1", 53), ("127.0.0.2", 53)], False),
+    ([("127.0.0.1", 53), ("172.17.0.1", 53)], True),
+    ([("0.0.0.0", 53)], True),
+    ([("::", 53)], True),
+])
+def test_exposed_means_some_address_beyond_loopback(listens, exposed):
+    assert stages.exposed(listens) is exposed
+
+
+@pytest.mark.parametrize("switch, exposed, on", [
+    ("auto", False, False), ("auto", True, True), ("on", False, True), ("off", True, False)])
+def test_auto_is_on_only_when_exposed(switch, exposed, on):
+    assert stages.wanted(switch, exposed) is on
+
+
+@pytest.mark.parametrize("listens, cfg, names", [
+    ([("127.0.0.1", 53)], {}, []),
+    ([("192.0.2.1", 53)], {}, ["cookies", "rate_limit"]),
+    ([("192.0.2.1", 53)], {"cookies": False}, ["rate_limit"]),
+    ([("127.0.0.1", 53)], {"rate_limit": True}, ["rate_limit"]),
+])
+def test_the_server_builds_the_chain_cookies_first(listens, cfg, names):
+    server = Server(None, config.parse(cfg), listens)
+    built = server._stages()
+    assert [n for n, s in zip(["cookies", "rate_limit"], built) if s is not None] == names
+    assert (server.cookies is not None) == ("cookies" in names)
+
+
+def test_config_keys():
+    cfg = config.parse({"rate_limit": True, "cookies": "AUTO", "rate_limit_slip": 0,
+                        "rate_limit_responses_per_second": 5, "udp_receive_buffer": 0,
+                        "cookie_secret": "00112233445566778899aabbccddeeff"})
+    assert (cfg.rate_limit, cfg.cookies, cfg.rate_limit_slip) == ("on", "auto", 0)
+    assert config.parse({"cookies": False}).cookies == "off"
+    defaults = config.Config()
+    assert (defaults.rate_limit, defaults.cookies, defaults.rate_limit_responses_per_second,
+            defaults.rate_limit_slip, defaults.cookie_secret) == ("auto", "auto", 200, 2, "")
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"rate_limit": "maybe"}, "rate_limit"),
+    ({"cookies": 1}, "cookies"),
+    ({"rate_limit_responses_per_second": 0}, "rate_limit_responses_per_second"),
+    ({"rate_limit_slip": 11}, "rate_limit_slip"),
+    ({"cookie_secret": "abc"}, "cookie_secret"),
+    ({"cookie_secret": "00" * 17}, "cookie_secret"),
+    ({"udp_receive_buffer": -1}, "udp_receive_buffer"),
+])
+def test_config_errors_name_the_key_and_file(data, key):
+    with pytest.raises(ConfigError) as err:
+        config.parse(data, "my.yaml")
+    assert key in str(err.value) and "my.yaml" in str(err.value)

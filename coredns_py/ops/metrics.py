@@ -196,6 +196,12 @@ class Metrics:
         self._lock = threading.Lock()
         self.panics = 0  # handler exceptions (the query got no answer)
         self.log_queries = False  # shown in coredns_plugin_enabled
+        # Read at scrape time, set when the server starts: what the
+        # listeners shed and closed (net.listeners.Listeners.stats), and the
+        # abuse stages, each None when off (their ``counts``).
+        self.listener_stats: Optional[Callable[[], dict]] = None
+        self.cookies = None
+        self.rate_limit = None
 
         # CoreDNS exports no *_created series; neither do we (process-wide switch).
         disable_created_metrics()
@@ -430,6 +436,10 @@ class Collector:
             names += ["forward", "cache"]
         if m.log_queries:
             names.append("log")
+        if m.rate_limit is not None:
+            names.append("rrl")  # CoreDNS's (external) rrl plugin
+        if m.cookies is not None:
+            names.append("cookies")
         for name in sorted(names):
             g.add_metric(base + [name], 1)
         yield g
@@ -443,6 +453,74 @@ class Collector:
             yield g
 
         yield from self._ours(m, t)
+        yield from self._abuse(m)
+
+    def _abuse(self, m: Metrics):
+        """What the server shed, refused, limited: an attack, or a client
+        that hogs, shows here."""
+        rrl = m.rate_limit
+        if rrl is not None:
+            counts = dict(rrl.counts)
+            c = CounterMetricFamily(f"{NAMESPACE}_rrl_responses_exceeded_total",
+                                    "Counter of responses exceeding QPS limit.")
+            c.add_metric([], counts["exceeded"])
+            yield c
+            c = CounterMetricFamily(f"{OURS}_rrl_responses_total", "What was sent in place of "
+                                    "the answers over the rate: a truncated answer, BADCOOKIE "
+                                    "(cookie clients), or nothing.", labels=["action"])
+            for action in ("truncated", "badcookie", "dropped"):
+                c.add_metric([action], counts[action])
+            yield c
+        cookies = m.cookies
+        if cookies is not None:
+            counts = dict(cookies.counts)
+            c = CounterMetricFamily(f"{OURS}_cookies_total", "Queries with a DNS cookie, by "
+                                    "what it was (RFC 7873).", labels=["result"])
+            for result in ("valid", "client_only", "invalid", "malformed"):
+                c.add_metric([result], counts[result])
+            yield c
+        if rrl is not None or cookies is not None:
+            c = CounterMetricFamily(f"{OURS}_badcookie_responses_total", "BADCOOKIE answers: "
+                                    "to an invalid server cookie, or in place of an answer "
+                                    "over the rate.", labels=["reason"])
+            c.add_metric(["invalid_cookie"], cookies.counts["badcookie"] if cookies else 0)
+            c.add_metric(["rate_limit"], rrl.counts["badcookie"] if rrl else 0)
+            yield c
+        if m.listener_stats is None:
+            return
+        stats = m.listener_stats()
+        g = GaugeMetricFamily(f"{OURS}_tcp_connections", "Open TCP connections.")
+        g.add_metric([], stats["tcp_open"])
+        yield g
+        g = GaugeMetricFamily(f"{OURS}_tcp_connections_limit", "The most TCP connections open "
+                              "at once (lower when the file-descriptor limit is).")
+        g.add_metric([], stats["tcp_limit"])
+        yield g
+        c = CounterMetricFamily(f"{OURS}_tcp_connections_closed_total", "TCP connections we "
+                                "closed: idle too long, idle and closed to make room at the "
+                                "server's cap or the client's own, or flooding us with "
+                                "unanswered bytes.", labels=["reason"])
+        for reason, n in sorted(stats["tcp_closed"].items()):
+            c.add_metric([reason], n)
+        yield c
+        c = CounterMetricFamily(f"{OURS}_tcp_connections_refused_total", "New TCP connections "
+                                "closed at once: every connection busy, at the server's cap "
+                                "or the client's own.", labels=["reason"])
+        for reason, n in sorted(stats["tcp_refused"].items()):
+            c.add_metric([reason], n)
+        yield c
+        c = CounterMetricFamily(f"{OURS}_tcp_accept_errors_total", "accept() calls that failed "
+                                "for want of descriptors or memory.")
+        c.add_metric([], stats["accept_errors"])
+        yield c
+        c = CounterMetricFamily(f"{OURS}_udp_shed_total", "UDP queries dropped because too "
+                                "many answers were waiting for upstream servers.")
+        c.add_metric([], stats["udp_shed"])
+        yield c
+        g = GaugeMetricFamily(f"{OURS}_udp_receive_buffer_bytes", "The kernel receive buffer "
+                              "of the UDP sockets, as granted.")
+        g.add_metric([], stats["udp_receive_buffer"])
+        yield g
 
     def _ours(self, m: Metrics, t: Totals):
         gen = m.current()  # one generation for every figure of this scrape
