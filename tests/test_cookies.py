@@ -11,6 +11,7 @@ from pathlib import Path
 import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dnslib
 import pytest
@@ -289,3 +290,15 @@ def test_counts(snap):
     handle(query(), "udp", PEER)
     assert cookies.counts == {"valid": 1, "client_only": 1, "invalid": 1, "malformed": 1,
                               "badcookie": 1}
+
+
+def test_a_broken_query_with_an_invalid_cookie_gets_answers_formerr(snap):
+    # BADCOOKIE echoes the question: a question answer() cannot read (here a
+    # compression pointer to itself) gets answer()'s FORMERR instead.
+    handle, _ = stage(snap)
+    good = query(CLIENT + bytes(16))
+    qend = 12 + len(dns.name.from_text(NAME).to_wire()) + 4
+    broken = good[:12] + b"\xc0\x0c" + good[qend - 4:]
+    out = handle(broken, "udp", PEER)
+    assert out == answer.answer(snap, broken, "udp")
+    assert dns.message.from_wire(out).rcode() == dns.rcode.FORMERR

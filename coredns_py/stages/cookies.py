@@ -40,6 +40,7 @@ import socket
 import time
 from typing import Callable, Optional
 
+import dns.message
 from siphash24 import siphash24
 
 from coredns_py import stages
@@ -81,6 +82,19 @@ def parse_secret(text: str) -> bytes:
     if len(secret) != SECRET_BYTES:
         raise ValueError(f"must be {2 * SECRET_BYTES} hex digits, got {len(text.strip())}")
     return secret
+
+
+def answerable(wire: bytes, qend: int) -> bool:
+    """Whether answer() would answer ``wire`` rather than FORMERR it: only
+    such a query gets BADCOOKIE (which echoes its question).  Parsed only
+    here, for queries with an invalid cookie."""
+    if not edns.plain_question(wire, qend):
+        return False
+    try:
+        dns.message.from_wire(wire)
+    except Exception:  # dnspython raises many types for malformed messages
+        return False
+    return True
 
 
 class Cookies:
@@ -138,7 +152,7 @@ class Cookies:
                     or wire[2] & 0x80:
                 return inner(wire, proto, peer)
             try:
-                _, opt = edns.locate(wire)
+                qend, opt = edns.locate(wire)
                 where = edns.find_option(wire, opt, edns.COOKIE) if opt >= 0 else None
             except ValueError:
                 return inner(wire, proto, peer)  # answer() says FORMERR
@@ -163,7 +177,7 @@ class Cookies:
             else:
                 counts["invalid" if server else "client_only"] += 1
                 reply = self.server_cookie(client, address, now)
-                if server and proto == "udp":
+                if server and proto == "udp" and answerable(wire, qend):
                     counts["badcookie"] += 1
                     return edns.badcookie(wire, edns.option(edns.COOKIE, client + reply))
                 marked = stages.CookiePeer(peer)

@@ -78,6 +78,18 @@ def locate(wire: bytes) -> tuple[int, int]:
     return qend, opt
 
 
+def plain_question(wire: bytes, qend: int) -> bool:
+    """The question names hold no compression pointer, so the question can be
+    copied into another message as it is."""
+    pos = 12
+    while pos < qend:
+        length = wire[pos]
+        if length > 63:
+            return False
+        pos = pos + 5 if length == 0 else pos + length + 1
+    return True
+
+
 def find_option(wire: bytes, opt: int, code: int) -> Optional[tuple[int, int]]:
     """The (start, end) of the data of the first option ``code`` in the OPT
     record at ``opt``, or None; ValueError for options that overrun it."""
