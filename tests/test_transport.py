@@ -7,6 +7,7 @@ clients work)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import errno
 import logging
 import socket
@@ -778,3 +779,28 @@ def test_real_dns_clients():
             assert udp.answer[0][0].address == "10.0.0.1"
             assert tcp.answer[0][0].address == "10.0.0.2"
     run(main())
+
+
+def test_udp_receive_buffer_is_asked_for_and_what_was_granted_is_known(caplog):
+    def system_default() -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            return s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)], udp_receive_buffer=0) as plain:
+            assert plain.udp_receive_buffer == system_default()
+        async with await start(Recorder(), [(LOCAL, 0)], udp_receive_buffer=1 << 22) as big:
+            granted = big.udp_receive_buffer
+            assert big.stats()["udp_receive_buffer"] == granted
+            [(transport, _)] = big._udp
+            assert transport.get_extra_info("socket").getsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF) == granted
+            return granted
+
+    with caplog.at_level(logging.DEBUG, logger="coredns_py.transport"):
+        granted = run(main())
+    if os.geteuid() == 0:  # CAP_NET_ADMIN: past net.core.rmem_max (Linux doubles it)
+        assert granted == 2 * (1 << 22)
+    else:
+        assert granted >= system_default()
+    assert any(f"the kernel granted {granted}" in m for m in caplog.messages)

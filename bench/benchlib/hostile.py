@@ -44,13 +44,13 @@ class Server:
     """
 
     def __init__(self, config: Optional[dict] = None, nofile: Optional[int] = None,
-                 args: tuple = ()):
+                 args: tuple = (), manifests: Path = ZONES):
         self.dir = Path(tempfile.mkdtemp(prefix="coredns-py-hostile-"))
         cfg = {"upstream": [], **(config or {})}
         cfg_path = self.dir / "config.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
         self.port = free_port()
-        cmd = [sys.executable, "-m", "coredns_py", "serve", "--manifests", str(ZONES),
+        cmd = [sys.executable, "-m", "coredns_py", "serve", "--manifests", str(manifests),
                "--listen", f"127.0.0.1:{self.port}", "--http", "", "--lameduck", "0",
                "--config", str(cfg_path), *args]
         if nofile is not None:
@@ -131,3 +131,33 @@ def ms(stats: dict) -> str:
 
 def tracebacks(log: str) -> int:
     return log.count("Traceback (most recent call last)")
+
+
+def headless_folder(endpoints: int = 60) -> Path:
+    """A folder with the bundled zones' webapp and a headless Service ``big``
+    in ``default`` with ``endpoints`` ready addresses: ``big`` A is an
+    answer many times the size of its question."""
+    folder = Path(tempfile.mkdtemp(prefix="coredns-py-big-"))
+    addresses = "\n".join(f"  - addresses: [10.244.{i // 250}.{i % 250 + 2}]"
+                          for i in range(endpoints))
+    (folder / "big.yaml").write_text(f"""apiVersion: v1
+kind: Service
+metadata: {{name: big, namespace: default}}
+spec:
+  clusterIP: None
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: big-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: big}}
+addressType: IPv4
+ports: [{{name: http, port: 80, protocol: TCP}}]
+endpoints:
+{addresses}
+""", encoding="utf-8")
+    (folder / "webapp.yaml").write_text((ZONES / "01-clusterip" / "webapp-service.yaml")
+                                        .read_text(encoding="utf-8"), encoding="utf-8")
+    return folder
