@@ -105,3 +105,36 @@ def test_config_errors_name_the_key_and_file(data, key):
     with pytest.raises(ConfigError) as err:
         config.parse(data, "my.yaml")
     assert key in str(err.value) and "my.yaml" in str(err.value)
+
+
+def test_then_on_a_task_is_a_future_whose_cancel_reaches_the_task():
+    # Forwarded answers are tasks; a transport cancels what it will not send
+    # (client gone, too many pending): the cancel must reach the task.
+    async def main():
+        started = asyncio.Event()
+
+        async def upstream():
+            started.set()
+            await asyncio.sleep(10)
+            return b"late"
+
+        task = asyncio.ensure_future(upstream())
+        wrapped = then(then(task, lambda out: out + b"!"), lambda out: out + b"?")
+        assert isinstance(wrapped, asyncio.Future)
+        await started.wait()
+        wrapped.cancel()
+        for _ in range(10):  # each link hears of it a turn of the loop later
+            await asyncio.sleep(0)
+        assert task.cancelled()
+
+        done = asyncio.ensure_future(asyncio.sleep(0, b"ok"))
+        assert await then(then(done, lambda out: out + b"!"), lambda out: out + b"?") == b"ok!?"
+        none = asyncio.ensure_future(asyncio.sleep(0, None))
+        assert await then(none, lambda out: out + b"!") is None
+
+        async def broken():
+            raise RuntimeError("upstream bug")
+        with pytest.raises(RuntimeError):
+            await then(asyncio.ensure_future(broken()), lambda out: out)
+
+    asyncio.run(main())

@@ -25,6 +25,7 @@ last, next to the answer.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import ipaddress
 from typing import Callable, Iterable, Optional
@@ -65,12 +66,41 @@ def then(result: HandlerResult, after: Callable[[bytes], Optional[bytes]]) -> Ha
         return None
     if isinstance(result, (bytes, bytearray)):
         return after(result)
+    if isinstance(result, asyncio.Future):
+        return _then_future(result, after)
     if inspect.isawaitable(result):
         async def later():
             out = await result
             return None if out is None else after(out)
         return later()
     return result  # not ours to judge: the transport logs what it cannot send
+
+
+def _then_future(result: asyncio.Future, after) -> asyncio.Future:
+    """then() for a task (a forwarded answer): a future, so that a transport
+    that cancels it (a client gone, the cap on pending answers) cancels the
+    task itself, as when no stage is in the chain."""
+    out = result.get_loop().create_future()
+
+    def finish(done: asyncio.Future) -> None:
+        if out.done():
+            return
+        if done.cancelled():
+            out.cancel()
+            return
+        exc = done.exception()
+        if exc is not None:
+            out.set_exception(exc)
+            return
+        try:
+            value = done.result()
+            out.set_result(None if value is None else after(value))
+        except Exception as exc:  # the stage's own bug: the transport logs it
+            out.set_exception(exc)
+
+    result.add_done_callback(finish)
+    out.add_done_callback(lambda o: result.cancel() if o.cancelled() else None)
+    return out
 
 
 def exposed(listens) -> bool:
