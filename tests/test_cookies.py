@@ -302,3 +302,47 @@ def test_a_broken_query_with_an_invalid_cookie_gets_answers_formerr(snap):
     out = handle(broken, "udp", PEER)
     assert out == answer.answer(snap, broken, "udp")
     assert dns.message.from_wire(out).rcode() == dns.rcode.FORMERR
+
+
+def test_forwarded_answers_go_through_both_stages(snap):
+    """A name outside our zones, completed by an upstream (a task): the
+    answer gets its cookie, and rate limiting counts it like any other."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
+    from forward_helpers import FakeUpstream
+    from coredns_py.resolver.acl import Acl
+    from coredns_py.resolver.forward import Forwarder
+    from coredns_py.resolver.upstreams import Upstream
+    from coredns_py.stages.ratelimit import RateLimit
+
+    async def main():
+        async with FakeUpstream() as up:
+            fwd = Forwarder([Upstream(up.host, up.port)], Acl(["0.0.0.0/0"]), None,
+                            timeout=1.0, deadline=3.0)
+
+            def core(wire, proto, peer):
+                out = answer.answer(snap, wire, proto, forwarding=True)
+                if isinstance(out, answer.Forward):
+                    out = fwd.complete(out, peer)
+                    if not isinstance(out, bytes):
+                        out = asyncio.ensure_future(out)
+                return out
+
+            rrl = RateLimit(2, 1)
+            handle = stages.chain(core, [Cookies(SECRET, clock=lambda: NOW), rrl])
+            outs = []
+            for i in range(3):
+                q = dns.message.make_query("www.example.", "A", use_edns=0,
+                                           options=[dns.edns.CookieOption(CLIENT, b"")])
+                result = handle(q.to_wire(), "udp", PEER)
+                assert isinstance(result, asyncio.Future)
+                outs.append(await result)
+            await fwd.close()
+            return outs
+
+    outs = asyncio.run(asyncio.wait_for(main(), 20))
+    answered = [dns.message.from_wire(o) for o in outs]
+    assert all(cookie_of(o)[:8] == CLIENT for o in outs)
+    assert answered[0].answer and answered[1].answer
+    # the third is over the rate (2): slipped, and a cookie client hears BADCOOKIE
+    assert answered[2].rcode() == dns.rcode.BADCOOKIE and not answered[2].answer
