@@ -19,6 +19,7 @@ import dnslib
 import pytest
 import yaml
 
+from helpers import netns
 from status_client import http_server, scrape, total  # noqa: F401
 
 NAME = "webapp.default.svc.cluster.local"
@@ -195,3 +196,34 @@ def test_off_on_loopback_by_default(http_server):  # noqa: F811
     samples = scrape(srv)
     assert total(samples, "coredns_plugin_enabled", name="rrl") == 0
     assert not any(n == "coredns_rrl_responses_exceeded_total" for n, _ in samples)
+
+
+# --- on by default beyond loopback ---------------------------------------------
+
+EXPOSED_SCRIPT = netns.PRELUDE + r"""
+background server "$PY" -m coredns_py serve --manifests "$REPO/zones" --listen 192.0.2.2:53 \
+  --http ""
+wait_dns 192.0.2.2 cluster.local SOA NOERROR "$LAST"
+background loopback "$PY" -m coredns_py serve --manifests "$REPO/zones" --listen 127.0.0.1:53 \
+  --http ""
+wait_dns 127.0.0.1 cluster.local SOA NOERROR "$LAST"
+"""
+
+
+def test_on_by_default_on_an_address_beyond_loopback(tmp_path):
+    """In a network namespace of its own (only ``lo``, which also holds
+    192.0.2.2): the bundled config on 192.0.2.2 has cookies and rate
+    limiting on, the same config on 127.0.0.1 has them off."""
+    reason = netns.unavailable()
+    if reason:
+        pytest.skip(reason)
+    run = netns.run(tmp_path, EXPOSED_SCRIPT, {
+        "exposed": ["dig", "+time=2", "+tries=2", "+cookie", "@192.0.2.2", NAME],
+        "loopback": ["dig", "+time=2", "+tries=2", "+cookie", "@127.0.0.1", NAME],
+    }, ready_timeout=30, logs=("server.log", "loopback.log"))
+    exposed = run.ok_step("exposed")
+    assert "status: NOERROR" in exposed and "(good)" in exposed, run.debug()
+    assert "COOKIE" not in run.ok_step("loopback")
+    assert "DNS cookies on" in run.read("server.log")
+    assert "response rate limiting on" in run.read("server.log")
+    assert "rate limiting on" not in run.read("loopback.log")
