@@ -128,21 +128,23 @@ class ConnectionRegistry:
         self.closed = {"idle": 0, "cap": 0, "per_source": 0, "flood": 0}
         # New connections closed at once: every slot busy.
         self.refused = {"cap": 0, "per_source": 0}
-        self._refusals = IntervalLog(log, logging.WARNING, REFUSAL_LOG_INTERVAL)
+        self._refusals = {reason: IntervalLog(log, logging.WARNING, REFUSAL_LOG_INTERVAL)
+                          for reason in self.refused}
 
     def admit(self, proto: "TcpProtocol") -> bool:
         source = proto.source
         if self._sources.get(source, 0) >= self.per_source:
             if not self._make_room("per_source", source):
                 self.refused["per_source"] += 1
-                self._refusals.event("%d busy TCP connections from %s: refusing another "
-                                     "(per-client limit)", self.per_source, source)
+                self._refusals["per_source"].event(
+                    "%d busy TCP connections from %s: refusing another (per-client limit)",
+                    self.per_source, source)
                 return False
         if len(self.live) >= self.limit:
             if not self._make_room("cap"):
                 self.refused["cap"] += 1
-                self._refusals.event("%d TCP connections open, none idle: refusing new ones",
-                                     len(self.live))
+                self._refusals["cap"].event("%d TCP connections open, none idle: refusing new "
+                                            "ones", len(self.live))
                 return False
         self.live[proto] = None
         self._sources[source] = self._sources.get(source, 0) + 1
