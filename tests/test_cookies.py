@@ -346,3 +346,25 @@ def test_forwarded_answers_go_through_both_stages(snap):
     assert answered[0].answer and answered[1].answer
     # the third is over the rate (2): slipped, and a cookie client hears BADCOOKIE
     assert answered[2].rcode() == dns.rcode.BADCOOKIE and not answered[2].answer
+
+
+def test_a_remembered_cookie_is_still_renewed_and_expires(snap):
+    # Valid cookies are remembered (one SipHash per client, not per query);
+    # the memory must not outlive what check() would say.
+    clock = [NOW]
+    cookies = Cookies(SECRET, clock=lambda: clock[0])
+    handle = cookies(Core(snap))
+    first = cookie_of(handle(query(CLIENT), "udp", PEER))
+    for _ in range(3):
+        assert cookie_of(handle(query(first), "udp", PEER)) == first
+    clock[0] = NOW + RENEW_AFTER + 1
+    renewed = cookie_of(handle(query(first), "udp", PEER))
+    assert renewed != first and int.from_bytes(renewed[12:16], "big") == clock[0]
+    clock[0] = NOW + LIFETIME + 1
+    assert dns.message.from_wire(handle(query(first), "udp", PEER)).rcode() == \
+        dns.rcode.BADCOOKIE
+    # the same cookie from another address was never valid
+    clock[0] = NOW
+    assert dns.message.from_wire(handle(query(first), "udp", ("192.0.2.8", 1))).rcode() == \
+        dns.rcode.BADCOOKIE
+    assert cookies.counts["valid"] == 4

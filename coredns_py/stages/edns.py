@@ -114,6 +114,9 @@ def without_option(wire: bytes, opt: int, code: int) -> bytes:
     options were found well formed by find_option)."""
     start = opt + _BARE_OPT
     end = start + int.from_bytes(wire[opt + 9:opt + 11], "big")
+    if int.from_bytes(wire[start:start + 2], "big") == code \
+            and start + 4 + int.from_bytes(wire[start + 2:start + 4], "big") == end:
+        return wire[:opt + 9] + b"\x00\x00" + wire[end:]  # the only option
     kept = []
     pos = start
     while pos < end:
