@@ -119,6 +119,19 @@ class _Histogram:
         return out
 
 
+def _family(kind, name: str, help_text: str, value, label: Optional[str] = None):
+    """A metric family of one number, or with ``label``, one per key of the
+    mapping ``value``."""
+    if label is None:
+        family = kind(name, help_text)
+        family.add_metric([], value)
+        return family
+    family = kind(name, help_text, labels=[label])
+    for key, n in sorted(value.items()):
+        family.add_metric([key], n)
+    return family
+
+
 def _le(bound: float) -> str:
     return floatToGoString(bound)  # as prometheus_client writes its own buckets
 
@@ -458,69 +471,50 @@ class Collector:
     def _abuse(self, m: Metrics):
         """What the server shed, refused, limited: an attack, or a client
         that hogs, shows here."""
-        rrl = m.rate_limit
+        rrl, cookies = m.rate_limit, m.cookies
         if rrl is not None:
             counts = dict(rrl.counts)
-            c = CounterMetricFamily(f"{NAMESPACE}_rrl_responses_exceeded_total",
-                                    "Counter of responses exceeding QPS limit.")
-            c.add_metric([], counts["exceeded"])
-            yield c
-            c = CounterMetricFamily(f"{OURS}_rrl_responses_total", "What was sent in place of "
-                                    "the answers over the rate: a truncated answer, BADCOOKIE "
-                                    "(cookie clients), or nothing.", labels=["action"])
-            for action in ("truncated", "badcookie", "dropped"):
-                c.add_metric([action], counts[action])
-            yield c
-        cookies = m.cookies
+            yield _family(CounterMetricFamily, f"{NAMESPACE}_rrl_responses_exceeded_total",
+                          "Counter of responses exceeding QPS limit.", counts["exceeded"])
+            yield _family(CounterMetricFamily, f"{OURS}_rrl_responses_total",
+                          "What was sent in place of the answers over the rate: a truncated "
+                          "answer, BADCOOKIE (cookie clients), or nothing.",
+                          {a: counts[a] for a in ("truncated", "badcookie", "dropped")},
+                          "action")
         if cookies is not None:
             counts = dict(cookies.counts)
-            c = CounterMetricFamily(f"{OURS}_cookies_total", "Queries with a DNS cookie, by "
-                                    "what it was (RFC 7873).", labels=["result"])
-            for result in ("valid", "client_only", "invalid", "malformed"):
-                c.add_metric([result], counts[result])
-            yield c
+            yield _family(CounterMetricFamily, f"{OURS}_cookies_total",
+                          "Queries with a DNS cookie, by what it was (RFC 7873).",
+                          {r: counts[r] for r in ("valid", "client_only", "invalid",
+                                                  "malformed")}, "result")
         if rrl is not None or cookies is not None:
-            c = CounterMetricFamily(f"{OURS}_badcookie_responses_total", "BADCOOKIE answers: "
-                                    "to an invalid server cookie, or in place of an answer "
-                                    "over the rate.", labels=["reason"])
-            c.add_metric(["invalid_cookie"], cookies.counts["badcookie"] if cookies else 0)
-            c.add_metric(["rate_limit"], rrl.counts["badcookie"] if rrl else 0)
-            yield c
+            yield _family(CounterMetricFamily, f"{OURS}_badcookie_responses_total",
+                          "BADCOOKIE answers: to an invalid server cookie, or in place of an "
+                          "answer over the rate.",
+                          {"invalid_cookie": cookies.counts["badcookie"] if cookies else 0,
+                           "rate_limit": rrl.counts["badcookie"] if rrl else 0}, "reason")
         if m.listener_stats is None:
             return
         stats = m.listener_stats()
-        g = GaugeMetricFamily(f"{OURS}_tcp_connections", "Open TCP connections.")
-        g.add_metric([], stats["tcp_open"])
-        yield g
-        g = GaugeMetricFamily(f"{OURS}_tcp_connections_limit", "The most TCP connections open "
-                              "at once (lower when the file-descriptor limit is).")
-        g.add_metric([], stats["tcp_limit"])
-        yield g
-        c = CounterMetricFamily(f"{OURS}_tcp_connections_closed_total", "TCP connections we "
-                                "closed: idle too long, idle and closed to make room at the "
-                                "server's cap or the client's own, or flooding us with "
-                                "unanswered bytes.", labels=["reason"])
-        for reason, n in sorted(stats["tcp_closed"].items()):
-            c.add_metric([reason], n)
-        yield c
-        c = CounterMetricFamily(f"{OURS}_tcp_connections_refused_total", "New TCP connections "
-                                "closed at once: every connection busy, at the server's cap "
-                                "or the client's own.", labels=["reason"])
-        for reason, n in sorted(stats["tcp_refused"].items()):
-            c.add_metric([reason], n)
-        yield c
-        c = CounterMetricFamily(f"{OURS}_tcp_accept_errors_total", "accept() calls that failed "
-                                "for want of descriptors or memory.")
-        c.add_metric([], stats["accept_errors"])
-        yield c
-        c = CounterMetricFamily(f"{OURS}_udp_shed_total", "UDP queries dropped because too "
-                                "many answers were waiting for upstream servers.")
-        c.add_metric([], stats["udp_shed"])
-        yield c
-        g = GaugeMetricFamily(f"{OURS}_udp_receive_buffer_bytes", "The kernel receive buffer "
-                              "of the UDP sockets, as granted.")
-        g.add_metric([], stats["udp_receive_buffer"])
-        yield g
+        for kind, name, help_text, value, label in (
+                (GaugeMetricFamily, "tcp_connections", "Open TCP connections.",
+                 stats["tcp_open"], None),
+                (GaugeMetricFamily, "tcp_connections_limit", "The most TCP connections open "
+                 "at once (lower when the file-descriptor limit is).", stats["tcp_limit"], None),
+                (CounterMetricFamily, "tcp_connections_closed_total", "TCP connections we "
+                 "closed: idle too long, idle and closed to make room at the server's cap or "
+                 "the client's own, or flooding us with unanswered bytes.",
+                 stats["tcp_closed"], "reason"),
+                (CounterMetricFamily, "tcp_connections_refused_total", "New TCP connections "
+                 "closed at once: every connection busy, at the server's cap or the client's "
+                 "own.", stats["tcp_refused"], "reason"),
+                (CounterMetricFamily, "tcp_accept_errors_total", "accept() calls that failed "
+                 "for want of descriptors or memory.", stats["accept_errors"], None),
+                (CounterMetricFamily, "udp_shed_total", "UDP queries dropped because too many "
+                 "answers were waiting for upstream servers.", stats["udp_shed"], None),
+                (GaugeMetricFamily, "udp_receive_buffer_bytes", "The kernel receive buffer of "
+                 "the UDP sockets, as granted.", stats["udp_receive_buffer"], None)):
+            yield _family(kind, f"{OURS}_{name}", help_text, value, label)
 
     def _ours(self, m: Metrics, t: Totals):
         gen = m.current()  # one generation for every figure of this scrape
