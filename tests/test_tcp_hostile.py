@@ -186,5 +186,6 @@ def test_busy_connections_at_the_cap_refuse_newcomers_without_tracebacks(limited
         for s in socks:
             s.close()
     wait_until(lambda: tcp_ok(srv.port), 15, message="TCP to work again")
-    assert srv.stderr.count("none idle: refusing new ones") == 1
+    # one line per 10 s, not one per refusal
+    assert 1 <= srv.stderr.count("none idle: refusing new ones") <= 2 < refused
     assert "Traceback" not in srv.stderr
