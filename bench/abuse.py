@@ -28,7 +28,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import dns.message  # noqa: E402
 
 from benchlib.hostile import Server, headless_folder, query_wire  # noqa: E402
 

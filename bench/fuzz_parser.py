@@ -49,7 +49,7 @@ def report(name: str, sent: int, answered: int, problems: collections.Counter,
 def in_process(n: int, seed: int) -> None:
     import logging
 
-    from coredns_py import config, stages
+    from coredns_py import config
     from coredns_py.cluster import local
     from coredns_py.server import Server as CoreServer
 
@@ -65,7 +65,8 @@ def in_process(n: int, seed: int) -> None:
     zones = HERE.parent / "zones"
     server = CoreServer(local.from_folder(zones, cfg, state=False), cfg, [("192.0.2.1", 53)])
     server.rebuild()
-    entry = stages.chain(server.handle, server._stages())
+    server._start_stages()
+    entry = server.entry
     rng = random.Random(seed)
     seeds = seed_queries(rng)
     problems, examples = collections.Counter(), {}

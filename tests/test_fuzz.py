@@ -17,7 +17,7 @@ import dns.query
 import pytest
 import yaml
 
-from coredns_py import config, stages
+from coredns_py import config
 from coredns_py.cluster import local
 from coredns_py.server import Server
 from helpers.fuzz import check_answer, packet, seed_queries
@@ -40,7 +40,9 @@ def in_process_entry():
     cfg = config.parse(FUZZ_CONFIG)
     server = Server(local.from_folder(ZONES, cfg, state=False), cfg, [("192.0.2.1", 53)])
     assert server.rebuild()
-    return stages.chain(server.handle, server._stages())
+    server._start_stages()
+    assert server.cookies is not None and server.rate_limit is not None
+    return server.entry
 
 
 def test_fuzzed_packets_in_process(caplog):

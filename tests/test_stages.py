@@ -76,9 +76,31 @@ def test_auto_is_on_only_when_exposed(switch, exposed, on):
 ])
 def test_the_server_builds_the_chain_cookies_first(listens, cfg, names):
     server = Server(None, config.parse(cfg), listens)
+    server._start_stages()
     built = server._stages()
     assert [n for n, s in zip(["cookies", "rate_limit"], built) if s is not None] == names
     assert (server.cookies is not None) == ("cookies" in names)
+    assert built[:2] == [server.cookies, server.rate_limit]
+    assert (server.entry == server.handle) == (names == [])
+
+
+def test_a_config_reload_keeps_stages_whose_settings_did_not_change():
+    # A reload must forget neither the cookie secret (every client's cookie
+    # would turn invalid) nor the rate accounts.
+    listens = [("192.0.2.1", 53)]
+    server = Server(None, config.parse({}), listens)
+    server._start_stages()
+    cookies, rate_limit = server.cookies, server.rate_limit
+    server.config = config.parse({"ttl": 30})
+    server._start_stages()
+    assert (server.cookies, server.rate_limit) == (cookies, rate_limit)
+    server.config = config.parse({"rate_limit_slip": 1, "cookie_secret": "00" * 16})
+    server._start_stages()
+    assert server.rate_limit is not rate_limit and server.rate_limit.slip == 1
+    assert server.cookies is not cookies and server.cookies.secret == bytes(16)
+    server.config = config.parse({"rate_limit": False, "cookies": False})
+    server._start_stages()
+    assert (server.cookies, server.rate_limit, server.entry) == (None, None, server.handle)
 
 
 def test_config_keys():

@@ -63,6 +63,8 @@ def from_folder(manifests: Path, config: Config, *, state: bool = True,
     command reads it; ``state=False`` allocates without reading or writing the
     state file (``check``)."""
     from coredns_py.source.folder import ManifestSource
-    return LocalCluster(ManifestSource(manifests, log_errors=log_errors), config,
-                        config.state_path(manifests) if state else None,
-                        incremental=incremental, log_errors=log_errors)
+    from coredns_py.source.parse_cache import for_state
+    state_path = config.state_path(manifests) if state else None
+    return LocalCluster(ManifestSource(manifests, log_errors=log_errors,
+                                       cache=for_state(state_path)), config,
+                        state_path, incremental=incremental, log_errors=log_errors)

@@ -34,6 +34,7 @@ class Listeners:
 
     def __init__(self, registry: ConnectionRegistry, pending: PendingAnswers):
         self.addresses: list[tuple[str, int]] = []
+        self.handler: Optional[Handler] = None  # what new TCP connections are given
         self._registry = registry
         self._pending = pending
         self._udp: list[tuple[asyncio.DatagramTransport, UdpProtocol]] = []
@@ -48,6 +49,15 @@ class Listeners:
                 "accept_errors": sum(a.errors for a in self._acceptors),
                 "udp_shed": self._pending.shed,
                 "udp_receive_buffer": self.udp_receive_buffer}
+
+    def replace_handler(self, handler: Handler) -> None:
+        """Answer with ``handler`` from now on, on every socket and every open
+        TCP connection (a config reload that changes the stages)."""
+        self.handler = handler
+        for _transport, protocol in self._udp:
+            protocol._handler = handler
+        for connection in list(self._registry.live):
+            connection._handler = handler
 
     def close_nowait(self) -> None:
         """Stop accepting and receiving, close open TCP connections; the
@@ -98,9 +108,10 @@ async def start(handler: Handler, listens: list[tuple[str, int]], *,
     registry = ConnectionRegistry(max_tcp_connections)
     pending = PendingAnswers(max_udp_pending)
     listeners = Listeners(registry, pending)
+    listeners.handler = handler
 
     def tcp_factory() -> TcpProtocol:
-        return TcpProtocol(handler, idle_timeout=tcp_idle_timeout, registry=registry)
+        return TcpProtocol(listeners.handler, idle_timeout=tcp_idle_timeout, registry=registry)
 
     try:
         for host, port in listens:
