@@ -12,7 +12,11 @@ hit (kubernetes.default.svc.cluster.local A, the hot path):
 - ``hosts answer``: a name the hosts table answers;
 - ``entry + cookies, rate limit``: the abuse stages on (as on an address
   beyond loopback; the rate too high to limit), a query without a cookie;
-- ``... valid cookie``: the same query with a valid server cookie.
+- ``... valid cookie``: the same query with a valid server cookie;
+- ``entry + loadbalance``: answer rotation on, for the one-address answer
+  (nothing to shuffle), then a headless Service's two addresses, and its
+  SRV answer (two SRV, two glue records of different owners);
+- ``handle, nginx A``: the same two-address answer without the stage.
 
 It is a script, not a test: nothing fails because the machine is slow.
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import tempfile
 import time
@@ -86,6 +91,15 @@ async def main(calls: int) -> None:
     valid = dns.message.make_query("kubernetes.default.svc.cluster.local.", "A", use_edns=0,
                                    options=[dns.edns.CookieOption(client, got.server)])
     rows.append(("... valid cookie", per_call(server.entry, valid.to_wire(), calls)))
+    server.cookies, server.rate_limit = None, None
+    server.config = dataclasses.replace(cfg, loadbalance="round_robin")
+    server.entry = stages.chain(server.handle, server._stages())
+    rows.append(("entry + loadbalance", per_call(server.entry, wire, calls)))
+    two = dns.message.make_query("nginx.default.svc.cluster.local.", "A").to_wire()
+    rows.append(("... 2 addresses", per_call(server.entry, two, calls)))
+    srv = dns.message.make_query("nginx.default.svc.cluster.local.", "SRV").to_wire()
+    rows.append(("... SRV and glue", per_call(server.entry, srv, calls)))
+    rows.append(("handle, nginx A", per_call(server.handle, two, calls)))
     for name, ns in rows:
         print(f"{name:>30}: {ns:8.0f} ns per query")
 

@@ -49,6 +49,7 @@ MAX_CACHE_TTL = 604800
 DEFAULT_PREFETCH_WINDOW = 60
 DEFAULT_PREFETCH_PERCENTAGE = 10
 STALE_MODES = ("immediate", "verify")
+LOADBALANCE_POLICIES = ("round_robin",)  # CoreDNS's `weighted` is not implemented
 
 # Abuse protection (coredns_py/stages): on, off, or on only when some listen
 # address is not loopback ("auto").
@@ -82,6 +83,10 @@ class Config:
     # Services' external addresses under zones of their own (CoreDNS
     # k8s_external; coredns_py/zone/external.py).
     k8s_external: tuple = ()
+    # Shuffle A, AAAA and MX records ("round_robin"; "": off), addresses in
+    # these networks first (CoreDNS loadbalance; stages/loadbalance.py).
+    loadbalance: str = ""
+    loadbalance_prefer: tuple[str, ...] = ()
     ttl: int = 5
     pods: str = "disabled"
     endpoint_pod_names: bool = False
@@ -126,7 +131,6 @@ class Config:
     # Read from a Corefile, built later (README "Coming from CoreDNS"):
     # `serve` refuses them, naming the line (coming_soon()).
     rewrite: tuple = ()
-    loadbalance: tuple = ()
     transfer: tuple = ()
     # Where each of those was written ((key, "Corefile:12"), ...).
     origins: tuple = ()
@@ -169,7 +173,7 @@ _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
 
 # The Corefile's directives whose behaviour comes in a later version.
-COMING = {"rewrite": "rewrite", "loadbalance": "loadbalance",
+COMING = {"rewrite": "rewrite",
           "transfer": "transfer"}
 
 
@@ -348,7 +352,7 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "upstream":
             values[key] = _upstream(source, value)
             continue
-        if key == "allow_recursion":
+        if key in ("allow_recursion", "loadbalance_prefer"):
             values[key] = _networks(source, key, value)
             continue
         if key == "extra_zones":
@@ -429,6 +433,9 @@ def parse(data: Any, source: str = "config") -> Config:
                 raise ConfigError(f"{source}: config key extra_zones: {extra} is, or is "
                                   f"nested with, the zone {other}")
         seen.append(extra)
+    if cfg.loadbalance not in ("",) + LOADBALANCE_POLICIES:
+        raise ConfigError(f"{source}: config key loadbalance: must be round_robin or \"\" "
+                          f"(off), got {cfg.loadbalance!r}")
     _bounded_int(source, cfg, "rate_limit_responses_per_second", MAX_RATE_LIMIT, low=1)
     _bounded_int(source, cfg, "rate_limit_slip", MAX_SLIP)
     _bounded_int(source, cfg, "udp_receive_buffer", MAX_UDP_RECEIVE_BUFFER)

@@ -140,12 +140,16 @@ class Server:
           of the query, so everything inside sees a plain query and the
           prepared answers serve it;
         - rate limiting: every answer made inside (hosts' too), knowing the
-          clients a valid cookie vouches for (never limited).
+          clients a valid cookie vouches for (never limited);
+        - loadbalance: shuffles every answer made inside, forwarded ones too
+          (CoreDNS puts it before cache and the plugins that answer).
         """
-        from coredns_py.stages import hosts
+        from coredns_py.stages import hosts, loadbalance
+        cfg = self.config
         return [
             self.cookies,
             self.rate_limit,
+            loadbalance.stage(cfg.loadbalance_prefer) if cfg.loadbalance else None,
             hosts.stage(self.hosts, self._observe) if self.hosts is not None else None,
         ]
 

@@ -4,8 +4,8 @@ Each directive we implement sets config keys; options that change nothing
 a local server answers are accepted and listed (``check`` prints them); a
 directive or option we do not implement is an error naming its line, so
 nothing is ever silently ignored.  Where a plugin's behaviour is built in a
-later version (rewrite, loadbalance, transfer), its arguments are kept in
-the config and ``serve`` refuses them, naming the line.
+later version (rewrite, transfer), its arguments are kept in the config
+and ``serve`` refuses them, naming the line.
 
 How CoreDNS's server blocks map onto one coredns-py server:
 
@@ -486,10 +486,20 @@ class Mapper:
         self.external.append(external_mod.parse_entry(line.where, data))
 
     def d_loadbalance(self, b: _Block, line: Line) -> None:
+        self.once(line)
         words = line.words() or ["round_robin"]
-        self.later("loadbalance", line, (line.where, tuple(words),
-                                         tuple(tuple([o.name.text] + o.words())
-                                               for o in line.block)))
+        if words != ["round_robin"]:
+            raise fail(line, f"loadbalance {' '.join(words)}: only round_robin is implemented "
+                             "(the `weighted` policy is not)")
+        self.data["loadbalance"] = "round_robin"
+        for opt in line.block:
+            if opt.name.text != "prefer" or not opt.args:
+                raise fail(opt, f"loadbalance option {opt.name.text!r}: only `prefer CIDR...`")
+            try:
+                self.data["loadbalance_prefer"] = list(config_mod.parse(
+                    {"loadbalance_prefer": opt.words()}).loadbalance_prefer)
+            except ConfigError as exc:
+                raise fail(opt, str(exc).split(": ", 1)[1]) from None
 
     def d_transfer(self, b: _Block, line: Line) -> None:
         zones = tuple(z for tok in line.args for z in zones_of(tok)) or tuple(b.zones)
