@@ -16,7 +16,11 @@ hit (kubernetes.default.svc.cluster.local A, the hot path):
 - ``entry + loadbalance``: answer rotation on, for the one-address answer
   (nothing to shuffle), then a headless Service's two addresses, and its
   SRV answer (two SRV, two glue records of different owners);
-- ``handle, nginx A``: the same two-address answer without the stage.
+- ``handle, nginx A``: the same two-address answer without the stage;
+- ``entry + rewrite``: two rewrite rules (exact and suffix), a question
+  neither matches; then ``rewrite answer``, one the exact rule rewrites
+  (the answer written back, kept from the first time), and
+  ``... written back anew``, the same with nothing kept (every answer new).
 
 It is a script, not a test: nothing fails because the machine is slow.
 
@@ -43,7 +47,7 @@ from coredns_py import config as config_mod  # noqa: E402
 from coredns_py import stages  # noqa: E402
 from coredns_py.cluster import local  # noqa: E402
 from coredns_py.server import Server  # noqa: E402
-from coredns_py.stages import hosts  # noqa: E402
+from coredns_py.stages import hosts, rewrite  # noqa: E402
 from coredns_py.stages.cookies import Cookies  # noqa: E402
 from coredns_py.stages.ratelimit import RateLimit  # noqa: E402
 
@@ -100,6 +104,22 @@ async def main(calls: int) -> None:
     srv = dns.message.make_query("nginx.default.svc.cluster.local.", "SRV").to_wire()
     rows.append(("... SRV and glue", per_call(server.entry, srv, calls)))
     rows.append(("handle, nginx A", per_call(server.handle, two, calls)))
+    server.config = dataclasses.replace(cfg, rewrite=rewrite.parse("bench", [
+        "name exact api.myapp.test kubernetes.default.svc.cluster.local",
+        "name suffix .shop.test .shop.svc.cluster.local answer auto"]))
+    server.entry = stages.chain(server.handle, server._stages())
+    rows.append(("entry + rewrite", per_call(server.entry, wire, calls)))
+    api = dns.message.make_query("api.myapp.test.", "A").to_wire()
+    rows.append(("rewrite answer", per_call(server.entry, api, calls)))
+    # Each question in other letters: nothing kept fits, written back anew.
+    variants = [dns.message.make_query("".join(c.upper() if i >> k & 1 else c
+                                               for k, c in enumerate("api.myapp.test.")),
+                                       "A").to_wire() for i in range(2000)]
+    started = time.perf_counter()
+    for query in variants:
+        server.entry(query, "udp", ("127.0.0.1", 40000))
+    rows.append(("... written back anew", (time.perf_counter() - started) / len(variants)
+                 * 1e9))
     for name, ns in rows:
         print(f"{name:>30}: {ns:8.0f} ns per query")
 

@@ -87,6 +87,9 @@ class Config:
     # these networks first (CoreDNS loadbalance; stages/loadbalance.py).
     loadbalance: str = ""
     loadbalance_prefer: tuple[str, ...] = ()
+    # Query names rewritten before they are answered, the answer written
+    # back (CoreDNS rewrite `name` rules; stages/rewrite.py).
+    rewrite: tuple = ()
     ttl: int = 5
     pods: str = "disabled"
     endpoint_pod_names: bool = False
@@ -130,7 +133,6 @@ class Config:
     log_queries: bool = False
     # Read from a Corefile, built later (README "Coming from CoreDNS"):
     # `serve` refuses them, naming the line (coming_soon()).
-    rewrite: tuple = ()
     transfer: tuple = ()
     # Where each of those was written ((key, "Corefile:12"), ...).
     origins: tuple = ()
@@ -173,8 +175,7 @@ _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
 
 # The Corefile's directives whose behaviour comes in a later version.
-COMING = {"rewrite": "rewrite",
-          "transfer": "transfer"}
+COMING = {"transfer": "transfer"}
 
 
 def _cidrs(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -382,6 +383,10 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "k8s_external":
             from coredns_py.zone import external
             values[key] = external.parse(source, value)
+            continue
+        if key == "rewrite":
+            from coredns_py.stages import rewrite
+            values[key] = rewrite.parse(source, value)
             continue
         if key == "forward":
             from coredns_py.resolver import forward_config

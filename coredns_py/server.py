@@ -142,14 +142,17 @@ class Server:
         - rate limiting: every answer made inside (hosts' too), knowing the
           clients a valid cookie vouches for (never limited);
         - loadbalance: shuffles every answer made inside, forwarded ones too
-          (CoreDNS puts it before cache and the plugins that answer).
+          (CoreDNS puts it before cache and the plugins that answer);
+        - rewrite: the question's name rewritten for everything inside (hosts
+          too), the answer written back.
         """
-        from coredns_py.stages import hosts, loadbalance
+        from coredns_py.stages import hosts, loadbalance, rewrite
         cfg = self.config
         return [
             self.cookies,
             self.rate_limit,
             loadbalance.stage(cfg.loadbalance_prefer) if cfg.loadbalance else None,
+            rewrite.Rewrite(cfg.rewrite).stage if cfg.rewrite else None,
             hosts.stage(self.hosts, self._observe) if self.hosts is not None else None,
         ]
 

@@ -243,10 +243,9 @@ def test_second_part_plugins_are_kept_for_later_and_named(tmp_path):
 }}
 """).config
     path = tmp_path / "Corefile"
-    assert cfg.coming_soon() == [
-        f"{path}:2: rewrite: not implemented yet",
-        f"{path}:8: transfer: not implemented yet"]
-    assert cfg.rewrite[0][1] == ("name", "api.myapp.test", "api.default.svc.cluster.local")
+    assert cfg.coming_soon() == [f"{path}:8: transfer: not implemented yet"]
+    assert (cfg.rewrite[0].source, cfg.rewrite[0].target) == (
+        "api.myapp.test.", "api.default.svc.cluster.local.")
     assert cfg.extra_zones == ("example.internal",)
     assert (cfg.namespaces, cfg.labels) == (("default", "kube-system"), "app=web")
     assert cfg.k8s_external[0].zones == ("example.com",)

@@ -4,8 +4,8 @@ Each directive we implement sets config keys; options that change nothing
 a local server answers are accepted and listed (``check`` prints them); a
 directive or option we do not implement is an error naming its line, so
 nothing is ever silently ignored.  Where a plugin's behaviour is built in a
-later version (rewrite, transfer), its arguments are kept in the config
-and ``serve`` refuses them, naming the line.
+later version (transfer), its arguments are kept in the config and
+``serve`` refuses them, naming the line.
 
 How CoreDNS's server blocks map onto one coredns-py server:
 
@@ -34,6 +34,7 @@ from coredns_py.errors import ConfigError
 from coredns_py.resolver import forward_config
 from coredns_py.resolver.forward_config import ForwardDomain
 from coredns_py.stages import hosts as hosts_mod
+from coredns_py.stages import rewrite as rewrite_mod
 from coredns_py.zone import external as external_mod
 
 DNS_PORT = 53
@@ -142,6 +143,7 @@ class Mapper:
         self.forward: list[ForwardDomain] = []
         self.hosts: list[hosts_mod.HostsSpec] = []
         self.external: list = []  # k8s_external specs
+        self.rewrite: list = []  # rewrite rules, in order
         self.coming: dict[str, list] = {}
         self.origins: dict[str, str] = {}
         self.not_acted_on: list[str] = []
@@ -460,10 +462,10 @@ class Mapper:
         self.hosts.append(spec)
 
     def d_rewrite(self, b: _Block, line: Line) -> None:
-        if not line.args:
-            raise fail(line, "rewrite needs a rule")
-        self.later("rewrite", line, (line.where, tuple(line.words()),
-                                     tuple(tuple([o.name.text] + o.words()) for o in line.block)))
+        # The block form's lines are the rule's words, one after the other
+        # (`rewrite stop {` / `name regex ...` / `answer name ...` / `}`).
+        words = line.words() + [w for o in line.block for w in [o.name.text] + o.words()]
+        self.rewrite.append(rewrite_mod.parse_rule(line.where, words))
 
     def d_k8s_external(self, b: _Block, line: Line) -> None:
         zones = [z for tok in line.args for z in zones_of(tok)] or list(b.zones)
@@ -576,7 +578,7 @@ def build(path: Path, servers: list[ServerBlock]) -> tuple[config_mod.Config, li
     external_mod.check(str(path), mapper.external, (cfg.zone,) + cfg.extra_zones)
     cfg = dataclasses.replace(
         cfg, forward=tuple(mapper.forward), hosts=tuple(mapper.hosts),
-        k8s_external=tuple(mapper.external),
+        k8s_external=tuple(mapper.external), rewrite=tuple(mapper.rewrite),
         origins=tuple(sorted(mapper.origins.items())),
         **{k: tuple(v) for k, v in mapper.coming.items()})
     return cfg, mapper.not_acted_on
