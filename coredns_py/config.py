@@ -271,6 +271,20 @@ def _selector(source: str, key: str, value: Any) -> str:
     return value.strip()
 
 
+def entry_ttl(where: str, value: Any, high: int) -> int:
+    """A list entry's ``ttl`` (a hosts table, an external zone): 0..high seconds."""
+    if type(value) is not int or not 0 <= value <= high:
+        raise ConfigError(f"{where}: ttl: expected 0..{high} seconds, got {value!r}")
+    return value
+
+
+def entry_flag(where: str, key: str, value: Any) -> bool:
+    """A list entry's true-or-false key."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
+    return value
+
+
 def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
     out: list[str] = []
     for item in _strings(source, key, value):

@@ -110,7 +110,7 @@ def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
 
 
 def parse_entry(where: str, data: Any) -> HostsSpec:
-    from coredns_py.config import check_mapping
+    from coredns_py.config import check_mapping, entry_flag, entry_ttl
     check_mapping(where, data, _KEYS, "files, entries, ...")
     values: dict[str, Any] = {}
     if "files" in data:
@@ -131,10 +131,7 @@ def parse_entry(where: str, data: Any) -> HostsSpec:
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if "ttl" in data:
-        ttl = data["ttl"]
-        if type(ttl) is not int or not 0 <= ttl <= MAX_TTL:
-            raise ConfigError(f"{where}: ttl: expected 0..{MAX_TTL} seconds, got {ttl!r}")
-        values["ttl"] = ttl
+        values["ttl"] = entry_ttl(where, data["ttl"], MAX_TTL)
     if "reload" in data:
         r = data["reload"]
         if isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0:
@@ -142,9 +139,7 @@ def parse_entry(where: str, data: Any) -> HostsSpec:
         values["reload"] = float(r)
     for key in ("no_reverse", "fallthrough_unsupported"):
         if key in data:
-            if not isinstance(data[key], bool):
-                raise ConfigError(f"{where}: {key}: expected true or false, got {data[key]!r}")
-            values[key] = data[key]
+            values[key] = entry_flag(where, key, data[key])
     spec = HostsSpec(where=where, **values)
     validate(where, spec)
     return spec

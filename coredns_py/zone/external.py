@@ -66,7 +66,7 @@ def _zones(where: str, key: str, value: Any) -> tuple[str, ...]:
 
 
 def parse_entry(where: str, data: Any) -> ExternalSpec:
-    from coredns_py.config import check_mapping
+    from coredns_py.config import check_mapping, entry_flag, entry_ttl
     check_mapping(where, data, _KEYS, "zones, apex, ttl, headless, fallthrough")
     if "zones" not in data:
         raise ConfigError(f"{where}: needs zones (the external zones to answer)")
@@ -80,15 +80,9 @@ def parse_entry(where: str, data: Any) -> ExternalSpec:
             raise ConfigError(f"{where}: apex: expected one DNS label, got {apex!r}")
         values["apex"] = apex.strip(".").lower()
     if "ttl" in data:
-        ttl = data["ttl"]
-        if type(ttl) is not int or not 0 <= ttl <= MAX_TTL:
-            raise ConfigError(f"{where}: ttl: expected 0..{MAX_TTL} seconds, got {ttl!r}")
-        values["ttl"] = ttl
+        values["ttl"] = entry_ttl(where, data["ttl"], MAX_TTL)
     if "headless" in data:
-        if not isinstance(data["headless"], bool):
-            raise ConfigError(f"{where}: headless: expected true or false, "
-                              f"got {data['headless']!r}")
-        values["headless"] = data["headless"]
+        values["headless"] = entry_flag(where, "headless", data["headless"])
     if "fallthrough" in data:
         ft = data["fallthrough"]
         if isinstance(ft, bool):
