@@ -29,7 +29,9 @@ Regular expressions are Python's (the same as Go's for the usual
 patterns).  Rules of other fields (type, class, ttl, edns0, cname, rcode)
 are not implemented.
 
-A question no rule matches goes on untouched, after one look at its name.
+A question no rule matches goes on untouched, after one look at its name
+(as does a name with a label holding a dot or a byte that is not ASCII:
+:func:`coredns_py.stages.question`).
 An answer written back is kept (bounded), keyed by the inner answer and the
 question asked: the same answer to the same question is written back once.
 """
@@ -57,8 +59,10 @@ from coredns_py.zone import wire as wire_mod
 MATCHES = ("exact", "prefix", "suffix", "substring", "regex")
 # CoreDNS refuses longer patterns (compiling them can take a lot of memory).
 MAX_REGEX = 10000
-# Answers written back, kept for the next time (a few hundred bytes each).
+# Answers written back, kept for the next time (a few hundred bytes each),
+# and the names whose fate is known (the rules' result, or "no match").
 MAX_REVERTED = 4096
+MAX_DECIDED = 16384
 
 # Record types whose value is a name that `answer auto` and `answer value`
 # rewrite, and the field holding it (CoreDNS getRecordValueForRewrite).
@@ -254,42 +258,6 @@ def parse(source: str, value: Any) -> tuple[NameRule, ...]:
 # --- the stage ----------------------------------------------------------------------------
 
 
-def _name_text(wire: bytes) -> Optional[str]:
-    """The question's name as CoreDNS's rules read it (lower case, final
-    dot); None for a name we would not rewrite."""
-    try:
-        name, _ = dns.name.from_wire(wire, 12)
-    except dns.exception.DNSException:
-        return None
-    return name.to_text().lower()
-
-
-def _question_name(wire: bytes) -> Optional[tuple[str, int]]:
-    """(name text, end of the question) of a one-question query whose name
-    is written out; None otherwise (it goes on as it is)."""
-    if len(wire) < 17 or wire[2] & 0xF8 or wire[4:6] != b"\x00\x01":
-        return None  # a response, another opcode than QUERY, not one question
-    pos = 12
-    labels = []
-    while True:
-        length = wire[pos]
-        if length == 0:
-            break
-        if length > 63:
-            return None
-        labels.append(wire[pos + 1:pos + 1 + length])
-        pos += length + 1
-        if pos >= len(wire):
-            return None
-    qend = pos + 5
-    if qend > len(wire):
-        return None
-    text = b".".join(labels)
-    if text.replace(b"-", b"").replace(b"_", b"").replace(b".", b"").isalnum() or not labels:
-        return text.decode("ascii").lower() + ".", qend
-    return _name_text(wire), qend  # escapes, as CoreDNS's text form has them
-
-
 def apply(rules, name: str) -> tuple[Optional[str], list]:
     """(the new name or None when no rule matched, the response rules)."""
     new = None
@@ -371,12 +339,33 @@ def _servfail(query: bytes) -> bytes:
     return wire_mod.header_only(query, dns.rcode.SERVFAIL)
 
 
+_UNSEEN = object()
+
+
 class Rewrite:
-    """The rules, and the answers written back so far."""
+    """The rules, what they decided for each name asked, and the answers
+    written back so far."""
 
     def __init__(self, rules):
         self.rules = tuple(rules)
+        # The question's name as sent, lower-cased (the wire form up to its
+        # root label) -> (the name as text, the new name, the response
+        # rules, the new name's wire), or None when no rule matches: one
+        # dictionary lookup for a name seen before, matching or not.
+        self._decided: dict = {}
         self._reverted: dict = {}
+
+    def decide(self, wire: bytes, end: int):
+        """What the rules do to the question of ``wire`` (its name's root
+        label at ``end``); None: nothing."""
+        q = stages.question(wire)
+        if q is None or q[3] != end + 5:
+            return None  # a name we do not rewrite (a dot or odd bytes in a label)
+        name = q[0]
+        new, reverts = apply(self.rules, name)
+        if new is None:
+            return None
+        return name, new, reverts, _to_wire(new)
 
     def written_back(self, response: bytes, query: bytes, qend: int, reverts: list,
                      proto: str, key) -> bytes:
@@ -393,24 +382,30 @@ class Rewrite:
         return out
 
     def stage(self, inner: Handler) -> Handler:
-        rules = self.rules
+        decided = self._decided
 
         def handler(wire: bytes, proto: str, peer):
-            q = _question_name(wire)
-            if q is None or q[0] is None:
+            end = wire.find(0, 12)
+            if end < 0 or wire[2] & 0xF8 or wire[4:6] != b"\x00\x01":
+                return inner(wire, proto, peer)  # a response, not a QUERY, not one question
+            key = wire[12:end].lower()  # (a label's length byte is never a letter)
+            hit = decided.get(key, _UNSEEN)
+            if hit is _UNSEEN:
+                hit = self.decide(wire, end)
+                if len(decided) >= MAX_DECIDED:
+                    decided.clear()
+                decided[key] = hit
+            if hit is None:
                 return inner(wire, proto, peer)
-            name, qend = q
-            new, reverts = apply(rules, name)
-            if new is None:
-                return inner(wire, proto, peer)
-            name_wire = _to_wire(new)
+            name, new, reverts, name_wire = hit
             if name_wire is None:
                 return _servfail(wire)  # not a domain name (CoreDNS: SERVFAIL)
+            qend = end + 5
             new_wire = wire[:12] + name_wire + wire[qend - 4:]
             # What the answer is written back with: the question as asked,
             # the rules that matched, how much the client takes.
-            key = (wire[12:qend], name, new, proto, wire[qend:])
+            written = (wire[12:qend], name, new, proto, wire[qend:])
             result = inner(new_wire, proto, peer)
             return stages.then(result, lambda response: self.written_back(
-                response, wire, qend, reverts, proto, key))
+                response, wire, qend, reverts, proto, written))
         return handler
