@@ -90,6 +90,11 @@ class Config:
     # Query names rewritten before they are answered, the answer written
     # back (CoreDNS rewrite `name` rules; stages/rewrite.py).
     rewrite: tuple = ()
+    # Who may transfer our zones (AXFR, IXFR over TCP; "*": everybody, []:
+    # nobody), and which ([]: every zone of ours) (CoreDNS transfer;
+    # stages/transfer.py).
+    transfer_to: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    transfer_zones: tuple[str, ...] = ()
     ttl: int = 5
     pods: str = "disabled"
     endpoint_pod_names: bool = False
@@ -131,11 +136,6 @@ class Config:
     # and one log line per query (--log-queries turns it on too).
     lameduck: float = 5.0
     log_queries: bool = False
-    # Read from a Corefile, built later (README "Coming from CoreDNS"):
-    # `serve` refuses them, naming the line (coming_soon()).
-    transfer: tuple = ()
-    # Where each of those was written ((key, "Corefile:12"), ...).
-    origins: tuple = ()
     # Response rate limiting (stages/ratelimit.py) and DNS cookies
     # (stages/cookies.py): "auto", "on" or "off"; see SWITCHES.
     rate_limit: str = "auto"
@@ -147,13 +147,6 @@ class Config:
     cookie_secret: str = ""
     # Bytes of kernel receive buffer per UDP socket; 0: the system's default.
     udp_receive_buffer: int = 4 * 1024 * 1024
-
-    def coming_soon(self) -> list[str]:
-        """What this config asks for that is not built yet, each naming
-        where it was written."""
-        where = dict(self.origins)
-        return [f"{where.get(key, 'config')}: {COMING[key]}: not implemented yet"
-                for key in COMING if getattr(self, key)]
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -173,9 +166,6 @@ class Config:
 
 _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
-
-# The Corefile's directives whose behaviour comes in a later version.
-COMING = {"transfer": "transfer"}
 
 
 def _cidrs(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -235,13 +225,13 @@ def zone_name(text: str) -> str:
     return zone
 
 
-def _extra_zones(source: str, value: Any) -> tuple[str, ...]:
+def _extra_zones(source: str, value: Any, key: str = "extra_zones") -> tuple[str, ...]:
     out: list[str] = []
-    for item in _strings(source, "extra_zones", value):
+    for item in _strings(source, key, value):
         try:
             zone = zone_name(item)
         except ValueError as exc:
-            raise ConfigError(f"{source}: config key extra_zones: {exc}") from None
+            raise ConfigError(f"{source}: config key {key}: {exc}") from None
         if zone not in out:
             out.append(zone)
     return tuple(out)
@@ -355,11 +345,8 @@ def parse(data: Any, source: str = "config") -> Config:
         raise ConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key in COMING or key == "origins":
-            raise ConfigError(f"{source}: config key {key}: not implemented yet "
-                              "(README: Coming from CoreDNS)")
         if key not in _TYPES:
-            known = ", ".join(sorted(k for k in _TYPES if k not in COMING and k != "origins"))
+            known = ", ".join(sorted(_TYPES))
             raise ConfigError(f"{source}: unknown config key {key!r} (known keys: {known})")
         if key in ("service_cidr", "pod_cidr"):
             values[key] = _cidrs(source, key, value)
@@ -369,6 +356,15 @@ def parse(data: Any, source: str = "config") -> Config:
             continue
         if key in ("allow_recursion", "loadbalance_prefer"):
             values[key] = _networks(source, key, value)
+            continue
+        if key == "transfer_to":
+            everyone = [v for v in _strings(source, key, value) if v == "*"]
+            values[key] = tuple(dict.fromkeys(
+                ("0.0.0.0/0", "::/0") * bool(everyone) + _networks(
+                    source, key, [v for v in _strings(source, key, value) if v != "*"])))
+            continue
+        if key == "transfer_zones":
+            values[key] = _extra_zones(source, value, key)
             continue
         if key == "extra_zones":
             values[key] = _extra_zones(source, value)
@@ -466,7 +462,19 @@ def parse(data: Any, source: str = "config") -> Config:
             raise ConfigError(f"{source}: config key cookie_secret: {exc}") from None
     from coredns_py.zone import external
     external.check(source, cfg.k8s_external, seen)
-    return Config(**{**values, "zone": zone})
+    cfg = Config(**{**values, "zone": zone})
+    ours = served_zones(cfg)
+    for z in cfg.transfer_zones:
+        if z not in ours:
+            raise ConfigError(f"{source}: config key transfer_zones: {z} is not a zone served "
+                              f"here ({', '.join(ours)})")
+    return cfg
+
+
+def served_zones(cfg: Config) -> tuple[str, ...]:
+    """The zones answered from the cluster: the cluster zones, then the
+    external ones."""
+    return (cfg.zone, *cfg.extra_zones, *(z for spec in cfg.k8s_external for z in spec.zones))
 
 
 def load(path: Optional[Path]) -> Config:

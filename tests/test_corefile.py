@@ -124,7 +124,8 @@ def test_kubeadm_stock_corefile():
     ignored = "\n".join(loaded.not_acted_on)
     assert f"{KUBEADM}:14: forward max_concurrent 1000" in ignored
     assert f"{KUBEADM}:17: loop" in ignored
-    assert cfg.loadbalance == "round_robin" and cfg.coming_soon() == []
+    assert cfg.loadbalance == "round_robin"
+    assert cfg.transfer_to == ()  # no transfer directive: nobody, as CoreDNS
 
 
 def test_k3s_stock_corefile_reads_its_imports(tmp_path):
@@ -138,7 +139,7 @@ def test_k3s_stock_corefile_reads_its_imports(tmp_path):
     assert hosts.files == (str(node / "NodeHosts"),) and hosts.ttl == 60
     assert hosts.reload == 15 and hosts.fallthrough == (".",) and hosts.zones == (".",)
     assert {f.domain for f in cfg.forward} == {".", "corp.example"}
-    assert cfg.loadbalance == "round_robin" and cfg.coming_soon() == []
+    assert cfg.loadbalance == "round_robin"
 
 
 def test_options_map_to_config(tmp_path):
@@ -228,7 +229,7 @@ def test_server_level_errors(tmp_path, text, needle):
     assert needle in msg, msg
 
 
-def test_second_part_plugins_are_kept_for_later_and_named(tmp_path):
+def test_second_part_plugins_map_to_the_config(tmp_path):
     cfg = load_text(tmp_path, f""".:53 {{
     rewrite name api.myapp.test api.default.svc.cluster.local
     kubernetes cluster.local example.internal in-addr.arpa ip6.arpa {{
@@ -242,13 +243,12 @@ def test_second_part_plugins_are_kept_for_later_and_named(tmp_path):
     loadbalance
 }}
 """).config
-    path = tmp_path / "Corefile"
-    assert cfg.coming_soon() == [f"{path}:8: transfer: not implemented yet"]
     assert (cfg.rewrite[0].source, cfg.rewrite[0].target) == (
         "api.myapp.test.", "api.default.svc.cluster.local.")
     assert cfg.extra_zones == ("example.internal",)
     assert (cfg.namespaces, cfg.labels) == (("default", "kube-system"), "app=web")
     assert cfg.k8s_external[0].zones == ("example.com",)
+    assert (cfg.transfer_to, cfg.transfer_zones) == (("0.0.0.0/0", "::/0"), ())
     assert cfg.loadbalance == "round_robin"
 
 
@@ -261,15 +261,6 @@ def test_check_lists_what_is_not_acted_on(state_home):
     assert f"{KUBEADM}:14: forward max_concurrent 1000 (" in res.stdout
     assert "accepted, not acted on" in res.stdout
     assert "not implemented" not in res.stdout
-
-
-def test_serve_refuses_a_directive_not_built_yet_naming_its_line(state_home, tmp_path):
-    path = tmp_path / "Corefile"
-    path.write_text(f".:53 {{\n    {KUBE}\n    transfer {{\n        to *\n    }}\n}}\n")
-    res = run_cli("serve", "--corefile", path, "--listen", "127.0.0.1:0", "--http", "",
-                  state_home=state_home, timeout=60)
-    assert res.returncode == 2
-    assert f"{path}:3: transfer: not implemented yet" in res.stderr
 
 
 def test_config_and_corefile_together_is_a_usage_error(state_home, tmp_path):

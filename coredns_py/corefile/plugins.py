@@ -3,9 +3,7 @@
 Each directive we implement sets config keys; options that change nothing
 a local server answers are accepted and listed (``check`` prints them); a
 directive or option we do not implement is an error naming its line, so
-nothing is ever silently ignored.  Where a plugin's behaviour is built in a
-later version (transfer), its arguments are kept in the config and
-``serve`` refuses them, naming the line.
+nothing is ever silently ignored.
 
 How CoreDNS's server blocks map onto one coredns-py server:
 
@@ -139,13 +137,13 @@ class Mapper:
 
     def __init__(self, path: Path):
         self.base = Path(path).parent
-        self.data: dict[str, Any] = {"upstream": []}  # no forward: nothing forwarded
+        # No forward: nothing forwarded; no transfer: no zone transfers.
+        self.data: dict[str, Any] = {"upstream": [], "transfer_to": []}
+        self.transfer_line: Optional[Line] = None
         self.forward: list[ForwardDomain] = []
         self.hosts: list[hosts_mod.HostsSpec] = []
         self.external: list = []  # k8s_external specs
         self.rewrite: list = []  # rewrite rules, in order
-        self.coming: dict[str, list] = {}
-        self.origins: dict[str, str] = {}
         self.not_acted_on: list[str] = []
         self.kubernetes: Optional[Line] = None
         self.singletons: dict[str, Line] = {}
@@ -215,10 +213,6 @@ class Mapper:
 
     def ignored(self, line: Line, what: str, why: str) -> None:
         self.not_acted_on.append(f"{line.where}: {what} ({why})")
-
-    def later(self, key: str, line: Line, value) -> None:
-        self.coming.setdefault(key, []).append(value)
-        self.origins.setdefault(key, line.where)
 
     # --- directives -------------------------------------------------------------------
 
@@ -504,10 +498,29 @@ class Mapper:
                 raise fail(opt, str(exc).split(": ", 1)[1]) from None
 
     def d_transfer(self, b: _Block, line: Line) -> None:
-        zones = tuple(z for tok in line.args for z in zones_of(tok)) or tuple(b.zones)
-        self.later("transfer", line, (line.where, zones,
-                                      tuple(tuple([o.name.text] + o.words())
-                                            for o in line.block)))
+        self.once(line)
+        zones = [z for tok in line.args for z in zones_of(tok)] or list(b.zones)
+        to: list[str] = []
+        for opt in line.block:
+            if opt.name.text == "to" and opt.args:
+                for tok in opt.args:
+                    text = tok.text
+                    if text != "*":  # an address, maybe with a port (used for NOTIFY)
+                        from coredns_py.resolver import upstreams
+                        try:
+                            text = upstreams.parse_address(text).host
+                        except ValueError:
+                            raise fail(tok, f"transfer to {tok.text}: expected *, an IP address "
+                                            "or IP:PORT") from None
+                    to.append(text)
+            elif opt.name.text == "source" and len(opt.args) == 1:
+                self.ignored(opt, "transfer source", "no NOTIFY is sent")
+            else:
+                raise fail(opt, f"transfer option {opt.name.text!r}: only `to ADDRESS...`")
+        self.data["transfer_to"] = to  # no `to`: nobody, as CoreDNS
+        if "." not in zones:
+            self.data["transfer_zones"] = zones
+        self.transfer_line = line
 
     # --- the whole server ---------------------------------------------------------------
 
@@ -574,11 +587,15 @@ def build(path: Path, servers: list[ServerBlock]) -> tuple[config_mod.Config, li
     """The Config of a Corefile's blocks, and what it accepted without acting on."""
     mapper = Mapper(path)
     mapper.run(servers)
+    transfer_zones = mapper.data.pop("transfer_zones", ())  # checked below, with the line
     cfg = config_mod.parse(mapper.data, str(path))
     external_mod.check(str(path), mapper.external, (cfg.zone,) + cfg.extra_zones)
     cfg = dataclasses.replace(
         cfg, forward=tuple(mapper.forward), hosts=tuple(mapper.hosts),
-        k8s_external=tuple(mapper.external), rewrite=tuple(mapper.rewrite),
-        origins=tuple(sorted(mapper.origins.items())),
-        **{k: tuple(v) for k, v in mapper.coming.items()})
-    return cfg, mapper.not_acted_on
+        k8s_external=tuple(mapper.external), rewrite=tuple(mapper.rewrite))
+    ours = config_mod.served_zones(cfg)
+    for z in transfer_zones:
+        if z not in ours:
+            raise fail(mapper.transfer_line, f"transfer {z}: not a zone served here "
+                                             f"({', '.join(ours)})")
+    return dataclasses.replace(cfg, transfer_zones=tuple(transfer_zones)), mapper.not_acted_on
