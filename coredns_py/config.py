@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -66,6 +66,27 @@ class Config:
     # Upstream answers cached (0: no cache) and their longest life in seconds.
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_max_ttl: int = DEFAULT_CACHE_MAX_TTL
+    # Where objects that name no namespace land (`kubectl apply -n NS`);
+    # --default-namespace overrides it.
+    default_namespace: str = "default"
+    # Serve kubernetes.default and kube-dns.kube-system, as every cluster
+    # has them, unless the manifests define them.
+    builtin_services: bool = True
+    # The endpoints of those two: the API server's address (a kind cluster's
+    # control-plane node), and the cluster DNS pods' addresses (empty: the
+    # 2nd and 3rd addresses of the first pod_cidr, where CoreDNS's two pods
+    # start on a fresh kubeadm or kind node).
+    apiserver_endpoint: str = "172.18.0.2:6443"
+    kube_dns_endpoints: tuple[str, ...] = ()
+    # Where NodePort and LoadBalancer Services get their node ports from
+    # (the API server's --service-node-port-range).
+    node_port_range: str = "30000-32767"
+
+    @property
+    def node_ports(self) -> tuple[int, int]:
+        """node_port_range as (first, last), both included (checked by parse)."""
+        low, _, high = self.node_port_range.partition("-")
+        return int(low), int(high)
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -148,6 +169,30 @@ def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _addresses(source: str, key: str, value: Any) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in _strings(source, key, value):
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key {key}: {exc}") from None
+    return tuple(out)
+
+
+def _check_builtins(source: str, cfg: Config) -> None:
+    """default_namespace, apiserver_endpoint and node_port_range, checked."""
+    from coredns_py import hostport
+    _namespace(f"{source}: config key default_namespace", cfg.default_namespace)
+    try:
+        hostport.split(cfg.apiserver_endpoint)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: config key apiserver_endpoint: {exc}") from None
+    low, dash, high = cfg.node_port_range.partition("-")
+    if not (dash and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536):
+        raise ConfigError(f"{source}: config key node_port_range: expected FIRST-LAST within "
+                          f"1-65535 (the API server's 30000-32767), got {cfg.node_port_range!r}")
+
+
 def _bounded_int(source: str, cfg: Config, key: str, high: int) -> None:
     value = getattr(cfg, key)
     if not 0 <= value <= high:
@@ -174,6 +219,9 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "allow_recursion":
             values[key] = _networks(source, key, value)
             continue
+        if key == "kube_dns_endpoints":
+            values[key] = _addresses(source, key, value)
+            continue
         default = getattr(Config, key)
         expected = type(default)
         # bool is a subclass of int: "ttl: true" must not pass as 1.
@@ -187,12 +235,27 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.pods not in POD_MODES:
         raise ConfigError(f"{source}: config key pods: must be one of {', '.join(POD_MODES)}, "
                           f"got {cfg.pods!r}")
+    _check_builtins(source, cfg)
     _bounded_int(source, cfg, "cache_size", MAX_CACHE_SIZE)
     _bounded_int(source, cfg, "cache_max_ttl", MAX_CACHE_TTL)
     zone = cfg.zone.strip(".").lower()
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")
     return Config(**{**values, "zone": zone})
+
+
+def _namespace(where: str, namespace: str) -> None:
+    """A namespace name as the API server checks it (a DNS-1123 label)."""
+    from coredns_py.source import validation
+    problems = validation.dns1123_label(namespace)
+    if problems:
+        raise ConfigError(f"{where}: {namespace!r}: {problems[0]}")
+
+
+def with_default_namespace(cfg: Config, namespace: str, source: str) -> Config:
+    """The configuration with another default_namespace (a command-line option)."""
+    _namespace(source, namespace)
+    return replace(cfg, default_namespace=namespace)
 
 
 def load(path: Optional[Path]) -> Config:
