@@ -20,7 +20,11 @@ import yaml
 from coredns_py.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MANIFESTS = PACKAGE_ROOT / "zones"
+# The bundled example cluster: zones/ of a checkout, or, installed from a
+# wheel, the copy shipped inside the package (in a checkout coredns_py/zones
+# is a link to zones/, which is how the wheel gets it).
+DEFAULT_MANIFESTS = (PACKAGE_ROOT / "zones" if (PACKAGE_ROOT / "pyproject.toml").is_file()
+                     else Path(__file__).resolve().parent / "zones")
 DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "coredns_py.yaml"
 
 POD_MODES = ("disabled", "insecure", "verified")
