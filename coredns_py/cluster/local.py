@@ -65,7 +65,9 @@ def from_folder(manifests: Path, config: Config, *, state: bool = True,
     ``config.default_namespace``; ``state=False`` allocates without reading
     or writing the state file (``check``)."""
     from coredns_py.source.folder import ManifestSource
-    source = ManifestSource(manifests, log_errors=log_errors,
+    from coredns_py.source.parse_cache import for_state
+    state_path = config.state_path(manifests) if state else None
+    source = ManifestSource(manifests, log_errors=log_errors, cache=for_state(state_path),
                             default_namespace=config.default_namespace)
-    return LocalCluster(source, config, config.state_path(manifests) if state else None,
-                        incremental=incremental, log_errors=log_errors)
+    return LocalCluster(source, config, state_path, incremental=incremental,
+                        log_errors=log_errors)

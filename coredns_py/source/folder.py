@@ -27,7 +27,9 @@ from coredns_py.errors import ManifestError, ManifestWarning, SourceError
 from coredns_py.source import Ignored, Loaded
 from coredns_py.source.namespaces import DEFAULT_NAMESPACE, DEFAULT_PLACEMENT, Placement
 from coredns_py.logs import OnceLog
+from coredns_py.source import parallel
 from coredns_py.source.documents import documents
+from coredns_py.source.parse_cache import ParseCache
 from coredns_py.source.watch import Watcher
 
 log = logging.getLogger("coredns_py.manifests")
@@ -192,11 +194,12 @@ def _is_list(raw: Any) -> bool:
         str(raw.get("kind", "")).endswith("List") and isinstance(raw.get("items"), list)))
 
 
-def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult],
-               placements: tuple[Placement, ...] = (DEFAULT_PLACEMENT,)) -> FileResult:
-    """Parse one file, its objects in each namespace ``placements`` give
-    (one, unless kustomizations put the file in several). Bad objects keep
-    their last good version from ``previous``."""
+def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> FileResult:
+    """Parse one file. ``stamp`` is (mtime_ns, size, inode, placements):
+    the file's objects land in each namespace its placements give (one,
+    unless kustomizations put the file in several). Bad objects keep their
+    last good version from ``previous``."""
+    placements = stamp[3] if len(stamp) > 3 else (DEFAULT_PLACEMENT,)
     shown = str(path)
     result = FileResult(stamp)
     try:
@@ -285,9 +288,10 @@ class ManifestSource:
     (``kubectl apply -n``); kustomizations in the folder may force another.
     """
 
-    def __init__(self, root: Path, log_errors: bool = True,
+    def __init__(self, root: Path, log_errors: bool = True, cache: Optional[ParseCache] = None,
                  default_namespace: str = DEFAULT_NAMESPACE):
         self.root = Path(root)
+        self._cache = cache  # what the last run parsed (source/parse_cache.py)
         self.default_namespace = default_namespace
         self.description = f"folder {self.root}"
         self._files: dict[Path, FileResult] = {}
@@ -325,6 +329,7 @@ class ManifestSource:
         plan = kustomize.plan(self.root, listing.kustomizations, listing.files, read_text)
         paths = listing.files
         files: dict[Path, FileResult] = {}
+        todo = []
         for path in paths:
             placements = self._placements(plan.forced.get(path, ("",)))
             try:
@@ -337,8 +342,14 @@ class ManifestSource:
             if old is not None and old.stamp == stamp:
                 files[path] = old
                 continue
-            files[path] = parse_file(path, stamp, old, placements)
+            todo.append((path, stamp, old))
+        if self._cache is not None:
+            kept, todo = self._cache.take(todo)
+            files.update(kept)
+        files.update(parallel.parse_all(todo, parse_file))  # on every core, when many
         self._files = files
+        if self._cache is not None:
+            self._cache.save(files, len(todo))
 
         objects: list = []
         errors: list[ManifestError] = list(plan.errors)
