@@ -163,3 +163,33 @@ def test_editing_the_kustomization_moves_the_objects(tmp_path):
     assert placed(second) == ["Service two/web"] and second.generation > first.generation
     k.unlink()
     assert placed(src.load()) == ["Service default/web"]
+
+
+def test_cached_and_parallel_parses_put_objects_where_this_load_would(tmp_path):
+    from conftest import wait_until
+    from coredns_py.source import folder, parallel
+    from coredns_py.source.parse_cache import ParseCache
+    root = tmp_path / "m"
+    for i in range(4):
+        write(root, f"f{i}.yaml", service(f"s{i}"))
+    kustomization(root / "k", "namespace: forced\nresources: [svc.yaml]\n")
+    write(root, "k/svc.yaml", service("k"))
+    cache = tmp_path / "state" / "s.json.parsed"
+    first = ManifestSource(root, cache=ParseCache(cache), default_namespace="one").load()
+    assert placed(first) == ["Service forced/k"] + [f"Service one/s{i}" for i in range(4)]
+    wait_until(cache.exists, timeout=10)  # written by a child, in the background
+    # A restart with another default namespace: the cached parses are not
+    # taken for files whose objects land elsewhere now.
+    second = ManifestSource(root, cache=ParseCache(cache), default_namespace="two").load()
+    assert placed(second) == ["Service forced/k"] + [f"Service two/s{i}" for i in range(4)]
+    # Parsed in children: the same placements.
+    src = ManifestSource(root, default_namespace="three")
+    todo = []
+    for path in folder.walk(root).files:
+        st = path.stat()
+        forced = ("forced",) if path.parent.name == "k" else ("",)
+        todo.append((path, (st.st_mtime_ns, st.st_size, st.st_ino, src._placements(forced)),
+                     None))
+    got = parallel.parse_all(todo, folder.parse_file, workers=2, min_bytes=0)
+    namespaces = sorted(key[1] for res in got.values() for key in res.objects)
+    assert namespaces == ["forced", "three", "three", "three", "three"]
