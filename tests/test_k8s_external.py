@@ -201,18 +201,21 @@ def test_bad_settings_are_config_errors(value, needle):
 def test_convert_reads_external_addresses_and_names_bad_ones():
     [svc] = convert.convert({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
-        "spec": {"type": "LoadBalancer", "externalIPs": ["192.0.2.9"]},
+        "spec": {"type": "LoadBalancer", "externalIPs": ["192.0.2.9"], "ports": [{"port": 80}]},
         "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"},
-                                                {"hostname": "LB.Example.com."}]}}}, "f", 1)
+                                                {"hostname": "lb.example.com."}]}}}, "f", 1)
     assert (svc.external_ips, svc.ingress) == (("192.0.2.9",), ("192.0.2.1", "lb.example.com"))
     for spec, status, field in [
             ({"externalIPs": ["nope"]}, {}, "spec.externalIPs[0]"),
             ({}, {"loadBalancer": {"ingress": [{"hostname": "bad_name"}]}},
              "status.loadBalancer.ingress[0].hostname"),
+            ({}, {"loadBalancer": {"ingress": [{"ip": "300.1.1.1"}]}},
+             "status.loadBalancer.ingress[0].ip"),
             ({}, {"loadBalancer": {"ingress": [{}]}}, "status.loadBalancer.ingress[0].hostname")]:
         with pytest.raises(ManifestError) as err:
             convert.convert({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-                             "spec": spec, "status": status}, "f", 1)
+                             "spec": {"ports": [{"port": 80}], **spec}, "status": status},
+                            "f", 1)
         assert err.value.field == field
 
 

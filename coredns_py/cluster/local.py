@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from coredns_py.cluster import ClusterLoad, fill
+from coredns_py.cluster import ClusterLoad, fill, state
+from coredns_py.cluster.state import Store
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
 from coredns_py.logs import OnceLog
@@ -27,11 +28,11 @@ class LocalCluster:
     ``log_errors``: log each fill-in problem once (``check`` prints them itself).
     """
 
-    def __init__(self, objects: ObjectSource, config: Config, state_path: Optional[Path], *,
+    def __init__(self, objects: ObjectSource, config: Config, store: "Store | Path | None", *,
                  incremental: bool = True, log_errors: bool = True):
         self.objects = objects
         self.config = config
-        self.state_path = state_path
+        self.store = state.store(store)
         self.description = objects.description
         self._memo = Memo() if incremental else NoMemo()
         self._revision: Optional[int] = None
@@ -43,12 +44,12 @@ class LocalCluster:
         loaded = self.objects.load()
         if not full and loaded.generation == self._revision:
             return None
-        cluster = fill.build(loaded.objects, self.config, self.state_path, self._memo)
+        cluster = fill.build(loaded.objects, self.config, self.store, self._memo)
         if self._problems is not None:
             self._problems.report(cluster.errors)
         self._revision = loaded.generation
         return ClusterLoad(cluster, loaded.errors + cluster.errors, loaded.objects,
-                           loaded.files, loaded.generation)
+                           loaded.files, loaded.generation, loaded.ignored, loaded.notices)
 
     def ready(self) -> tuple[bool, str]:
         return self.objects.ready()
@@ -60,11 +61,13 @@ class LocalCluster:
 def from_folder(manifests: Path, config: Config, *, state: bool = True,
                 incremental: bool = True, log_errors: bool = True) -> LocalCluster:
     """The cluster of a folder of manifests, as ``serve`` and every other
-    command reads it; ``state=False`` allocates without reading or writing the
-    state file (``check``)."""
+    command reads it: objects that name no namespace land in
+    ``config.default_namespace``; ``state=False`` allocates without reading
+    or writing the state file (``check``)."""
     from coredns_py.source.folder import ManifestSource
     from coredns_py.source.parse_cache import for_state
     state_path = config.state_path(manifests) if state else None
-    return LocalCluster(ManifestSource(manifests, log_errors=log_errors,
-                                       cache=for_state(state_path)), config,
-                        state_path, incremental=incremental, log_errors=log_errors)
+    source = ManifestSource(manifests, log_errors=log_errors, cache=for_state(state_path),
+                            default_namespace=config.default_namespace)
+    return LocalCluster(source, config, state_path, incremental=incremental,
+                        log_errors=log_errors)

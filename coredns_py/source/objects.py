@@ -84,6 +84,8 @@ class Service:
     # (SingleStack / PreferDualStack / RequireDualStack).
     ip_families: tuple[str, ...] = ()
     ip_family_policy: str = ""
+    # spec.allocateLoadBalancerNodePorts: false gives a LoadBalancer no nodePorts.
+    allocate_node_ports: bool = True
     origin: Optional[Origin] = field(default=None, compare=False)
     labels: tuple[tuple[str, str], ...] = ()  # metadata.labels (CoreDNS `labels` filter)
     # spec.externalIPs, then status.loadBalancer.ingress (each entry's ip, or
@@ -95,6 +97,12 @@ class Service:
     @property
     def kind(self) -> str:
         return "Service"
+
+    @property
+    def wants_node_ports(self) -> bool:
+        """NodePort Services have a node port per port; LoadBalancers too,
+        unless allocateLoadBalancerNodePorts is false."""
+        return self.type == NODE_PORT or self.type == LOAD_BALANCER and self.allocate_node_ports
 
     @property
     def headless(self) -> bool:
