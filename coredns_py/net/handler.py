@@ -3,8 +3,9 @@ answers it gives later.
 
 The core answers a query with the response wire, ``None`` for "send
 nothing", or -- when the answer needs an upstream server -- an awaitable of
-either; over TCP, a zone transfer's several messages (:class:`Messages`).  A transport runs such an awaitable as a task and sends its result
-when done, answering other queries meanwhile.  This module holds what UDP
+either; over TCP, a zone transfer's several messages (:class:`Messages`).
+A transport runs such an awaitable as a task and sends its result when
+done, answering other queries meanwhile.  This module holds what UDP
 and TCP share about that: telling the kinds of result apart, collecting a
 finished task's answer, and the cap on answers pending over UDP.
 
@@ -22,6 +23,7 @@ from typing import Awaitable, Callable, Iterable, Iterator, Optional, Union
 from coredns_py.logs import IntervalLog
 
 log = logging.getLogger("coredns_py.transport")
+
 
 class Messages:
     """A handler result that is several response messages to one query, sent
