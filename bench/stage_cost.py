@@ -21,8 +21,9 @@ hit (kubernetes.default.svc.cluster.local A, the hot path):
   neither matches; then ``rewrite answer``, one the exact rule rewrites
   (the answer written back, kept from the first time), and
   ``... written back anew``, the same with nothing kept (every answer new);
-- ``entry + transfer (default)``: the default config's chain, where the
-  transfer stage looks at every question's type (zone transfers are on for
+- ``entry + transfer (default)``: the default config's chain: a kept
+  answer is given before the transfer stage, which acts on zone transfers
+  alone and those are never kept (stages.passes_prepared; transfers are on for
   loopback by default).
 
 It is a script, not a test: nothing fails because the machine is slow.
@@ -127,7 +128,7 @@ async def main(calls: int) -> None:
     rows.append(("... written back anew", (time.perf_counter() - started) / len(variants)
                  * 1e9))
     server.config = config_mod.parse({"upstream": [], "state_file": f"{state}/state.json"})
-    server.entry = stages.chain(server.handle, server._stages())
+    server.entry = stages.chain(server.handle, server._stages(), kept_first=server._kept_first)
     rows.append(("entry + transfer (default)", per_call(server.entry, wire, calls)))
     for name, ns in rows:
         print(f"{name:>30}: {ns:8.0f} ns per query")

@@ -182,6 +182,23 @@ class Server:
         self.observe(wire, out, proto, peer, _clock() - started)
         return out
 
+    def _kept_first(self, chained):
+        """The listeners' handler when every stage on lets prepared answers
+        be given before it (stages.passes_prepared; by default the transfer
+        stage alone): a kept answer straight from the prepared answers,
+        counted as handle() counts it; any other query through the chain."""
+        kept = self.answers.kept
+
+        def entry(wire: bytes, proto: str, peer):
+            started = _clock()
+            gen = self.generation  # read once, as in handle()
+            out = kept(gen.snapshot, wire, proto) if gen is not None else None
+            if out is None:
+                return chained(wire, proto, peer)
+            self.observe(wire, out, proto, peer, _clock() - started)
+            return out
+        return entry
+
     def _forward(self, fwd, wire: bytes, proto: str, peer, started: float):
         """The forwarder's bytes (a refused client, a cache hit), or a task the
         transport waits for; either way the query is counted when answered."""
@@ -291,6 +308,7 @@ class Server:
         self.forwarder = forward.from_config(self.config, self.listeners.addresses,
                                              self.metrics, cache=cache)
         self.metrics.forward_enabled = self.forwarder is not None
+        self.answers.forwarding(self.forwarder is not None)
         if previous is not None:
             # Questions in flight finish with their answer within the
             # deadline; then the old upstreams' checks and connections stop.
@@ -314,7 +332,7 @@ class Server:
         self.hosts = hosts.Hosts(self.config.hosts) if self.config.hosts else None
         if self.hosts is not None:
             self.hosts.start()
-        self.entry = stages.chain(self.handle, self._stages())
+        self.entry = stages.chain(self.handle, self._stages(), kept_first=self._kept_first)
         if self.listeners is not None:
             self.listeners.replace_handler(self.entry)
 

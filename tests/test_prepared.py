@@ -296,6 +296,21 @@ def test_forwarded_names_are_never_kept(snaps):
                 assert out == ref
 
 
+def test_a_forwarder_that_arrives_forgets_the_answers_made_without_one(snaps):
+    """Without a forwarder a foreign name is REFUSED, and that is kept; once
+    a config reload brings upstreams it must go upstream, not stay REFUSED."""
+    snap = snaps[2]
+    cache = PreparedAnswers()
+    wire = dns.message.make_query("example.com", "A").to_wire()
+    for _ in range(2):
+        out = cache.answer(snap, wire, "udp", forwarding=False)
+        assert dns.message.from_wire(out).rcode() == dns.rcode.REFUSED
+    assert cache.kept(snap, wire, "udp") == out
+    cache.forwarding(True)  # what the server says when its forwarder starts
+    assert cache.kept(snap, wire, "udp") is None
+    assert isinstance(cache.answer(snap, wire, "udp", forwarding=True), answer.Forward)
+
+
 # --- across reloads ----------------------------------------------------------------
 
 def _touch(path: Path, text: str, step: int) -> None:

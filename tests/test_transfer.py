@@ -196,6 +196,39 @@ def test_axfr_and_ixfr(zones_snap):
     assert sum(len(rs) for m in old for rs in m.answer) == sum(len(rs) for rs in records)
 
 
+def test_a_transfer_is_never_a_prepared_answer(tmp_path):
+    """With the default chain a prepared answer is given before the transfer
+    stage (stages.passes_prepared).  A zone the stage does not transfer
+    gets answer()'s REFUSED; that must not be kept, or once a config reload
+    lets the zone be transferred the REFUSED would still be given."""
+    import asyncio
+
+    from coredns_py.cluster import local
+    from coredns_py.server import Server
+
+    cfg = parse({"upstream": [], "state_file": str(tmp_path / "state.json"),
+                 "transfer_zones": ["example.internal"], "extra_zones": ["example.internal"]})
+    server = Server(local.from_folder(ZONES, cfg), cfg, [("127.0.0.1", 0)])
+    server.rebuild(full=True)
+    server._start_stages()
+    assert server.entry.__qualname__.startswith("Server._kept_first")
+    axfr = dns.message.make_query("cluster.local.", "AXFR").to_wire()
+    for _ in range(2):
+        [msg] = collect(server.entry(axfr, "tcp", LOCAL))
+        assert msg.rcode() == dns.rcode.REFUSED
+    server.reconfigure(parse({"upstream": [], "state_file": str(tmp_path / "state.json"),
+                              "extra_zones": ["example.internal"]}))
+    server._start_stages()
+    msgs = collect(server.entry(axfr, "tcp", LOCAL))
+    assert msgs[0].rcode() == dns.rcode.NOERROR
+    assert msgs[0].answer[0].rdtype == dns.rdatatype.SOA
+    # and a kept answer answers the rest, as handle() does
+    a = dns.message.make_query("kubernetes.default.svc.cluster.local.", "A").to_wire()
+    assert server.entry(a, "udp", LOCAL) == server.entry(a, "udp", LOCAL) == \
+        server.handle(a, "udp", LOCAL)
+    asyncio.run(server.stop())
+
+
 def test_serial_arithmetic():
     assert serial_newer_or_same(5, 5) and serial_newer_or_same(6, 5)
     assert not serial_newer_or_same(4, 5)

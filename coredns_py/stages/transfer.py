@@ -32,6 +32,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype as T
 
+from coredns_py import stages
 from coredns_py.net.handler import Handler, Messages
 from coredns_py.zone import transfer as zone_transfer
 from coredns_py.zone import wire as wire_mod
@@ -138,7 +139,10 @@ class Transfer:
 
 
 def stage(to, zones, current, observe) -> Optional[Callable[[Handler], Handler]]:
-    """The transfer stage, or None when nobody may transfer (not in the chain)."""
+    """The transfer stage, or None when nobody may transfer (not in the chain).
+    It passes every other question through untouched, and zone transfers
+    are never prepared answers, so a prepared answer need not go through
+    it (stages.passes_prepared)."""
     if not to:
         return None
-    return Transfer(to, zones, current, observe).stage
+    return stages.passes_prepared(Transfer(to, zones, current, observe).stage)

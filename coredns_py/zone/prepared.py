@@ -37,6 +37,10 @@ Only the common query shape takes this path: opcode QUERY, one question
 with its name written out, no other records but an OPT of version 0
 without options (what stub resolvers send).  Anything else, and answers
 that do not fit the client's size, go through ``answer()`` every time.
+Zone transfers (AXFR, IXFR) are never kept: they are the transfer stage's,
+which a kept answer is given before (stages.passes_prepared).  Answers
+made without a forwarder are forgotten when one starts (a foreign name's
+REFUSED would outlive it), and the other way round.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from typing import Optional
 
 from coredns_py.zone import answer as answer_mod
 from coredns_py.zone import wire as wire_mod
-from coredns_py.zone.lookup import SOA_TAIL, STATIC, soa_serial
+from coredns_py.zone.lookup import SOA_TAIL, soa_serial
 from coredns_py.zone.records import RRset
 
 # Bound on kept answers.  Each costs about 250 bytes (its question as the
@@ -63,6 +67,12 @@ _OPT = wire_mod.opt_record(0)
 _OPT_DO = wire_mod.opt_record(answer_mod.DO)
 _OPT_SIZE = wire_mod.OPT_SIZE
 _SOA = 6
+_CLASSIC_UDP = wire_mod.CLASSIC_UDP
+_MAX_MESSAGE = wire_mod.MAX_MESSAGE
+_EDNS_PAYLOAD = wire_mod.EDNS_PAYLOAD
+# Zone transfers are never kept: their question goes to the transfer stage
+# (stages/transfer.py), which a kept answer must not bypass.
+_TRANSFERS = (b"\x00\xfb", b"\x00\xfc")  # IXFR, AXFR
 
 # Header variants (flags and counts, without the ID) shared by every entry
 # that has them: most answers are one of a few dozen.
@@ -94,6 +104,21 @@ def _make_heads(flags: int, counts: bytes, timers: bytes) -> tuple:
     return _share((*heads, timers))
 
 
+def _key(snap, wire: bytes) -> Optional[bytes]:
+    """The entry key of a query of the shape kept (its question, lower
+    case), or None."""
+    n = len(wire)
+    if snap is None or n < 17 or wire[2] & 0xF8 or wire[4:10] != _ONE_QUESTION:
+        return None
+    arcount = wire[10:12]
+    if arcount == _NO_AR:
+        return wire[12:].lower()
+    if (arcount == _ONE_AR and wire[n - 11:n - 8] == _OPT_HEAD and not wire[n - 5]
+            and wire[n - 2:] == _NO_AR):
+        return wire[12:n - _OPT_SIZE].lower()
+    return None
+
+
 def _ends_with_soa(reply: answer_mod.Reply) -> bool:
     last: Optional[RRset] = None
     for section in (reply.answer, reply.authority, reply.additional):
@@ -107,60 +132,94 @@ class PreparedAnswers:
 
     def __init__(self, max_entries: int = MAX_ENTRIES):
         self.max_entries = max_entries
-        # question (name lower-cased, type, class) -> (scope, its value,
-        # heads, records, the question's type and class as sent)
+        # question as sent (name lower-cased, type, class) -> (scope, its
+        # value, heads, records, the question's type and class as sent)
         self._entries: dict[bytes, tuple] = {}
         self._serial_of = None  # the snapshot whose SOA serial is in _serial
         self._serial = b""
+        # Whether the entries were made with a forwarder to complete answers
+        # (without one, the local part of such an answer is kept: REFUSED
+        # for a foreign name, say, which must not outlive the forwarder's
+        # arrival).
+        self._forwarding = False
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def forwarding(self, on: bool) -> None:
+        """From now on answers are made with (or without) a forwarder: the
+        entries made otherwise are forgotten."""
+        if on != self._forwarding:
+            self._entries = {}
+            self._forwarding = on
+
     def answer(self, snap, wire: bytes, proto: str, forwarding: bool = False):
         """``answer(snap, wire, proto, forwarding=...)``, from a kept entry when
         there is one, and kept for next time when it can be."""
+        if forwarding != self._forwarding:
+            self.forwarding(forwarding)
+        out = self.kept(snap, wire, proto)
+        if out is not None:
+            return out
+        key = _key(snap, wire)
+        if key is not None and not self._valid(snap, wire, key) and \
+                self._prepare(snap, wire, key, forwarding) is not None:
+            self.misses += 1
+            out = self.kept(snap, wire, proto)
+            if out is not None:
+                self.hits -= 1  # kept() counted this miss as a hit
+                return out
+        # Not a shape or an answer we keep, or too big for this client
+        # (answer() truncates it): answer()'s own.
+        return answer_mod.answer(snap, wire, proto, forwarding=forwarding)
+
+    def kept(self, snap, wire: bytes, proto: str) -> Optional[bytes]:
+        """The kept answer to ``wire`` for ``snap``, or None when there is
+        none to give: not a query of the shape kept, no entry or a stale
+        one, or an answer too big for this client.  The hot path: every
+        query the server answers from its zones goes through here first."""
         n = len(wire)
-        if snap is None or n < 17 or wire[2] & 0xF8 or wire[4:10] != _ONE_QUESTION:
-            return answer_mod.answer(snap, wire, proto, forwarding=forwarding)
-        arcount = wire[10:12]
-        if arcount == _NO_AR:
+        if snap is None or n < 17 or wire[2] & 0xF8 or not wire.startswith(_ONE_QUESTION, 4):
+            return None
+        if not wire[11] and not wire[10]:  # no additional record
             qend = n
             opt = b""
-            limit = wire_mod.CLASSIC_UDP if proto == "udp" else wire_mod.MAX_MESSAGE
-        elif (arcount == _ONE_AR and wire[n - 11:n - 8] == _OPT_HEAD and not wire[n - 5]
-              and wire[n - 2:] == _NO_AR):
+            variant = 0
+            limit = _CLASSIC_UDP if proto == "udp" else _MAX_MESSAGE
+        elif (wire[11] == 1 and not wire[10] and wire.startswith(_OPT_HEAD, n - 11)
+              and not wire[n - 5] and wire.endswith(_NO_AR)):
             qend = n - _OPT_SIZE
             opt = _OPT_DO if wire[n - 4] & 0x80 else _OPT
+            variant = 4
             if proto == "udp":
-                limit = max(wire_mod.CLASSIC_UDP,
-                            min((wire[n - 8] << 8) | wire[n - 7], wire_mod.EDNS_PAYLOAD))
+                limit = max(_CLASSIC_UDP, min((wire[n - 8] << 8) | wire[n - 7], _EDNS_PAYLOAD))
             else:
-                limit = wire_mod.MAX_MESSAGE
+                limit = _MAX_MESSAGE
         else:
-            return answer_mod.answer(snap, wire, proto, forwarding=forwarding)
-        key = wire[12:qend].lower()
-        entry = self._entries.get(key)
-        scopes = snap.scopes
-        if (entry is None or scopes.get(entry[0], scopes[STATIC]) is not entry[1]
-                or not wire.endswith(entry[4], 0, qend)):
-            entry = self._prepare(snap, wire, key, forwarding)
-            if entry is None:  # nothing to keep: answer()'s own
-                return answer_mod.answer(snap, wire, proto, forwarding=forwarding)
-            self.misses += 1
-        else:
-            self.hits += 1
-        heads, body = entry[2], entry[3]
-        head = heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3) | (4 if opt else 0)]
+            return None
+        question = wire[12:qend]
+        entry = self._entries.get(question.lower())
+        if entry is None:
+            return None
+        scope, value, heads, body, sent = entry
+        if snap.scopes[scope] is not value or not question.endswith(sent):
+            return None
         if heads[8]:  # ends with a zone's SOA: its serial is this snapshot's
             if snap is not self._serial_of:
                 self._serial, self._serial_of = soa_serial(snap), snap
             body += self._serial + heads[8]
         if qend + len(body) + len(opt) > limit:
-            # Too big for this client: answer() truncates it.
-            return answer_mod.answer(snap, wire, proto, forwarding=forwarding)
-        return wire[:2] + head + wire[12:qend] + body + opt
+            return None
+        self.hits += 1
+        return (wire[:2] + heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3) | variant]
+                + question + body + opt)
+
+    def _valid(self, snap, wire: bytes, key: bytes) -> bool:
+        entry = self._entries.get(key)
+        return (entry is not None and snap.scopes[entry[0]] is entry[1]
+                and wire.endswith(entry[4], 0, 12 + len(key)))
 
     def _prepare(self, snap, wire: bytes, key: bytes, forwarding: bool) -> Optional[tuple]:
         """A new entry for the question in ``wire``, or None when its answer
@@ -175,6 +234,8 @@ class PreparedAnswers:
         if not isinstance(out, answer_mod.Reply):
             return None
         qend = query.qend
+        if wire[qend - 4:qend - 2] in _TRANSFERS:
+            return None
         # The answer as it would go to a query without RD, CD and EDNS, and
         # without a size limit; the entry is the part after the question.
         plain = wire_mod.render_records(0, out.flags & ~(answer_mod.RD | answer_mod.CD),
@@ -187,7 +248,7 @@ class PreparedAnswers:
         timers = b""
         if _ends_with_soa(out):
             body, timers = body[:-SOA_TAIL], body[-SOA_TAIL + 4:]
-        entry = (out.scope, snap.scopes.get(out.scope, snap.scopes[STATIC]),
+        entry = (out.scope, snap.scopes[out.scope],
                  _heads((plain[2] << 8) | plain[3], plain[6:12], timers), body,
                  _share(wire[qend - 4:qend]))
         if len(self._entries) >= self.max_entries:

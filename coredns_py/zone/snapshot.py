@@ -64,6 +64,17 @@ class ServiceView:
 EXISTS = "exists"  # the scope value of a namespace that holds no objects
 
 
+class Scopes(dict):
+    """Scope (lookup.Result.scope) -> its value (see Snapshot.scopes).  A
+    namespace the snapshot does not hold has the config's value (scope 0,
+    lookup.STATIC): its names' answers depend on the config alone."""
+
+    __slots__ = ()
+
+    def __missing__(self, scope):
+        return self[0]
+
+
 @dataclass(frozen=True)
 class Snapshot:
     zone: dns.name.Name
@@ -96,7 +107,7 @@ class Snapshot:
     # the config (STATIC) and one per build for the rest (GLOBAL).  An
     # answer prepared as bytes is good while its scope's value is the same
     # (coredns_py.zone.prepared).
-    scopes: Mapping = field(default_factory=dict)
+    scopes: Mapping = field(default_factory=lambda: Scopes({0: object(), 1: object()}))
     # Namespaces that exist but are not exposed (config keys namespaces,
     # namespace_labels): NXDOMAIN, with that reason.
     hidden: frozenset = frozenset()
@@ -212,7 +223,7 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     # them with ipaddress), so text is a key as good as a parsed address.
     ptr: dict[str, list[tuple]] = {}
     endpoint_ptr: dict[str, list[tuple]] = defaultdict(list)
-    scopes: dict = {}
+    scopes = Scopes()
     pod_ips: dict[str, frozenset[str]] = {}
     exposed = Exposed.of(config)
     shown = cluster.namespaces if exposed.everything else frozenset(
