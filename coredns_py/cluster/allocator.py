@@ -11,6 +11,7 @@ The state is kept by :mod:`coredns_py.cluster.state`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -105,10 +106,13 @@ class FixedConflict(Exception):
 
 
 def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
-             state_path: Optional[Path], fixed: Optional[dict[str, list[str]]] = None) -> None:
+             store: "state.Store | Path | None",
+             fixed: Optional[dict[str, list[str]]] = None) -> None:
     """Fill ``request.result`` (and ``request.error``) for every request.
 
-    ``kind`` is "services" or "pods", the table in the state file. Requests
+    ``kind`` is "services" or "pods", the table in the state ``store`` (a
+    :class:`~coredns_py.cluster.state.Store`, a state file's path, or None
+    to keep nothing). Requests
     come in path order: on a conflict between explicit addresses the first
     keeps the address and the second gets an error.
 
@@ -121,8 +125,9 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
     fixed = fixed or {}
     pools = {ipaddress.ip_network(c).version: Pool(ipaddress.ip_network(c),
                                                     reserved_offsets(kind)) for c in cidrs}
-    with state.locked(state_path):
-        data = state.load(state_path) if state_path else {}
+    store = state.store_for(store)
+    with store.locked() if store is not None else contextlib.nullcontext():
+        data = store.load() if store is not None else {}
         table: dict[str, list[str]] = dict(data.get(kind, {}))
         claimed: dict[int, str] = {}
         held: dict[int, str] = {}
@@ -190,6 +195,6 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
 
         new_table = {key: table[key] for key in fixed if key in table}
         new_table.update((r.key, r.result) for r in requests if r.result and not r.explicit)
-        if state_path is not None and new_table != table:
-            state.save(state_path, {**data, kind: new_table})
+        if store is not None and new_table != table:
+            store.save({**data, kind: new_table})
         # Keys that vanished are freed simply by not being written back.

@@ -19,7 +19,7 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
 from coredns_py.source import objects as o
 from coredns_py.cluster.allocator import FixedConflict, Request, allocate
@@ -28,6 +28,7 @@ from coredns_py.errors import ManifestError
 from coredns_py.memo import Memo, NoMemo
 from coredns_py.cluster import Cluster
 from coredns_py.cluster.endpoints import selector_slices
+from coredns_py.cluster.state import Store
 from coredns_py.cluster.workloads import workload_pods
 
 
@@ -203,7 +204,7 @@ def _allocate(kind: str, parts: dict, changed: set, previous: dict, cidrs, state
     return out
 
 
-def build(objects: Iterable, config: Config, state_path: Optional[Path],
+def build(objects: Iterable, config: Config, state_path: "Store | Path | None",
           memo: Memo = NoMemo()) -> Cluster:
     """Fill the objects in, namespace by namespace.
 

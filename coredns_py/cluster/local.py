@@ -1,5 +1,6 @@
 """The local fill-in as a cluster source: objects from an object source
-(a folder of manifests), filled in here, addresses kept in a state file."""
+(a folder of manifests), filled in here, addresses kept in a state store
+(the folder's state file; etcd for ``publish``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from coredns_py.cluster import ClusterLoad, fill
+from coredns_py.cluster.state import Store
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
 from coredns_py.logs import OnceLog
@@ -27,11 +29,11 @@ class LocalCluster:
     ``log_errors``: log each fill-in problem once (``check`` prints them itself).
     """
 
-    def __init__(self, objects: ObjectSource, config: Config, state_path: Optional[Path], *,
+    def __init__(self, objects: ObjectSource, config: Config, store: "Store | Path | None", *,
                  incremental: bool = True, log_errors: bool = True):
         self.objects = objects
         self.config = config
-        self.state_path = state_path
+        self.store = store  # where addresses are kept (cluster.state)
         self.description = objects.description
         self._memo = Memo() if incremental else NoMemo()
         self._revision: Optional[int] = None
@@ -43,7 +45,7 @@ class LocalCluster:
         loaded = self.objects.load()
         if not full and loaded.generation == self._revision:
             return None
-        cluster = fill.build(loaded.objects, self.config, self.state_path, self._memo)
+        cluster = fill.build(loaded.objects, self.config, self.store, self._memo)
         if self._problems is not None:
             self._problems.report(cluster.errors)
         self._revision = loaded.generation

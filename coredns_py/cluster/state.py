@@ -1,4 +1,11 @@
-"""The allocation state file: which object holds which addresses.
+"""The allocation state: which object holds which addresses.
+
+Kept by a :class:`Store`: a file on this host (:class:`FileStore`, below),
+or etcd for publishers (:mod:`coredns_py.publish.allocations`), behind the
+same three calls.  The allocator holds the store's lock, loads the tables,
+and saves them when they changed.
+
+The state file:
 
 JSON (``{"version": 1, "services": {"ns/name": [ip, ...]}, "pods": {...}}``),
 written atomically (write, fsync, rename) under an exclusive lock, so
@@ -15,7 +22,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import ContextManager, Iterator, Optional, Protocol, Union
 
 log = logging.getLogger("coredns_py.allocator")
 
@@ -133,3 +140,46 @@ def locked(path: Optional[Path]) -> Iterator[None]:
         return
     with _flock(path):
         yield
+
+
+class Store(Protocol):
+    """Where the allocation state is kept: the tables of the state file
+    (``{"services": {"ns/name": [ip, ...]}, "pods": {...}}``), loaded and
+    saved whole, under a lock held across both."""
+
+    def locked(self) -> ContextManager[None]: ...
+
+    def load(self) -> dict: ...
+
+    def save(self, data: dict) -> None: ...
+
+
+class FileStore:
+    """The state file of one host (the module's functions above)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def locked(self) -> ContextManager[None]:
+        return locked(self.path)
+
+    def load(self) -> dict:
+        return load(self.path)
+
+    def save(self, data: dict) -> None:
+        save(self.path, data)
+
+    # Two stores of one file are the same store (a memo compares them).
+    def __eq__(self, other) -> bool:
+        return isinstance(other, FileStore) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+
+def store_for(where: Union[Store, Path, str, None]) -> Optional[Store]:
+    """A store from what callers give: a store, a state file's path, or
+    None (allocate without keeping anything: ``check``)."""
+    if where is None or hasattr(where, "save"):
+        return where
+    return FileStore(Path(where))
