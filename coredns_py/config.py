@@ -66,6 +66,13 @@ class Config:
     # Upstream answers cached (0: no cache) and their longest life in seconds.
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_max_ttl: int = DEFAULT_CACHE_MAX_TTL
+    # etcd (publish, serve/get/env --etcd): TLS files and the user; the
+    # password is read from a file, so it is never on a command line.
+    etcd_ca_file: str = ""
+    etcd_cert_file: str = ""
+    etcd_key_file: str = ""
+    etcd_username: str = ""
+    etcd_password_file: str = ""
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.

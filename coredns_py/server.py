@@ -100,6 +100,7 @@ class Server:
         self.metrics = metrics_mod.Metrics(current=lambda: self.generation,
                                            addresses=listens, answers=self.answers)
         self.observe = self.metrics.record
+        self.metrics.source_gauges = getattr(source, "gauges", None)
 
     # --- the core call: bytes in, bytes out ---------------------------------------
 

@@ -43,6 +43,9 @@ class ClusterLoad:
     objects: tuple  # the objects read, before the fill-in (counted by kind)
     files: int  # files (or documents) they were read from
     revision: int  # increases whenever the objects change
+    # Objects read, by kind, when the source counted them itself (a replica
+    # has the publisher's counts, not its objects); None: count ``objects``.
+    kinds: Optional[dict] = None
 
 
 class ClusterSource(Protocol):

@@ -1,0 +1,116 @@
+"""The allocation state in etcd: a :class:`~coredns_py.cluster.state.Store`
+for the publisher.
+
+The tables of the state file (``services``, ``pods``, ...: who holds which
+addresses) are kept one entry per key, ``<prefix>state/<table>/<ns>/<name>``
+holding the entry's JSON, so a change writes only the entries it changed.
+Only the leader writes them, and every write carries its fence (the
+leader key it created, :mod:`coredns_py.publish.leader`): two publishers
+can never both hand out an address, because only one of them can write at
+a time, and each new leader reads the state afresh before it allocates
+anything.  A publish writes the state first and the objects after it, so
+every address a replica serves is in the state.
+
+The first publish to an empty prefix imports the folder's local state file
+(the one ``serve`` kept), so switching a folder to ``publish`` keeps every
+ClusterIP and pod IP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Callable, Optional
+
+from coredns_py.cluster import state
+from coredns_py.etcd import client as c
+from coredns_py.etcd.client import Etcd
+from coredns_py.etcd.layout import Layout
+from coredns_py.publish.writer import LostLeadership, chunks
+
+log = logging.getLogger("coredns_py.publish")
+
+
+def _tables(data: dict) -> dict[str, dict]:
+    """The tables of a state dict (every mapping in it; ``version`` is not one)."""
+    return {name: table for name, table in data.items() if isinstance(table, dict)}
+
+
+class EtcdAllocations:
+    """The allocation state under ``layout.state``, written under ``fence``."""
+
+    def __init__(self, etcd: Etcd, layout: Layout, fence: Callable[[], list],
+                 import_from: Optional[Path] = None):
+        self.etcd = etcd
+        self.layout = layout
+        self.fence = fence
+        self.import_from = import_from
+        self._lock = threading.Lock()
+        # What etcd holds; None: read it at the next load (first use, or a
+        # save that failed halfway).
+        self._data: Optional[dict] = None
+
+    def locked(self):
+        return self._lock
+
+    def load(self) -> dict:
+        if self._data is None:
+            self._data = self._read()
+        return self._data
+
+    def save(self, data: dict) -> None:
+        old = _tables(self.load())
+        ops = []
+        for name, table in _tables(data).items():
+            before = old.get(name, {})
+            for key, value in table.items():
+                if before.get(key) != value:
+                    ops.append(c.put(self.layout.state_key(name, key),
+                                     json.dumps(value, separators=(",", ":")).encode()))
+            ops.extend(c.delete(self.layout.state_key(name, key))
+                       for key in before if key not in table)
+        self._write(ops)
+        self._data = {**data, "version": state.VERSION}
+
+    def _write(self, ops: list) -> None:
+        if not ops:
+            return
+        self._data = None  # unknown until every transaction has landed
+        for chunk in chunks(ops):
+            ok, _reply = self.etcd.txn(self.fence(), chunk)
+            if not ok:
+                raise LostLeadership("another publisher leads now; this one stops allocating")
+
+    def _read(self) -> dict:
+        data: dict = {}
+        version = None
+        for _rev, kvs in self.etcd.list_prefix(self.layout.state):
+            for key, value, _mod in kvs:
+                if key == self.layout.state_version:
+                    version = value.decode("ascii", "replace")
+                    continue
+                entry = self.layout.state_entry(key)
+                if entry is None:
+                    continue
+                try:
+                    data.setdefault(entry[0], {})[entry[1]] = json.loads(value)
+                except ValueError:
+                    log.warning("publish: allocation state %s is not JSON; that entry is "
+                                "allocated again", key.decode("utf-8", "replace"))
+        if version is not None:
+            return {**data, "version": state.VERSION}
+        # A prefix nobody published to: start from the folder's state file.
+        imported = state.load(self.import_from) if self.import_from else {}
+        tables = _tables(imported)
+        count = sum(len(t) for t in tables.values())
+        if count:
+            log.info("publish: importing %d allocations from the local state file %s",
+                     count, self.import_from)
+        ops = [c.put(self.layout.state_key(name, key),
+                     json.dumps(value, separators=(",", ":")).encode())
+               for name, table in tables.items() for key, value in table.items()]
+        ops.append(c.put(self.layout.state_version, str(state.VERSION).encode()))
+        self._write(ops)
+        return {**tables, "version": state.VERSION}
