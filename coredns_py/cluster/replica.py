@@ -288,7 +288,7 @@ class EtcdCluster:
 
     def _run(self) -> None:
         backoff = BACKOFF_FIRST
-        need_list = True
+        need_list = self._current is None  # a one-off load may have listed already
         retry_now = False
         while not self._stopping.is_set():
             try:
