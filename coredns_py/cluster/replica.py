@@ -36,7 +36,7 @@ from coredns_py.cluster import Cluster, ClusterLoad
 from coredns_py.cluster import codec
 from coredns_py.cluster.fill import NamespaceResult
 from coredns_py.errors import SourceError
-from coredns_py.etcd.client import Etcd, EtcdError, EtcdUnavailable, prefix_end
+from coredns_py.etcd.client import Etcd, EtcdError, prefix_end
 from coredns_py.etcd.layout import Layout, Record
 from coredns_py.etcd.watch import Compacted, StreamBroken, Watch
 from coredns_py.logs import OnceLog
@@ -387,4 +387,4 @@ class EtcdCluster:
             self._lost_logged = now
             log.warning("etcd: still unreachable after %.0f s: %s", now - self.lost_at, reason)
         self.connected = False
-        self.lost_reason = reason if isinstance(exc, EtcdUnavailable) else reason[:120]
+        self.lost_reason = reason

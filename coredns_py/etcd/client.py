@@ -15,6 +15,7 @@ Keys and values are bytes; etcd's JSON gateway carries them in base64.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import socket
 import threading
@@ -145,11 +146,27 @@ class _KeepaliveAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """Why a request failed, in a few words (what etcd said, or what the
+    network did), for the log and /ready."""
     detail = getattr(exc, "detail_text", None) or ""
-    text = str(detail or exc).strip()
-    if "Max retries exceeded" in text or "Connection refused" in text:
-        return "connection refused"
+    if detail.startswith("{"):
+        try:
+            said = json.loads(detail)
+            return str(said.get("message") or said.get("error") or detail)[:200]
+        except ValueError:
+            pass
+    text = str(detail or exc)
+    for marker, words in (("Connection refused", "connection refused"),
+                          ("timed out", "timed out"), ("Read timeout", "timed out"),
+                          ("Name or service not known", "unknown host"),
+                          ("CERTIFICATE_VERIFY_FAILED", "TLS: certificate verify failed"),
+                          ("SSLError", "TLS handshake failed"),
+                          ("RemoteDisconnected", "connection closed"),
+                          ("Connection reset", "connection reset")):
+        if marker in text:
+            return words
+    text = text.strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
@@ -180,6 +197,9 @@ class Etcd:
         sec = self.security
         if sec.ca_file:
             session.verify = sec.ca_file
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a
+            # session's CA; the CA the config names must win.
+            session.trust_env = False
         if sec.cert_file:
             session.cert = (sec.cert_file, sec.key_file) if sec.key_file else sec.cert_file
         return session
@@ -229,13 +249,13 @@ class Etcd:
                 last = exc
                 continue
             except gw.Etcd3Exception as exc:
-                raise EtcdError(f"etcd {self.endpoints[index]}: {_reason(exc)}") from None
+                raise EtcdError(f"etcd {self.endpoints[index]}: {reason(exc)}") from None
             if index != self._current:
                 log.info("etcd: now using %s", self.endpoints[index])
                 self._current = index
             return reply
         raise EtcdUnavailable(f"no etcd member answers ({self.describe()}): "
-                              f"{_reason(last) if last else 'no endpoint'}")
+                              f"{reason(last) if last else 'no endpoint'}")
 
     def next_endpoint(self) -> None:
         """Move on to the next member (its stream broke, say)."""

@@ -22,7 +22,7 @@ from typing import Iterator, NamedTuple, Optional
 
 import requests
 
-from coredns_py.etcd.client import CONNECT_TIMEOUT, Etcd, EtcdError, b64, unb64
+from coredns_py.etcd.client import CONNECT_TIMEOUT, Etcd, EtcdError, b64, reason, unb64
 
 
 class Compacted(EtcdError):
@@ -68,7 +68,7 @@ class Watch:
                                            timeout=(CONNECT_TIMEOUT, None),
                                            headers=_REQUIRE_LEADER)
         except requests.RequestException as exc:
-            raise StreamBroken(f"cannot watch on {self.endpoint}: {exc}") from None
+            raise StreamBroken(f"cannot watch on {self.endpoint}: {reason(exc)}") from None
         if self._resp.status_code != 200:
             text = self._resp.text[:200]
             self._resp.close()
@@ -83,7 +83,7 @@ class Watch:
                 if batch is not None:
                     yield batch
         except (requests.RequestException, OSError, ValueError) as exc:
-            raise StreamBroken(f"watch on {self.endpoint} broke: {exc}") from None
+            raise StreamBroken(f"watch on {self.endpoint} broke: {reason(exc)}") from None
         raise StreamBroken(f"{self.endpoint} closed the watch")
 
     def _parse(self, line: bytes) -> Optional[Batch]:

@@ -169,6 +169,16 @@ class EtcdCluster:
             m.kill()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def etcdctl(self, *args: str, user: str = "") -> str:
+        """Run etcdctl against the members (as ``user``, "name:password")."""
+        cmd = [shutil.which("etcdctl") or "/usr/bin/etcdctl", "--endpoints", self.urls,
+               *(["--user", user] if user else []), *args]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "ETCDCTL_API": "3"}, stdin=subprocess.DEVNULL)
+        if res.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)}: {res.stdout}{res.stderr}")
+        return res.stdout
+
     def client(self, **security):
         from coredns_py.etcd.client import Etcd, Security
         return Etcd([m.url for m in self.members], Security(**security))
