@@ -28,13 +28,15 @@ def repo_env() -> dict:
 
 def start_coredns(args, name: str, manifests: Path, config: Path, state_dir: Path,
                   port: int, tools: Tools, workdir: Path,
-                  profile_out: Optional[Path] = None) -> Proc:
+                  profile_out: Optional[Path] = None, source: Optional[list] = None) -> Proc:
+    """``serve`` on ``manifests`` (or on ``source``, its options instead of
+    ``--manifests``: ``["--etcd", URL]`` for a replica)."""
     env = repo_env()
     env["XDG_STATE_HOME"] = str(state_dir)
     py = [args.python]
     if profile_out is not None:
         py += ["-m", "cProfile", "-o", str(profile_out)]
-    cmd = py + ["-m", "coredns_py", "serve", "--manifests", str(manifests),
+    cmd = py + ["-m", "coredns_py", "serve", *(source or ["--manifests", str(manifests)]),
                 "--listen", f"127.0.0.1:{port}", "--config", str(config)] + args.serve_extra
     return Proc(name, tools.pin(cmd, tools.server_cpu), workdir / f"{name}.log", env=env,
                 cwd=REPO)
