@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from coredns_py.cluster import Cluster, codec
 from coredns_py.errors import CorednsPyError, ManifestError
@@ -61,8 +61,36 @@ class Written:
         self.transactions = transactions
 
 
+class _Part(NamedTuple):
+    """One namespace as keys: made again only when its result changed."""
+
+    result: object  # the fill-in's result for the namespace it was made from
+    keys: dict  # object key -> document
+    problems: tuple  # objects too large to publish
+
+
+def _by_namespace(cluster: Cluster) -> dict:
+    if cluster.by_namespace:
+        return cluster.by_namespace
+    out: dict = {}
+    for obj in (*cluster.services, *cluster.slices, *cluster.pods):
+        out.setdefault(obj.namespace, []).append(obj)
+    return out
+
+
+def _objects(result) -> tuple:
+    if isinstance(result, list):
+        return tuple(result)
+    return (*result.services, *result.slices, *result.pods)
+
+
 class Writer:
-    """Publishes clusters under ``layout``, each diffed against the last."""
+    """Publishes clusters under ``layout``, each diffed against the last.
+
+    The fill-in keeps the result of a namespace nobody touched (the same
+    object), so a publish works out keys and documents again only for the
+    namespaces that changed: one edit costs one namespace, not the cluster.
+    """
 
     def __init__(self, etcd: Etcd, layout: Layout, identity: str,
                  fence: Callable[[], list]):
@@ -70,22 +98,26 @@ class Writer:
         self.layout = layout
         self.identity = identity
         self.fence = fence
-        # What etcd holds under cluster/ (namespace and object keys); None:
-        # not known (never read, or a publish failed halfway): read it first.
-        self._held: Optional[dict[bytes, bytes]] = None
+        # What etcd holds under cluster/: object keys by namespace, and the
+        # namespace keys.  None: not known (never read, or a publish failed
+        # halfway): read it first.
+        self._held: Optional[dict[str, dict[bytes, bytes]]] = None
+        self._held_namespaces: set[bytes] = set()
+        self._parts: dict[str, _Part] = {}  # as last published (and held)
         self._generation = 0
         self._last_record: Optional[tuple] = None  # what the last record said, less time
         self._encoded = Memo()  # object -> its document, for unchanged objects
 
     # --- what a cluster is as keys -----------------------------------------------------
 
-    def keys(self, cluster: Cluster) -> tuple[dict[bytes, bytes], list[ManifestError]]:
-        """The keys of a filled-in cluster, and the objects too large to publish."""
+    def _part(self, ns: str, result) -> _Part:
+        old = self._parts.get(ns)
+        if old is not None and old.result is result:
+            return old
         layout = self.layout
-        out: dict[bytes, bytes] = {layout.namespace_key(ns): b""
-                                   for ns in sorted(cluster.namespaces)}
+        out: dict[bytes, bytes] = {}
         problems = []
-        for obj in (*cluster.services, *cluster.slices, *cluster.pods):
+        for obj in _objects(result):
             key = layout.object_key(obj)
             n = 2
             while key in out:  # two objects of one name: both are kept
@@ -101,29 +133,43 @@ class Writer:
                     f"{type(obj).__name__} {obj.namespace}/{obj.name}"))
                 continue
             out[key] = doc
-        self._encoded.rotate()
+        return _Part(result, out, tuple(problems))
+
+    def keys(self, cluster: Cluster) -> tuple[dict[bytes, bytes], list[ManifestError]]:
+        """Every key of a filled-in cluster, and the objects too large to publish."""
+        out = {self.layout.namespace_key(ns): b"" for ns in sorted(cluster.namespaces)}
+        problems: list = []
+        for ns, result in _by_namespace(cluster).items():
+            part = self._part(ns, result)
+            out.update(part.keys)
+            problems.extend(part.problems)
         return out, problems
 
     # --- reading what is there ----------------------------------------------------------
 
     def _read(self) -> None:
-        held: dict[bytes, bytes] = {}
+        layout = self.layout
+        held: dict[str, dict[bytes, bytes]] = {}
+        namespaces: set[bytes] = set()
         generation = 0
-        for _rev, kvs in self.etcd.list_prefix(self.layout.cluster):
+        for _rev, kvs in self.etcd.list_prefix(layout.cluster):
             for key, value, _mod in kvs:
-                if key == self.layout.generation:
-                    try:
+                try:
+                    if key == layout.generation:
                         generation = max(generation, Record.decode(value).generation)
-                    except ValueError:
-                        pass
-                elif key == self.layout.pending:
-                    try:
+                    elif key == layout.pending:
                         generation = max(generation, int(value))
-                    except ValueError:
-                        pass
-                else:
-                    held[key] = value
+                except ValueError:
+                    pass
+                if key.startswith(layout.namespaces):
+                    namespaces.add(key)
+                elif key.startswith(layout.objects):
+                    ns = layout.namespace_of(key)
+                    if ns is not None:
+                        held.setdefault(ns, {})[key] = value
         self._held = held
+        self._held_namespaces = namespaces
+        self._parts = {}  # compare every namespace with what etcd holds
         self._generation = generation
 
     # --- writing ------------------------------------------------------------------------
@@ -133,16 +179,30 @@ class Writer:
         """Write what changed since the last publish; None when nothing did
         (unless ``force``).  LostLeadership when the fence no longer holds;
         EtcdError when etcd fails (the next publish reads etcd again)."""
-        desired, too_large = self.keys(cluster)
-        errors = tuple(errors) + tuple(too_large)
         if self._held is None:
             self._read()
+        parts = {ns: self._part(ns, result) for ns, result in _by_namespace(cluster).items()}
+        self._encoded.rotate()
         held = self._held
-        deletes = [k for k in held if k not in desired]
-        puts = [(k, v) for k, v in desired.items() if held.get(k) != v]
+        puts: list = []
+        deletes: list = []
+        for ns in parts.keys() | held.keys():
+            part = parts.get(ns)
+            if part is not None and self._parts.get(ns) is part:
+                continue  # as published last time, and etcd holds it
+            want = part.keys if part is not None else {}
+            have = held.get(ns, {})
+            deletes.extend(k for k in have if k not in want)
+            puts.extend((k, v) for k, v in want.items() if have.get(k) != v)
+        namespaces = {self.layout.namespace_key(ns) for ns in cluster.namespaces}
+        deletes.extend(sorted(self._held_namespaces - namespaces))
+        puts.extend((k, b"") for k in sorted(namespaces - self._held_namespaces))
+
+        errors = tuple(errors) + tuple(p for part in parts.values() for p in part.problems)
         encoded_errors = [codec.encode_error(e) for e in errors[:MAX_RECORD_ERRORS]]
         summary = (files, tuple(sorted(kinds.items())), repr(encoded_errors), len(errors))
         if not (deletes or puts or force or summary != self._last_record):
+            self._parts = parts
             return None
         generation = self._generation + 1
         record = Record(generation, self.identity, time.time(), files, dict(kinds),
@@ -161,7 +221,14 @@ class Writer:
                 self._txn(group)
             self._txn(last)
             transactions = len(groups) + 1
-        self._held = desired
+        for ns in parts.keys() | held.keys():
+            if ns in parts:
+                held[ns] = parts[ns].keys
+            else:
+                del held[ns]
+        self._held = held
+        self._held_namespaces = namespaces
+        self._parts = parts
         self._generation = generation
         self._last_record = summary
         return Written(generation, len(puts), len(deletes), transactions)
