@@ -250,11 +250,13 @@ def test_replicas_outlive_an_etcd_outage_and_catch_up(tmp_path, folder, publishe
         write_atomic(folder / "new.yaml", service("while-down", "default",
                                                   cluster_ip="10.96.44.44"))
         pub.wait_stderr(r"cannot publish")
-        time.sleep(1.0)  # a few reconnection attempts
+        # Longer than the lead's lease: the publisher stops leading, and must
+        # lead again once etcd is back.
+        pub.wait_stderr(r"no longer leading", timeout=15)
 
         etcd.start()
         wait_until(lambda: rep.rrset_values(f"while-down.default.svc.{ZONE}") ==
-                   ["10.96.44.44"], 20, message="the replica to catch up")
+                   ["10.96.44.44"], 30, message="the replica to catch up")
         assert rep.alive()
         wait_until(lambda: ready(rep)[0] == 200, 10, message="/ready to be OK again")
         assert metric(rep, "coredns_py_etcd_connected") == 1

@@ -83,6 +83,8 @@ class Leadership:
                     # Our own key, still on our live lease: we never stopped leading.
                     self.revision = int(kvs[0]["create_revision"])
                     self.lost.clear()
+                    log.info("publish: leading again as %s (lease %x held)", self.identity,
+                             self.lease)
                     return True
                 if holder != seen_leader:
                     log.info("publish: %s publishes; waiting to take over when it stops",
@@ -113,17 +115,23 @@ class Leadership:
                 continue
             except LeaseExpired:
                 log.warning("publish: lease %x expired: no longer leading", lease)
-            except EtcdError as exc:
-                if time.monotonic() - last_ok < self.ttl:
-                    continue
-                log.warning("publish: lease %x not kept alive for %d s (%s): no longer "
-                            "leading", lease, self.ttl, exc)
-            if lease == self.lease:
                 self.lease = 0
                 self.revision = 0
-            self.lost.set()
-            self.on_lost()
-            return
+                self._lose()
+                return
+            except EtcdError as exc:
+                if time.monotonic() - last_ok < self.ttl or self.lost.is_set():
+                    continue
+                # The lease may have expired meanwhile: stop writing (the
+                # fence would refuse it anyway), and keep trying: when etcd
+                # answers again and the lease held, campaign() finds our key.
+                log.warning("publish: lease %x not kept alive for %d s (%s): no longer "
+                            "leading", lease, self.ttl, exc)
+                self._lose()
+
+    def _lose(self) -> None:
+        self.lost.set()
+        self.on_lost()
 
     def resign(self) -> None:
         """Stop leading now (shutdown): revoking the lease deletes the key."""
