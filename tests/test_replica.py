@@ -261,7 +261,18 @@ def test_allocations_start_from_the_local_state_file_once(client, layout, tmp_pa
 
 
 def test_allocations_are_refused_to_a_publisher_that_does_not_lead(client, layout):
+    leader = EtcdAllocations(client, layout, lambda: [])
+    web = fill.build([svc("a", "web")], Config(), leader).services[0].cluster_ips
     fence = [c.created_at(layout.leader, 12345)]  # a leader key that is not there
-    store = EtcdAllocations(client, layout, lambda: fence)
+    other = EtcdAllocations(client, layout, lambda: fence)
+    # It allocates (in memory: a store's save never raises) ...
+    cl = fill.build([svc("a", "web"), svc("a", "api")], Config(), other)
+    assert len(cl.services) == 2
+    # ... but cannot write it, so it may not publish anything that uses it.
     with pytest.raises(LostLeadership):
-        fill.build([svc("a", "web")], Config(), store)
+        other.flush()
+    assert EtcdAllocations(client, layout, lambda: []).load()["services"] == {
+        "a/web": list(web)}
+    # Nor can it start a prefix nobody published to.
+    with pytest.raises(LostLeadership):
+        EtcdAllocations(client, Layout(layout.prefix + "x/"), lambda: fence).load()

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from coredns_py.cluster import state
 from coredns_py.etcd import client as c
-from coredns_py.etcd.client import Etcd
+from coredns_py.etcd.client import Etcd, EtcdError
 from coredns_py.etcd.layout import Layout
 from coredns_py.publish.writer import LostLeadership, chunks
 
@@ -39,7 +39,12 @@ def _tables(data: dict) -> dict[str, dict]:
 
 
 class EtcdAllocations:
-    """The allocation state under ``layout.state``, written under ``fence``."""
+    """The allocation state under ``layout.state``, written under ``fence``.
+
+    As every store, ``save`` never raises (the allocations hold in memory
+    meanwhile); what it could not write is kept, and :meth:`flush` writes it
+    before anything that uses those addresses is published.
+    """
 
     def __init__(self, etcd: Etcd, layout: Layout, fence: Callable[[], list],
                  import_from: Optional[Path] = None):
@@ -49,19 +54,37 @@ class EtcdAllocations:
         self.import_from = import_from
         self._lock = threading.Lock()
         # What etcd holds; None: read it at the next load (first use, or a
-        # save that failed halfway).
+        # write that failed halfway).
         self._data: Optional[dict] = None
+        self._unsaved: Optional[dict] = None  # what save() could not write yet
 
     def locked(self):
         return self._lock
 
     def load(self) -> dict:
+        if self._unsaved is not None:
+            return self._unsaved  # newer than etcd: the allocator builds on it
         if self._data is None:
             self._data = self._read()
         return self._data
 
     def save(self, data: dict) -> None:
-        old = _tables(self.load())
+        self._unsaved = {**data, "version": state.VERSION}
+        try:
+            self.flush()
+        except (EtcdError, LostLeadership) as exc:
+            log.warning("publish: cannot write the allocation state yet (%s); it is written "
+                        "before the next publish", exc)
+
+    def flush(self) -> None:
+        """Write what save() could not: EtcdError or LostLeadership when it
+        still cannot (nothing may be published meanwhile)."""
+        data = self._unsaved
+        if data is None:
+            return
+        if self._data is None:
+            self._data = self._read()
+        old = _tables(self._data)
         ops = []
         for name, table in _tables(data).items():
             before = old.get(name, {})
@@ -72,7 +95,8 @@ class EtcdAllocations:
             ops.extend(c.delete(self.layout.state_key(name, key))
                        for key in before if key not in table)
         self._write(ops)
-        self._data = {**data, "version": state.VERSION}
+        self._data = data
+        self._unsaved = None
 
     def _write(self, ops: list) -> None:
         if not ops:
@@ -100,9 +124,13 @@ class EtcdAllocations:
                     log.warning("publish: allocation state %s is not JSON; that entry is "
                                 "allocated again", key.decode("utf-8", "replace"))
         if version is not None:
+            if not version.isdigit() or int(version) > state.VERSION:
+                raise EtcdError(f"the allocation state under {self.layout.prefix} has format "
+                                f"version {version}, newer than this program's "
+                                f"{state.VERSION}: publish with the newer coredns-py")
             return {**data, "version": state.VERSION}
         # A prefix nobody published to: start from the folder's state file.
-        imported = state.load(self.import_from) if self.import_from else {}
+        imported = state.FileStore(self.import_from).load() if self.import_from else {}
         tables = _tables(imported)
         count = sum(len(t) for t in tables.values())
         if count:

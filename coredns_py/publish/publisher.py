@@ -108,10 +108,10 @@ class _Leading:
         self.publisher = publisher
         self.loop = loop
         lead = publisher.leadership
-        allocations = EtcdAllocations(publisher.etcd, publisher.layout, lead.fence,
-                                      publisher.config.state_path(publisher.manifests))
+        self.allocations = EtcdAllocations(publisher.etcd, publisher.layout, lead.fence,
+                                           publisher.config.state_path(publisher.manifests))
         self.source = LocalCluster(ManifestSource(publisher.manifests), publisher.config,
-                                   allocations)
+                                   self.allocations)
         self.writer = Writer(publisher.etcd, publisher.layout, publisher.identity, lead.fence)
         self.reloads = Reloads(loop, self.publish, failed=self._failed,
                                served=lambda seconds: None)
@@ -134,6 +134,8 @@ class _Leading:
                 load = load or self._last
                 self._last = load
                 self._unpublished = True
+                # Every address the objects hold is in etcd's state first.
+                self.allocations.flush()
                 kinds = collections.Counter(obj.kind for obj in load.objects)
                 written = self.writer.publish(load.cluster, load.errors, load.files,
                                               dict(kinds), force=full)
