@@ -11,7 +11,7 @@ import pytest
 
 from coredns_py.cluster import fill
 from coredns_py.cluster.replica import EtcdCluster
-from coredns_py.cluster.state import save as save_state_file
+from coredns_py.cluster.state import FileStore
 from coredns_py.config import Config
 from coredns_py.errors import SourceError
 from coredns_py.etcd import client as c
@@ -243,7 +243,7 @@ def test_a_dead_leaders_lease_expires_and_the_next_leads(client, layout):
 
 def test_allocations_start_from_the_local_state_file_once(client, layout, tmp_path):
     state_file = tmp_path / "state.json"
-    save_state_file(state_file, {"services": {"a/web": ["10.96.7.7"]}, "pods": {}})
+    FileStore(state_file).save({"services": {"a/web": ["10.96.7.7"]}, "pods": {}})
     store = EtcdAllocations(client, layout, lambda: [], import_from=state_file)
     data = store.load()
     assert data["services"] == {"a/web": ["10.96.7.7"]}
@@ -251,7 +251,7 @@ def test_allocations_start_from_the_local_state_file_once(client, layout, tmp_pa
     cl = fill.build([svc("a", "web")], Config(), store)
     assert cl.services[0].cluster_ips == ("10.96.7.7",)
     # A later publisher reads etcd, not its own (other) state file.
-    save_state_file(state_file, {"services": {"a/web": ["10.96.8.8"]}, "pods": {}})
+    FileStore(state_file).save({"services": {"a/web": ["10.96.8.8"]}, "pods": {}})
     again = EtcdAllocations(client, layout, lambda: [], import_from=state_file)
     assert again.load()["services"] == {"a/web": ["10.96.7.7"]}
     cl = fill.build([svc("a", "web"), svc("a", "api")], Config(), again)
