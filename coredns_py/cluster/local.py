@@ -60,11 +60,14 @@ class LocalCluster:
 
 
 def from_folder(manifests: Path, config: Config, *, state: bool = True,
-                incremental: bool = True, log_errors: bool = True) -> LocalCluster:
+                incremental: bool = True, log_errors: bool = True,
+                store: Optional[Store] = None) -> LocalCluster:
     """The cluster of a folder of manifests, as ``serve`` and every other
     command reads it; ``state=False`` allocates without reading or writing the
-    state file (``check``)."""
+    state file (``check``); ``store`` keeps the addresses elsewhere than the
+    folder's state file (``publish``: in etcd)."""
     from coredns_py.source.folder import ManifestSource
-    return LocalCluster(ManifestSource(manifests, log_errors=log_errors), config,
-                        config.state_path(manifests) if state else None,
+    if store is None and state:
+        store = config.state_path(manifests)
+    return LocalCluster(ManifestSource(manifests, log_errors=log_errors), config, store,
                         incremental=incremental, log_errors=log_errors)

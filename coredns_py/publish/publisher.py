@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from coredns_py.cluster.local import LocalCluster
+from coredns_py.cluster import local
 from coredns_py.config import Config
 from coredns_py.errors import SourceError
 from coredns_py.etcd.client import Etcd, EtcdError
@@ -32,7 +32,6 @@ from coredns_py.publish.allocations import EtcdAllocations
 from coredns_py.publish.leader import Leadership
 from coredns_py.publish.writer import LostLeadership, Writer
 from coredns_py.reloads import Reloads
-from coredns_py.source.folder import ManifestSource
 
 log = logging.getLogger("coredns_py.publish")
 
@@ -110,8 +109,9 @@ class _Leading:
         lead = publisher.leadership
         self.allocations = EtcdAllocations(publisher.etcd, publisher.layout, lead.fence,
                                            publisher.config.state_path(publisher.manifests))
-        self.source = LocalCluster(ManifestSource(publisher.manifests), publisher.config,
-                                   self.allocations)
+        # The folder exactly as serve reads it; addresses in etcd.
+        self.source = local.from_folder(publisher.manifests, publisher.config,
+                                        store=self.allocations)
         self.writer = Writer(publisher.etcd, publisher.layout, publisher.identity, lead.fence)
         self.reloads = Reloads(loop, self.publish, failed=self._failed,
                                served=lambda seconds: None)
