@@ -209,6 +209,7 @@ class EtcdCluster:
         self.lost_at: Optional[float] = None  # monotonic: since when unreachable
         self.lost_reason = ""
         self._lost_logged = 0.0
+        self._retried = False  # a broken stream was retried on another member at once
 
     # --- the ClusterSource --------------------------------------------------------
 
@@ -289,7 +290,7 @@ class EtcdCluster:
     def _run(self) -> None:
         backoff = BACKOFF_FIRST
         need_list = self._current is None  # a one-off load may have listed already
-        retry_now = False
+        self._retried = False
         while not self._stopping.is_set():
             try:
                 if need_list or self._relist:
@@ -308,15 +309,14 @@ class EtcdCluster:
                 if self._relist:
                     continue
                 self.etcd.next_endpoint()
-                if isinstance(exc, StreamBroken) and self.connected and not retry_now:
+                if isinstance(exc, StreamBroken) and self.connected and not self._retried:
                     # The member went away: try the next one at once.
                     log.info("etcd: %s; following another member", exc)
-                    retry_now = True
+                    self._retried = True
                     continue
                 self._lost(exc)
                 self._stopping.wait(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
-            retry_now = False
 
     def _list(self) -> None:
         started = time.monotonic()
@@ -373,6 +373,7 @@ class EtcdCluster:
                         self.etcd.endpoint, time.monotonic() - self.lost_at, self.revision)
         self.connected = True
         self.lost_at = None
+        self._retried = False  # the next broken stream may try another member at once
 
     def _lost(self, exc: BaseException) -> None:
         now = time.monotonic()
