@@ -17,8 +17,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import socket
-import threading
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 from urllib.parse import urlsplit
@@ -187,7 +187,6 @@ class Etcd:
                 parts.hostname, parts.port or DEFAULT_PORT, parts.scheme,
                 timeout=(CONNECT_TIMEOUT, timeout), api_path="/v3/", session=self.session))
         self._current = 0
-        self._lock = threading.Lock()
 
     def _session(self) -> requests.Session:
         session = requests.Session()
@@ -366,7 +365,6 @@ def connect(urls: str, config) -> Etcd:
     """The etcd cluster of ``--etcd URLS``, secured as the config says
     (``etcd_ca_file``, ``etcd_cert_file``, ``etcd_key_file``,
     ``etcd_username``, ``etcd_password_file``)."""
-    import os
     files = {}
     for key in ("etcd_ca_file", "etcd_cert_file", "etcd_key_file", "etcd_password_file"):
         path = os.path.expanduser(getattr(config, key))
