@@ -317,6 +317,11 @@ class EtcdCluster:
                 self._lost(exc)
                 self._stopping.wait(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
+            except Exception:  # a bug must not end the following: list again
+                log.exception("etcd: unexpected error following %s; listing it again",
+                              self.layout.prefix)
+                need_list = True
+                self._stopping.wait(BACKOFF_MAX)
 
     def _list(self) -> None:
         started = time.monotonic()
