@@ -238,6 +238,8 @@ def test_replicas_outlive_an_etcd_outage_and_catch_up(tmp_path, folder, publishe
         known = rep.rrset_values(name)
         assert known and ready(rep)[0] == 200
         assert metric(rep, "coredns_py_etcd_connected") == 1
+        revision = metric(rep, "coredns_py_etcd_revision")
+        assert revision > 0 and metric(rep, "coredns_py_etcd_seconds_since_update") >= 0
 
         etcd.stop()
         wait_until(lambda: ready(rep)[0] == 503, 10, message="/ready to say etcd is gone")
@@ -260,6 +262,7 @@ def test_replicas_outlive_an_etcd_outage_and_catch_up(tmp_path, folder, publishe
         assert rep.alive()
         wait_until(lambda: ready(rep)[0] == 200, 10, message="/ready to be OK again")
         assert metric(rep, "coredns_py_etcd_connected") == 1
+        assert metric(rep, "coredns_py_etcd_revision") > revision  # the catch-up
         rep.wait_stderr(r"etcd: reachable again")
     finally:
         etcd.destroy()
