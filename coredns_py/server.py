@@ -31,7 +31,7 @@ from coredns_py.ops import metrics as metrics_mod
 from coredns_py import stages
 from coredns_py.reloads import Reloads
 from coredns_py.zone import answer as answer_mod
-from coredns_py.zone.answer_cache import AnswerCache
+from coredns_py.zone.prepared import PreparedAnswers
 
 log = logging.getLogger("coredns_py.server")
 
@@ -109,7 +109,7 @@ class Server:
         self.entry = self.handle  # what the listeners call: handle() inside its stages
         self.listeners = None
         self.watcher = None
-        self.answers = AnswerCache()
+        self.answers = PreparedAnswers()
         # Completes answers that need upstream data (names outside our zones,
         # ExternalNames pointing outside); None: such queries are REFUSED.
         self.forwarder = None
@@ -144,11 +144,8 @@ class Server:
         started = _clock()
         gen = self.generation  # read once: the whole answer comes from this one
         snap = gen.snapshot if gen is not None else None
-        forwarding = self.forwarder is not None
         try:
-            out = self.answers.answer(
-                snap, wire, proto,
-                lambda: answer_mod.answer(snap, wire, proto, forwarding=forwarding))
+            out = self.answers.answer(snap, wire, proto, self.forwarder is not None)
         except Exception:
             self.metrics.panics += 1
             raise

@@ -67,7 +67,9 @@ def from_folder(manifests: Path, config: Config, *, state: bool = True,
     state file (``check``); ``store`` keeps the addresses elsewhere than the
     folder's state file (``publish``: in etcd)."""
     from coredns_py.source.folder import ManifestSource
-    if store is None and state:
-        store = config.state_path(manifests)
-    return LocalCluster(ManifestSource(manifests, log_errors=log_errors), config, store,
+    from coredns_py.source.parse_cache import for_state
+    state_path = config.state_path(manifests) if state else None
+    return LocalCluster(ManifestSource(manifests, log_errors=log_errors,
+                                       cache=for_state(state_path)), config,
+                        store if store is not None else state_path,
                         incremental=incremental, log_errors=log_errors)

@@ -25,7 +25,9 @@ from coredns_py.source.convert import convert
 from coredns_py.errors import ManifestError, SourceError
 from coredns_py.source import Loaded
 from coredns_py.logs import OnceLog
+from coredns_py.source import parallel
 from coredns_py.source.documents import documents
+from coredns_py.source.parse_cache import ParseCache
 from coredns_py.source.watch import Watcher
 
 log = logging.getLogger("coredns_py.manifests")
@@ -160,8 +162,9 @@ class ManifestSource:
     """A folder of manifests, re-read incrementally on every ``load()``
     (an :class:`~coredns_py.source.ObjectSource`)."""
 
-    def __init__(self, root: Path, log_errors: bool = True):
+    def __init__(self, root: Path, log_errors: bool = True, cache: Optional[ParseCache] = None):
         self.root = Path(root)
+        self._cache = cache  # what the last run parsed (source/parse_cache.py)
         self.description = f"folder {self.root}"
         self._files: dict[Path, FileResult] = {}
         self._generation = 0
@@ -185,6 +188,7 @@ class ManifestSource:
     def load(self) -> Loaded:
         paths = list_files(self.root)  # raises SourceError when the folder is gone
         files: dict[Path, FileResult] = {}
+        todo = []
         for path in paths:
             try:
                 st = path.stat()
@@ -195,8 +199,14 @@ class ManifestSource:
             if old is not None and old.stamp == stamp:
                 files[path] = old
                 continue
-            files[path] = parse_file(path, stamp, old)
+            todo.append((path, stamp, old))
+        if self._cache is not None:
+            kept, todo = self._cache.take(todo)
+            files.update(kept)
+        files.update(parallel.parse_all(todo, parse_file))  # on every core, when many
         self._files = files
+        if self._cache is not None:
+            self._cache.save(files, len(todo))
 
         objects: list = []
         errors: list[ManifestError] = []
