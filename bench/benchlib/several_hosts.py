@@ -154,7 +154,11 @@ def throughput(args, tools: Tools, replica: Proc, port: int, qfile: Path, folder
                        passes=1)
     sat = run_dnsperf(tools, replica, port, qfile, args.duration, "udp", args.clients,
                       args.outstanding, None, folder, args.query_timeout, args.quiet_wait)
-    log(f"several hosts: a replica over UDP: {sat.qps:.0f} q/s, loss {sat.loss * 100:.2f}% "
+    # CPU per query is the figure to compare with the folder-fed server's:
+    # the rate depends on what else ran on the machine meanwhile.
+    per_query = sat.server_cpu * 1e6 / sat.qps if sat.qps and sat.server_cpu else None
+    log(f"several hosts: a replica over UDP: {sat.qps:.0f} q/s, server CPU "
+        f"{fmt(per_query, '.1f')} us/query, loss {sat.loss * 100:.2f}% "
         f"(warm-up pass {warm.qps:.0f} q/s)" + (f"  [{sat.error}]" if sat.error else ""))
     return {"warmup_qps": warm.qps, "qps": sat.qps, "loss": sat.loss,
-            "server_cpu": sat.server_cpu}
+            "server_cpu": sat.server_cpu, "server_us_per_query": per_query}

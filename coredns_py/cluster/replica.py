@@ -27,6 +27,7 @@ every replica.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -131,19 +132,23 @@ class _Mirror:
             self.problems.report(f"etcd key {k.decode('utf-8', 'replace')}: {w}"
                                  for k, w in self.bad.items())
 
-    def replace(self, kvs: list) -> None:
-        """A fresh list: what is gone is deleted, what changed applied."""
+    def replace(self, pages) -> int:
+        """A fresh list, a page at a time: what changed is applied, what is
+        gone deleted; the number of keys listed.  (A list that fails halfway
+        leaves a mix that is never committed: the next list replaces it.)"""
         seen = set()
         self.pending = False
-        for key, value, revision in kvs:
-            seen.add(key)
-            self.apply(key, value, revision)
+        for kvs in pages:
+            for key, value, revision in kvs:
+                seen.add(key)
+                self.apply(key, value, revision)
         for ns in list(self.objects):
             for key in [k for k in self.objects[ns] if k not in seen]:
                 self.apply(key, None, 0)
         for ns in list(self.namespaces):
             if self.layout.namespace_key(ns) not in seen:
                 self.apply(self.layout.namespace_key(ns), None, 0)
+        return len(seen)
 
     # --- commits --------------------------------------------------------------------
 
@@ -325,14 +330,17 @@ class EtcdCluster:
 
     def _list(self) -> None:
         started = time.monotonic()
-        kvs, revision = [], 0
-        for revision, page in self.etcd.list_prefix(self.layout.cluster, page=LIST_PAGE):
-            kvs.extend(page)
-        self._mirror.replace(kvs)
-        self.revision = revision
+        revision = [0]
+
+        def pages():
+            for revision[0], page in _prefetched(
+                    self.etcd.list_prefix(self.layout.cluster, page=LIST_PAGE)):
+                yield page
+        count = self._mirror.replace(pages())
+        self.revision = revision[0]
         self._found()
-        log.info("etcd: listed %d keys of %s at revision %d from %s (%.0f ms)", len(kvs),
-                 self.layout.prefix, revision, self.etcd.endpoint,
+        log.info("etcd: listed %d keys of %s at revision %d from %s (%.0f ms)", count,
+                 self.layout.prefix, self.revision, self.etcd.endpoint,
                  (time.monotonic() - started) * 1000)
         if self._mirror.record is None:
             log.info("etcd: nothing published under %s yet; waiting for a publisher",
@@ -394,3 +402,41 @@ class EtcdCluster:
             log.warning("etcd: still unreachable after %.0f s: %s", now - self.lost_at, reason)
         self.connected = False
         self.lost_reason = reason
+
+
+def _prefetched(pages, ahead: int = 4):
+    """The pages of a list, each fetched while the one before is decoded:
+    etcd's side of a page (and the wait for it) overlaps our decoding."""
+    q: queue.Queue = queue.Queue(maxsize=ahead)
+    done = object()
+    abandoned = threading.Event()  # the reader stopped early: stop fetching
+
+    def hand_over(item) -> None:
+        while not abandoned.is_set():
+            try:
+                q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if abandoned.is_set():
+                    return
+                hand_over(page)
+            hand_over(done)
+        except BaseException as exc:  # handed to the reader, raised there
+            hand_over(exc)
+
+    threading.Thread(target=fetch, name="etcd-list", daemon=True).start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        abandoned.set()
