@@ -37,7 +37,8 @@ def secret(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-# The README's commands ("Several hosts", "etcd users and roles"), prefix /coredns-py/.
+# The README's commands ("Securing etcd"), prefix /coredns-py/; the passwords
+# given with --new-user-password where the README lets etcdctl ask for them.
 def set_up_users(etcd: EtcdCluster) -> None:
     ctl = etcd.etcdctl
     ctl("user", "add", "root", "--new-user-password", "root-pw")
