@@ -50,6 +50,22 @@ DEFAULT_PREFETCH_WINDOW = 60
 DEFAULT_PREFETCH_PERCENTAGE = 10
 STALE_MODES = ("immediate", "verify")
 
+# Abuse protection (coredns_py/stages): on, off, or on only when some listen
+# address is not loopback ("auto").
+SWITCHES = ("auto", "on", "off")
+# RRL: answers per second per client network and kind of answer.  NSD's
+# default is 200; BIND and Knot have none.  A busy program resolving one
+# name with glibc (no cache) asks it once per request, so the default must
+# not be tight; amplification is cut by the slip anyway.
+DEFAULT_RATE_LIMIT = 200
+MAX_RATE_LIMIT = 1_000_000
+# Every 2nd answer past the rate is sent truncated, the others dropped
+# (BIND's and NSD's default); BIND accepts 0..10.
+DEFAULT_SLIP = 2
+MAX_SLIP = 10
+# The UDP receive buffer asked for (net.listen.UDP_RECEIVE_BUFFER); at most 1 GiB.
+MAX_UDP_RECEIVE_BUFFER = 1 << 30
+
 
 @dataclass(frozen=True)
 class Config:
@@ -107,6 +123,17 @@ class Config:
     namespace_labels: tuple = ()
     # Where each of those was written ((key, "Corefile:12"), ...).
     origins: tuple = ()
+    # Response rate limiting (stages/ratelimit.py) and DNS cookies
+    # (stages/cookies.py): "auto", "on" or "off"; see SWITCHES.
+    rate_limit: str = "auto"
+    rate_limit_responses_per_second: int = DEFAULT_RATE_LIMIT
+    rate_limit_slip: int = DEFAULT_SLIP
+    cookies: str = "auto"
+    # 32 hex digits shared by servers that answer for one another; "" means
+    # a random secret at each start.
+    cookie_secret: str = ""
+    # Bytes of kernel receive buffer per UDP socket; 0: the system's default.
+    udp_receive_buffer: int = 4 * 1024 * 1024
 
     def coming_soon(self) -> list[str]:
         """What this config asks for that is not built yet, each naming
@@ -236,18 +263,28 @@ def _http_listen(source: str, key: str, value: Any) -> str:
 
 # What a running server cannot change on reload: the addresses it listens
 # on, and what decides the addresses it hands out (a new range would move
-# every Service; a new state file would forget them).
+# every Service; a new state file would forget them); the UDP receive
+# buffer, set when a socket is bound.
 RESTART_ONLY = ("listen", "health_listen", "ready_listen", "metrics_listen", "service_cidr",
-                "pod_cidr", "state_file",
+                "pod_cidr", "state_file", "udp_receive_buffer",
                 # etcd is connected to once, at start (serve --etcd).
                 "etcd_ca_file", "etcd_cert_file", "etcd_key_file", "etcd_username",
                 "etcd_password_file")
 
 
-def _bounded_int(source: str, cfg: Config, key: str, high: int) -> None:
+def _bounded_int(source: str, cfg: Config, key: str, high: int, low: int = 0) -> None:
     value = getattr(cfg, key)
-    if not 0 <= value <= high:
-        raise ConfigError(f"{source}: config key {key}: must be 0..{high}, got {value}")
+    if not low <= value <= high:
+        raise ConfigError(f"{source}: config key {key}: must be {low}..{high}, got {value}")
+
+
+def _switch(source: str, key: str, value: Any) -> str:
+    """true/false (YAML's on/off are booleans too) or "auto"."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in SWITCHES:
+        return value.strip().lower()
+    raise ConfigError(f"{source}: config key {key}: expected true, false or auto, got {value!r}")
 
 
 def parse(data: Any, source: str = "config") -> Config:
@@ -272,6 +309,9 @@ def parse(data: Any, source: str = "config") -> Config:
             continue
         if key == "allow_recursion":
             values[key] = _networks(source, key, value)
+            continue
+        if key in ("rate_limit", "cookies"):
+            values[key] = _switch(source, key, value)
             continue
         if key == "listen":
             values[key] = _listens(source, value)
@@ -320,6 +360,15 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.cache_serve_stale_mode not in STALE_MODES:
         raise ConfigError(f"{source}: config key cache_serve_stale_mode: must be one of "
                           f"{', '.join(STALE_MODES)}, got {cfg.cache_serve_stale_mode!r}")
+    _bounded_int(source, cfg, "rate_limit_responses_per_second", MAX_RATE_LIMIT, low=1)
+    _bounded_int(source, cfg, "rate_limit_slip", MAX_SLIP)
+    _bounded_int(source, cfg, "udp_receive_buffer", MAX_UDP_RECEIVE_BUFFER)
+    if cfg.cookie_secret:
+        from coredns_py.stages.cookies import parse_secret
+        try:
+            parse_secret(cfg.cookie_secret)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key cookie_secret: {exc}") from None
     zone = cfg.zone.strip(".").lower()
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")
