@@ -19,7 +19,7 @@ from coredns_py.config import Config
 from coredns_py.etcd.layout import Layout
 from coredns_py.publish.writer import Writer
 from coredns_py.source import objects as o
-from conftest import ZONES, hermetic_config, wait_until, write_atomic
+from conftest import ZONES, hermetic_config, run_cli, wait_until, write_atomic
 from helpers.etcd import EtcdCluster, etcd_available
 from helpers.manifests import service
 from helpers.publisher import PublisherProcess
@@ -159,7 +159,6 @@ def test_three_replicas_answer_every_name_as_the_folder_does(etcd, folder, publi
 
 
 def test_get_and_env_read_the_shared_truth(etcd, folder, publishers, state_home):
-    from conftest import run_cli
     prefix = f"/g-{uuid.uuid4().hex[:8]}/"
     publishers(folder, etcd.urls, prefix).wait_generation(1)
     res = run_cli("get", "services", "-A", "--etcd", etcd.urls, "--prefix", prefix)
@@ -187,6 +186,8 @@ def test_two_publishers_one_leads_the_other_takes_over(etcd, folder, publishers,
     assert not second.leading()
     rep = replica(start_server, etcd.urls, prefix)
     before = cluster_ips(rep, etcd, prefix)
+    table = run_cli("get", "services", "-A", "--etcd", etcd.urls, "--prefix", prefix)
+    assert table.returncode == 0, table.stderr
 
     first.kill()  # a crash: no revoke, its lease has to expire
     second.wait_stderr(r"publish: leading as", timeout=15)
@@ -196,6 +197,10 @@ def test_two_publishers_one_leads_the_other_takes_over(etcd, folder, publishers,
     after = cluster_ips(rep, etcd, prefix)
     after.pop(f"after.default.svc.{ZONE}")
     assert after == before  # no address changed hands
+    # Nor did a node port (the PORT(S) column: 80:31234/TCP).
+    again = run_cli("get", "services", "-A", "--etcd", etcd.urls, "--prefix", prefix)
+    assert [line for line in again.stdout.splitlines() if " after " not in line] == \
+        table.stdout.splitlines()
 
 
 def test_a_three_member_etcd_keeps_working_with_one_member_down(tmp_path, folder, publishers,
