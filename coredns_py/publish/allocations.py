@@ -119,10 +119,15 @@ class EtcdAllocations:
                 if entry is None:
                     continue
                 try:
-                    data.setdefault(entry[0], {})[entry[1]] = json.loads(value)
-                except ValueError:
-                    log.warning("publish: allocation state %s is not JSON; that entry is "
-                                "allocated again", key.decode("utf-8", "replace"))
+                    held = json.loads(value)
+                    # What a state table holds: a list of addresses or ports.
+                    if type(held) is not list or not all(type(x) in (str, int) for x in held):
+                        raise ValueError("expected a list of addresses or ports")
+                    data.setdefault(entry[0], {})[entry[1]] = held
+                except ValueError as exc:
+                    log.warning("publish: allocation state %s is not what this program "
+                                "writes (%s); that entry is allocated again",
+                                key.decode("utf-8", "replace"), exc)
         if version is not None:
             if not version.isdigit() or int(version) > state.VERSION:
                 raise EtcdError(f"the allocation state under {self.layout.prefix} has format "
