@@ -280,3 +280,14 @@ def test_allocations_are_refused_to_a_publisher_that_does_not_lead(client, layou
     # Nor can it start a prefix nobody published to.
     with pytest.raises(LostLeadership):
         EtcdAllocations(client, Layout(layout.prefix + "x/"), lambda: fence).load()
+
+
+def test_an_allocation_etcd_holds_that_we_did_not_write_is_allocated_again(client, layout,
+                                                                           caplog):
+    store = EtcdAllocations(client, layout, lambda: [])
+    fill.build([svc("a", "web")], Config(), store)
+    for junk in (b"not json", b'{"ip": "10.96.0.5"}', b"[true]"):
+        client.txn([], [c.put(layout.state_key("services", "a/junk"), junk)])
+        data = EtcdAllocations(client, layout, lambda: []).load()
+        assert "a/junk" not in data["services"] and "a/web" in data["services"]
+    assert "services/a/junk is not what this program writes" in caplog.text
