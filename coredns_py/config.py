@@ -20,7 +20,11 @@ import yaml
 from coredns_py.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MANIFESTS = PACKAGE_ROOT / "zones"
+# The bundled example cluster: zones/ of a checkout, or, installed from a
+# wheel, the copy shipped inside the package (in a checkout coredns_py/zones
+# is a link to zones/, which is how the wheel gets it).
+DEFAULT_MANIFESTS = (PACKAGE_ROOT / "zones" if (PACKAGE_ROOT / "pyproject.toml").is_file()
+                     else Path(__file__).resolve().parent / "zones")
 DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "coredns_py.yaml"
 
 POD_MODES = ("disabled", "insecure", "verified")
@@ -134,6 +138,27 @@ class Config:
     cookie_secret: str = ""
     # Bytes of kernel receive buffer per UDP socket; 0: the system's default.
     udp_receive_buffer: int = 4 * 1024 * 1024
+    # Where objects that name no namespace land (`kubectl apply -n NS`);
+    # --default-namespace overrides it.
+    default_namespace: str = "default"
+    # Serve kubernetes.default and kube-dns.kube-system, as every cluster
+    # has them, unless the manifests define them.
+    builtin_services: bool = True
+    # The endpoints of those two: the API server's address (a kind cluster's
+    # control-plane node), and the cluster DNS pods' addresses (empty: the
+    # 2nd and 3rd addresses of the first pod_cidr, where CoreDNS's two pods
+    # start on a fresh kubeadm or kind node).
+    apiserver_endpoint: str = "172.18.0.2:6443"
+    kube_dns_endpoints: tuple[str, ...] = ()
+    # Where NodePort and LoadBalancer Services get their node ports from
+    # (the API server's --service-node-port-range).
+    node_port_range: str = "30000-32767"
+
+    @property
+    def node_ports(self) -> tuple[int, int]:
+        """node_port_range as (first, last), both included (checked by parse)."""
+        low, _, high = self.node_port_range.partition("-")
+        return int(low), int(high)
 
     def coming_soon(self) -> list[str]:
         """What this config asks for that is not built yet, each naming
@@ -267,9 +292,37 @@ def _http_listen(source: str, key: str, value: Any) -> str:
 # buffer, set when a socket is bound.
 RESTART_ONLY = ("listen", "health_listen", "ready_listen", "metrics_listen", "service_cidr",
                 "pod_cidr", "state_file", "udp_receive_buffer",
+                # and what the cluster source was made with: where objects land,
+                # the Services every cluster has, the node ports it hands out.
+                "default_namespace", "builtin_services", "apiserver_endpoint",
+                "kube_dns_endpoints", "node_port_range",
                 # etcd is connected to once, at start (serve --etcd).
                 "etcd_ca_file", "etcd_cert_file", "etcd_key_file", "etcd_username",
                 "etcd_password_file")
+
+
+def _addresses(source: str, key: str, value: Any) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in _strings(source, key, value):
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key {key}: {exc}") from None
+    return tuple(out)
+
+
+def _check_builtins(source: str, cfg: Config) -> None:
+    """default_namespace, apiserver_endpoint and node_port_range, checked."""
+    from coredns_py import hostport
+    check_namespace(f"{source}: config key default_namespace", cfg.default_namespace)
+    try:
+        hostport.split(cfg.apiserver_endpoint)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: config key apiserver_endpoint: {exc}") from None
+    low, dash, high = cfg.node_port_range.partition("-")
+    if not (dash and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536):
+        raise ConfigError(f"{source}: config key node_port_range: expected FIRST-LAST within "
+                          f"1-65535 (the API server's 30000-32767), got {cfg.node_port_range!r}")
 
 
 def _bounded_int(source: str, cfg: Config, key: str, high: int, low: int = 0) -> None:
@@ -332,6 +385,9 @@ def parse(data: Any, source: str = "config") -> Config:
                 raise ConfigError(f"{source}: config keys upstream and forward: both name "
                                   "the servers of '.'; keep one")
             continue
+        if key == "kube_dns_endpoints":
+            values[key] = _addresses(source, key, value)
+            continue
         default = getattr(Config, key)
         expected = type(default)
         # bool is a subclass of int: "ttl: true" must not pass as 1.
@@ -345,6 +401,7 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.pods not in POD_MODES:
         raise ConfigError(f"{source}: config key pods: must be one of {', '.join(POD_MODES)}, "
                           f"got {cfg.pods!r}")
+    _check_builtins(source, cfg)
     _bounded_int(source, cfg, "cache_size", MAX_CACHE_SIZE)
     _bounded_int(source, cfg, "cache_max_ttl", MAX_CACHE_TTL)
     _bounded_int(source, cfg, "reload", MAX_CACHE_TTL)
@@ -373,6 +430,14 @@ def parse(data: Any, source: str = "config") -> Config:
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")
     return Config(**{**values, "zone": zone})
+
+
+def check_namespace(where: str, namespace: str) -> None:
+    """A namespace name as the API server checks it (a DNS-1123 label)."""
+    from coredns_py.source import validation
+    problems = validation.dns1123_label(namespace)
+    if problems:
+        raise ConfigError(f"{where}: {namespace!r}: {problems[0]}")
 
 
 def load(path: Optional[Path]) -> Config:

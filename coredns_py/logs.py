@@ -42,14 +42,15 @@ class OnceLog:
     same address conflict again says nothing new, and a problem that was fixed
     and comes back is logged again."""
 
-    def __init__(self, logger):
+    def __init__(self, logger, level: int = logging.ERROR):
         self.logger = logger
+        self.level = level
         self._current: set[str] = set()
 
     def report(self, problems) -> None:
         texts = {str(p) for p in problems}
         for text in sorted(texts - self._current):
-            self.logger.error("%s", text)
+            self.logger.log(self.level, "%s", text)
         self._current = texts
 
 

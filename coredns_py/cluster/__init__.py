@@ -46,6 +46,8 @@ class ClusterLoad:
     # Objects read, by kind, when the source counted them itself (a replica
     # has the publisher's counts, not its objects); None: count ``objects``.
     kinds: Optional[dict] = None
+    ignored: tuple = ()  # source.Ignored: documents read but not served
+    notices: tuple = ()  # ManifestWarning: said, never fatal
 
 
 class ClusterSource(Protocol):

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from coredns_py.cluster import ClusterLoad, fill
+from coredns_py.cluster import ClusterLoad, fill, state
 from coredns_py.cluster.state import Store
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
@@ -33,7 +33,7 @@ class LocalCluster:
                  incremental: bool = True, log_errors: bool = True):
         self.objects = objects
         self.config = config
-        self.store = store  # where addresses are kept (cluster.state)
+        self.store = state.store(store)
         self.description = objects.description
         self._memo = Memo() if incremental else NoMemo()
         self._revision: Optional[int] = None
@@ -50,7 +50,7 @@ class LocalCluster:
             self._problems.report(cluster.errors)
         self._revision = loaded.generation
         return ClusterLoad(cluster, loaded.errors + cluster.errors, loaded.objects,
-                           loaded.files, loaded.generation)
+                           loaded.files, loaded.generation, loaded.ignored, loaded.notices)
 
     def ready(self) -> tuple[bool, str]:
         return self.objects.ready()
@@ -63,13 +63,14 @@ def from_folder(manifests: Path, config: Config, *, state: bool = True,
                 incremental: bool = True, log_errors: bool = True,
                 store: Optional[Store] = None) -> LocalCluster:
     """The cluster of a folder of manifests, as ``serve`` and every other
-    command reads it; ``state=False`` allocates without reading or writing the
-    state file (``check``); ``store`` keeps the addresses elsewhere than the
-    folder's state file (``publish``: in etcd)."""
+    command reads it: objects that name no namespace land in
+    ``config.default_namespace``; ``state=False`` allocates without reading
+    or writing the state file (``check``); ``store`` keeps the addresses
+    elsewhere than the folder's state file (``publish``: in etcd)."""
     from coredns_py.source.folder import ManifestSource
     from coredns_py.source.parse_cache import for_state
     state_path = config.state_path(manifests) if state else None
-    return LocalCluster(ManifestSource(manifests, log_errors=log_errors,
-                                       cache=for_state(state_path)), config,
-                        store if store is not None else state_path,
+    source = ManifestSource(manifests, log_errors=log_errors, cache=for_state(state_path),
+                            default_namespace=config.default_namespace)
+    return LocalCluster(source, config, store if store is not None else state_path,
                         incremental=incremental, log_errors=log_errors)

@@ -1,16 +1,20 @@
-"""The allocation state: which object holds which addresses.
+"""The allocation state: which object holds which addresses and node ports.
 
-Kept by a :class:`Store`: a file on this host (:class:`FileStore`, below),
-or etcd for publishers (:mod:`coredns_py.publish.allocations`), behind the
-same three calls.  The allocator holds the store's lock, loads the tables,
-and saves them when they changed.
+The state is a few tables, each mapping an object's key to what it holds::
 
-The state file:
+    {"version": 2,
+     "services":   {"ns/name": ["10.96.12.34", "fd00::1234"]},   # ClusterIPs
+     "pods":       {"ns/name": ["10.244.5.6"]},                  # pod IPs
+     "node_ports": {"ns/name:80/TCP": [31234]}}                   # per Service port
 
-JSON (``{"version": 1, "services": {"ns/name": [ip, ...]}, "pods": {...}}``),
-written atomically (write, fsync, rename) under an exclusive lock, so
-``serve`` and ``env`` running at once agree.  A missing or corrupt state
-file is logged and rebuilt, never fatal.
+A store keeps it: :class:`FileStore` (a JSON file, the local fill-in's) or
+anything with the same contract (:class:`Store`), such as a shared store a
+``publish`` command writes to.  The allocator holds ``store.locked()`` while
+it loads, allocates and saves, so two processes never hand out one address
+twice.  A store never throws allocations away: :func:`upgrade` reads every
+older format and gives the current one; a file of an unknown newer format
+is left alone (read as empty, never overwritten); a missing or corrupt one
+is logged and rebuilt.
 """
 
 from __future__ import annotations
@@ -21,12 +25,77 @@ import logging
 import os
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager, Iterator, Optional, Protocol, Union
+from typing import ContextManager, Iterator, Optional, Protocol
 
 log = logging.getLogger("coredns_py.allocator")
 
-VERSION = 1
+# 1: services and pods.  2: node_ports added.
+VERSION = 2
+
+# Each table, and the type of the values it holds.
+TABLES = {"services": str, "pods": str, "node_ports": int}
+
+
+class NewerFormat(ValueError):
+    """The state was written by a newer coredns-py."""
+
+
+def upgrade(data: object) -> dict:
+    """The state in the current format, from any format ever written.
+
+    Raises ValueError when it is no state (corrupt), NewerFormat when a
+    newer version wrote it."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"unknown format version {version!r}")
+    if version > VERSION:
+        raise NewerFormat(f"format version {version}, newer than this program's {VERSION}")
+    out = {"version": VERSION}
+    for kind, value_type in TABLES.items():
+        # Version 1 had no node_ports: a missing table is an empty one.
+        table = data.get(kind, {})
+        if not isinstance(table, dict) or not all(
+                isinstance(values, list) and all(
+                    isinstance(x, value_type) and not isinstance(x, bool) for x in values)
+                for values in table.values()):
+            raise ValueError(f"bad {kind} table")
+        out[kind] = table
+    return out
+
+
+class Store(Protocol):
+    """Where the allocation state is kept."""
+
+    def locked(self) -> ContextManager[None]:
+        """Held while the allocator loads, allocates and saves: exclusive
+        across processes (and hosts, for a shared store)."""
+
+    def load(self) -> dict:
+        """The state in the current format (:func:`upgrade`); {} when there is none."""
+
+    def save(self, data: dict) -> None:
+        """Keep ``data`` (the current format); a failure is logged, not raised:
+        the allocations still hold in memory."""
+
+
+@dataclass(frozen=True)
+class NoStore:
+    """No state kept (``check``): allocation from names alone, nothing written."""
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        yield
+
+    def load(self) -> dict:
+        return {}
+
+    def save(self, data: dict) -> None:
+        pass
+
 
 # path -> ((mtime, size, inode), data): a reload of a large folder need not
 # parse and check tens of thousands of entries that it wrote itself.
@@ -41,49 +110,62 @@ def _stamp(path: Path) -> Optional[tuple]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def load(path: Path) -> dict:
-    stamp = _stamp(path)
-    cached = _STATE_CACHE.get(path)
-    if stamp is not None and cached is not None and cached[0] == stamp:
-        return cached[1]
-    data = _read(path)
-    if stamp is not None:
-        _STATE_CACHE[path] = (stamp, data)
-    return data
+@dataclass(frozen=True)
+class FileStore:
+    """The state in a JSON file, written atomically (write, fsync, rename)
+    under an exclusive lock (``<file>.lock``), so ``serve`` and ``env``
+    running at once agree."""
 
+    path: Path
 
-def _read(path: Path) -> dict:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        log.warning("cannot read allocation state %s (%s); rebuilding it", path, exc.strerror)
-        return {}
-    try:
-        data = json.loads(raw.decode("utf-8"))
-        if not isinstance(data, dict) or data.get("version") != VERSION:
-            raise ValueError("unknown format")
-        for kind in ("services", "pods"):
-            table = data.get(kind, {})
-            if not isinstance(table, dict) or not all(
-                    isinstance(v, list) and all(isinstance(a, str) for a in v)
-                    for v in table.values()):
-                raise ValueError(f"bad {kind} table")
+    def locked(self) -> ContextManager[None]:
+        return _flock(self.path)
+
+    def load(self) -> dict:
+        stamp = _stamp(self.path)
+        cached = _STATE_CACHE.get(self.path)
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return cached[1]
+        data = self._read()
+        if stamp is not None:
+            _STATE_CACHE[self.path] = (stamp, data)
         return data
-    except ValueError as exc:
-        log.warning("allocation state %s is corrupt (%s); rebuilding it: addresses may change",
-                    path, exc)
-        return {}
 
+    def _read(self) -> dict:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            log.warning("cannot read allocation state %s (%s); rebuilding it", self.path,
+                        exc.strerror)
+            return {}
+        try:
+            found = json.loads(raw.decode("utf-8"))
+            data = upgrade(found)
+        except NewerFormat as exc:
+            log.warning("allocation state %s has %s; it is not used and not overwritten: "
+                        "addresses may differ from the newer program's", self.path, exc)
+            return {"version": VERSION, "read_only": True}
+        except ValueError as exc:  # JSON and UTF-8 errors are ValueErrors too
+            log.warning("allocation state %s is corrupt (%s); rebuilding it: addresses may "
+                        "change", self.path, exc)
+            return {}
+        if found.get("version") != VERSION:
+            # Keep what the older format held, in the new one, now.
+            log.info("allocation state %s upgraded from format version %s to %s", self.path,
+                     found.get("version"), VERSION)
+            self.save(data)
+        return data
 
-def save(path: Path, data: dict) -> None:
-    """Write the state; a failure is a warning (the addresses still hold in memory)."""
-    try:
-        _write(path, {**data, "version": VERSION})
-    except OSError as exc:
-        log.warning("cannot write allocation state %s (%s); addresses may change on "
-                    "restart", path, exc.strerror)
+    def save(self, data: dict) -> None:
+        if data.get("read_only"):
+            return  # a newer program's file: theirs
+        try:
+            _write(self.path, {**data, "version": VERSION})
+        except OSError as exc:
+            log.warning("cannot write allocation state %s (%s); addresses may change on "
+                        "restart", self.path, exc.strerror)
 
 
 def _write(path: Path, data: dict) -> None:
@@ -132,54 +214,10 @@ def _flock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-@contextmanager
-def locked(path: Optional[Path]) -> Iterator[None]:
-    """Hold the state file's lock (nothing to hold without a state file)."""
-    if path is None:
-        yield
-        return
-    with _flock(path):
-        yield
-
-
-class Store(Protocol):
-    """Where the allocation state is kept: the tables of the state file
-    (``{"services": {"ns/name": [ip, ...]}, "pods": {...}}``), loaded and
-    saved whole, under a lock held across both."""
-
-    def locked(self) -> ContextManager[None]: ...
-
-    def load(self) -> dict: ...
-
-    def save(self, data: dict) -> None: ...
-
-
-class FileStore:
-    """The state file of one host (the module's functions above)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def locked(self) -> ContextManager[None]:
-        return locked(self.path)
-
-    def load(self) -> dict:
-        return load(self.path)
-
-    def save(self, data: dict) -> None:
-        save(self.path, data)
-
-    # Two stores of one file are the same store (a memo compares them).
-    def __eq__(self, other) -> bool:
-        return isinstance(other, FileStore) and other.path == self.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
-
-
-def store_for(where: Union[Store, Path, str, None]) -> Optional[Store]:
-    """A store from what callers give: a store, a state file's path, or
-    None (allocate without keeping anything: ``check``)."""
-    if where is None or hasattr(where, "save"):
-        return where
-    return FileStore(Path(where))
+def store(where: "Store | Path | None") -> Store:
+    """A store for a state file path (None: no state kept), or the store itself."""
+    if where is None:
+        return NoStore()
+    if isinstance(where, (str, Path)):
+        return FileStore(Path(where))
+    return where
