@@ -48,11 +48,12 @@ def folder(tmp_path):
 def publishers(tmp_path_factory):
     made = []
 
-    def start(manifests, urls, prefix, state_home=None):
+    def start(manifests, urls, prefix, state_home=None, args=()):
         logdir = tmp_path_factory.mktemp("publisher")
         pub = PublisherProcess(manifests, urls, prefix,
                                state_home=state_home or tmp_path_factory.mktemp("state"),
-                               logdir=logdir, config=hermetic_config(logdir)).start()
+                               logdir=logdir, config=hermetic_config(logdir),
+                               args=args).start()
         made.append(pub)
         return pub
     yield start
@@ -288,3 +289,18 @@ def test_a_replica_of_10k_services_becomes_ready(etcd, start_server):
     took = time.monotonic() - started
     assert took < 60, f"a replica of 10k Services took {took:.1f} s to answer"
     assert rep.rrset_values(f"svc9999.ns49.svc.{ZONE}") == ["10.96.79.250"]
+
+
+def test_publish_takes_the_default_namespace(etcd, tmp_path, publishers):
+    """``publish -n``-style: objects that name no namespace land where
+    --default-namespace says, on every replica."""
+    folder = tmp_path / "install"
+    folder.mkdir()
+    write_atomic(folder / "svc.yaml", service("api-server"))
+    prefix = f"/n-{uuid.uuid4().hex[:8]}/"
+    publishers(folder, etcd.urls, prefix, args=["--default-namespace", "argocd"]) \
+        .wait_generation(1)
+    res = run_cli("get", "services", "-A", "--etcd", etcd.urls, "--prefix", prefix)
+    assert res.returncode == 0, res.stderr
+    assert [line.split()[:2] for line in res.stdout.splitlines() if "api-server" in line] \
+        == [["argocd", "api-server"]]
