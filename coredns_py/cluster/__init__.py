@@ -43,11 +43,11 @@ class ClusterLoad:
     objects: tuple  # the objects read, before the fill-in (counted by kind)
     files: int  # files (or documents) they were read from
     revision: int  # increases whenever the objects change
+    ignored: tuple = ()  # source.Ignored: documents read but not served
+    notices: tuple = ()  # ManifestWarning: said, never fatal
     # Objects read, by kind, when the source counted them itself (a replica
     # has the publisher's counts, not its objects); None: count ``objects``.
     kinds: Optional[dict] = None
-    ignored: tuple = ()  # source.Ignored: documents read but not served
-    notices: tuple = ()  # ManifestWarning: said, never fatal
 
 
 class ClusterSource(Protocol):
