@@ -148,11 +148,6 @@ def cmd_serve(args, config, config_file) -> int:
     from coredns_py.server import Server
     from coredns_py.source.folder import list_files
 
-    coming = config.coming_soon()
-    if coming:
-        for problem in coming:
-            print(f"coredns-py: {problem} (README: Coming from CoreDNS)", file=sys.stderr)
-        return EXIT_USAGE
     # Command-line flags win over the config (a Corefile's port and bind,
     # its health, ready and prometheus addresses).
     try:
@@ -250,8 +245,7 @@ def cmd_check(args, config, config_file) -> int:
     # check prints each problem itself, once: the source must not log them too.
     load = load_cluster(args, config, state=False, log_errors=False)
     built = load.cluster
-    problems = [f"{item} (README: Coming from CoreDNS)" for item in config.coming_soon()]
-    problems += list(load.errors)
+    problems = list(load.errors)
     for err in problems:
         print(err)
     for notice in load.notices:

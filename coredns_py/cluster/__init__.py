@@ -29,6 +29,9 @@ class Cluster:
     errors: tuple[ManifestError, ...]
     # The same, per namespace (the snapshot reuses what a reload did not touch).
     by_namespace: dict = field(default_factory=dict, compare=False)
+    # The labels of each Namespace object (CoreDNS `namespace_labels`); a
+    # namespace that has objects but no Namespace has none here.
+    namespace_labels: dict = field(default_factory=dict, compare=False)
 
     def service_slices(self, namespace: str, name: str) -> list[o.EndpointSlice]:
         return [s for s in self.slices if s.namespace == namespace and s.service == name]
