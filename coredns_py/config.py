@@ -92,7 +92,7 @@ class Config:
     loadbalance: str = ""
     loadbalance_prefer: tuple[str, ...] = ()
     # Query names rewritten before they are answered, the answer written
-    # back (CoreDNS rewrite `name` rules; stages/rewrite.py).
+    # back (CoreDNS rewrite `name` rules; stages/rewrite_rules.py).
     rewrite: tuple = ()
     # Who may transfer our zones (AXFR, IXFR over TCP; "*": everybody, []:
     # nobody), and which ([]: every zone of ours) (CoreDNS transfer;
@@ -459,8 +459,8 @@ def parse(data: Any, source: str = "config") -> Config:
             values[key] = external.parse(source, value)
             continue
         if key == "rewrite":
-            from coredns_py.stages import rewrite
-            values[key] = rewrite.parse(source, value)
+            from coredns_py.stages import rewrite_rules
+            values[key] = rewrite_rules.parse(source, value)
             continue
         if key == "forward":
             from coredns_py.resolver import forward_config

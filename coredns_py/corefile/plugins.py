@@ -32,7 +32,7 @@ from coredns_py.errors import ConfigError
 from coredns_py.resolver import forward_config
 from coredns_py.resolver.forward_config import ForwardDomain
 from coredns_py.stages import hosts as hosts_mod
-from coredns_py.stages import rewrite as rewrite_mod
+from coredns_py.stages import rewrite_rules
 from coredns_py.zone import external as external_mod
 
 DNS_PORT = 53
@@ -459,7 +459,7 @@ class Mapper:
         # The block form's lines are the rule's words, one after the other
         # (`rewrite stop {` / `name regex ...` / `answer name ...` / `}`).
         words = line.words() + [w for o in line.block for w in [o.name.text] + o.words()]
-        self.rewrite.append(rewrite_mod.parse_rule(line.where, words))
+        self.rewrite.append(rewrite_rules.parse_rule(line.where, words))
 
     def d_k8s_external(self, b: _Block, line: Line) -> None:
         zones = [z for tok in line.args for z in zones_of(tok)] or list(b.zones)
