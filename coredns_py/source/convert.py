@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from coredns_py.source import objects as o
 from coredns_py.source.selectors import matches
-from coredns_py.errors import ManifestError
+from coredns_py.errors import ManifestError, shown
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -63,11 +63,11 @@ def _get(ctx: _Ctx, data: Any, field: str, key: str, kind: type | tuple, default
         return default
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        shown = {"dict": "mapping", "list": "list", "str": "string", "int": "integer",
+        words = {"dict": "mapping", "list": "list", "str": "string", "int": "integer",
                  "bool": "boolean"}
-        expected = "/".join(shown.get(n, n) for n in names.split("/"))
+        expected = "/".join(words.get(n, n) for n in names.split("/"))
         raise ctx.error(f"{field}.{key}" if field else key,
-                        f"expected {expected}, got {value!r}")
+                        f"expected {expected}, got {shown(value)}")
     return value
 
 
@@ -80,12 +80,12 @@ def _metadata(ctx: _Ctx, raw: dict, namespaced: bool = True) -> dict:
         raise ctx.error("metadata.name", "missing")
     pattern = _LABEL if ctx.kind in ("Service", "Namespace") else _SUBDOMAIN
     if len(name) > (63 if pattern is _LABEL else 253) or not pattern.match(name):
-        raise ctx.error("metadata.name", f"{name!r} is not a valid DNS "
+        raise ctx.error("metadata.name", f"{shown(name)} is not a valid DNS "
                         f"{'label' if pattern is _LABEL else 'subdomain'} name")
     if namespaced:
         ns = _get(ctx, meta, "metadata", "namespace", str, "default") or "default"
         if len(ns) > 63 or not _LABEL.match(ns):
-            raise ctx.error("metadata.namespace", f"{ns!r} is not a valid namespace name")
+            raise ctx.error("metadata.namespace", f"{shown(ns)} is not a valid namespace name")
     return meta
 
 
@@ -93,11 +93,11 @@ def _string_map(ctx: _Ctx, data: Any, field: str) -> tuple[tuple[str, str], ...]
     if data is None:
         return ()
     if not isinstance(data, dict):
-        raise ctx.error(field, f"expected a mapping of strings, got {data!r}")
+        raise ctx.error(field, f"expected a mapping of strings, got {shown(data)}")
     out = []
     for key, value in data.items():
         if not isinstance(key, str) or isinstance(value, (dict, list)) or value is None:
-            raise ctx.error(f"{field}.{key}", f"expected a string, got {value!r}")
+            raise ctx.error(f"{field}.{key}", f"expected a string, got {shown(value)}")
         # YAML turns `tier: 1` or `enabled: true` into non-strings; the API
         # server would reject them, but users mean the text.
         out.append((key, value if isinstance(value, str) else _yaml_text(value)))
@@ -112,18 +112,18 @@ def _yaml_text(value: Any) -> str:
 
 def _ip(ctx: _Ctx, value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise ctx.error(field, f"expected an IP address, got {value!r}")
+        raise ctx.error(field, f"expected an IP address, got {shown(value)}")
     if o.is_dotted_quad(value):
         return value  # canonical already
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise ctx.error(field, f"{value!r} is not an IP address") from None
+        raise ctx.error(field, f"{shown(value)} is not an IP address") from None
 
 
 def _port_number(ctx: _Ctx, value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ctx.error(field, f"expected a port number, got {value!r}")
+        raise ctx.error(field, f"expected a port number, got {shown(value)}")
     if not 1 <= value <= 65535:
         raise ctx.error(field, f"port {value} is out of range 1-65535")
     return value
@@ -132,7 +132,7 @@ def _port_number(ctx: _Ctx, value: Any, field: str) -> int:
 def _protocol(ctx: _Ctx, data: dict, field: str) -> str:
     proto = _get(ctx, data, field, "protocol", str, "TCP") or "TCP"
     if proto not in o.PROTOCOLS:
-        raise ctx.error(f"{field}.protocol", f"{proto!r} is not one of TCP, UDP, SCTP")
+        raise ctx.error(f"{field}.protocol", f"{shown(proto)} is not one of TCP, UDP, SCTP")
     return proto
 
 
@@ -158,7 +158,7 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
     spec = _get(ctx, raw, "", "spec", dict, {})
     stype = _get(ctx, spec, "spec", "type", str, o.CLUSTER_IP) or o.CLUSTER_IP
     if stype not in o.SERVICE_TYPES:
-        raise ctx.error("spec.type", f"{stype!r} is not one of {', '.join(o.SERVICE_TYPES)}")
+        raise ctx.error("spec.type", f"{shown(stype)} is not one of {', '.join(o.SERVICE_TYPES)}")
 
     ports = []
     seen = set()
@@ -170,7 +170,7 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
         if target is not None:
             if isinstance(target, bool) or not isinstance(target, (int, str)):
                 raise ctx.error(f"{field}.targetPort", f"expected a number or a port name, "
-                                f"got {target!r}")
+                                f"got {shown(target)}")
             if isinstance(target, str) and target.isdigit():
                 target = int(target)
             if isinstance(target, int):
@@ -218,10 +218,10 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
     families = _list(ctx, spec, "spec", "ipFamilies")
     for i, fam in enumerate(families):
         if fam not in ("IPv4", "IPv6"):
-            raise ctx.error(f"spec.ipFamilies[{i}]", f"{fam!r} is not IPv4 or IPv6")
+            raise ctx.error(f"spec.ipFamilies[{i}]", f"{shown(fam)} is not IPv4 or IPv6")
     policy = _get(ctx, spec, "spec", "ipFamilyPolicy", str, "")
     if policy not in ("", "SingleStack", "PreferDualStack", "RequireDualStack"):
-        raise ctx.error("spec.ipFamilyPolicy", f"{policy!r} is not SingleStack, "
+        raise ctx.error("spec.ipFamilyPolicy", f"{shown(policy)} is not SingleStack, "
                         "PreferDualStack or RequireDualStack")
     return o.Service(
         ctx.namespace, ctx.name, stype, tuple(parsed), tuple(ports),
@@ -254,7 +254,7 @@ def endpoint_slice(ctx: _Ctx, raw: dict) -> Optional[o.EndpointSlice]:
     if addr_type == "FQDN":
         return None  # deprecated; CoreDNS cannot serve them either
     if addr_type not in ("IPv4", "IPv6"):
-        raise ctx.error("addressType", f"{addr_type!r} is not IPv4, IPv6 or FQDN")
+        raise ctx.error("addressType", f"{shown(addr_type)} is not IPv4, IPv6 or FQDN")
     endpoints = []
     for f, item in _mappings(ctx, raw, "", "endpoints"):
         addrs = tuple(_ip(ctx, a, f"{f}.addresses[{j}]")
@@ -357,7 +357,7 @@ def workload(ctx: _Ctx, raw: dict) -> o.Workload:
         if not key:
             raise ctx.error(f"{f}.key", "missing")
         if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            raise ctx.error(f"{f}.operator", f"{op!r} is not In, NotIn, Exists or DoesNotExist")
+            raise ctx.error(f"{f}.operator", f"{shown(op)} is not In, NotIn, Exists or DoesNotExist")
         values = tuple(_yaml_text(v) for v in _list(ctx, item, f, "values"))
         exprs.append(o.LabelRequirement(key, op, values))
     template = _get(ctx, spec, "spec", "template", dict, {})
@@ -418,14 +418,14 @@ def convert(raw: Any, path: str, line: Optional[int]) -> list:
             raise ManifestError("missing kind", path, line, field="kind")
         return []  # some other YAML file (a values.yaml, a config): not a manifest
     if not isinstance(kind, str):
-        raise ManifestError(f"expected a string, got {kind!r}", path, line, field="kind")
+        raise ManifestError(f"expected a string, got {shown(kind)}", path, line, field="kind")
     converter = _CONVERTERS.get(kind)
     if converter is None:
         return []
     ctx = _Ctx(kind, raw, path, line)
     api = raw.get("apiVersion")
     if api not in _API_VERSIONS[kind]:
-        raise ctx.error("apiVersion", f"{api!r} is not supported for {kind} "
+        raise ctx.error("apiVersion", f"{shown(api)} is not supported for {kind} "
                         f"(expected {' or '.join(_API_VERSIONS[kind])})")
     result = converter(ctx, raw)
     if result is None:
