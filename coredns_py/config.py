@@ -18,6 +18,7 @@ from typing import Any, Optional
 import yaml
 
 from coredns_py.errors import ConfigError
+from coredns_py.source.reading import MAX_FILE_BYTES
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MANIFESTS = PACKAGE_ROOT / "zones"
@@ -66,6 +67,8 @@ class Config:
     # Upstream answers cached (0: no cache) and their longest life in seconds.
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_max_ttl: int = DEFAULT_CACHE_MAX_TTL
+    # Larger manifest files are refused (see coredns_py/source/reading.py).
+    max_file_bytes: int = MAX_FILE_BYTES
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -189,6 +192,9 @@ def parse(data: Any, source: str = "config") -> Config:
                           f"got {cfg.pods!r}")
     _bounded_int(source, cfg, "cache_size", MAX_CACHE_SIZE)
     _bounded_int(source, cfg, "cache_max_ttl", MAX_CACHE_TTL)
+    if cfg.max_file_bytes < 1:
+        raise ConfigError(f"{source}: config key max_file_bytes: must be at least 1, "
+                          f"got {cfg.max_file_bytes}")
     zone = cfg.zone.strip(".").lower()
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")
