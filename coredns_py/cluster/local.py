@@ -50,6 +50,11 @@ class LocalCluster:
         return ClusterLoad(cluster, loaded.errors + cluster.errors, loaded.objects,
                            loaded.files, loaded.generation)
 
+    def close(self) -> None:
+        """The server stops: the state file says what was served (it is
+        written again if it was damaged or changed since the last build)."""
+        fill.keep_served(self._memo, self.config, self.state_path)
+
     def ready(self) -> tuple[bool, str]:
         return self.objects.ready()
 
@@ -63,6 +68,12 @@ def from_folder(manifests: Path, config: Config, *, state: bool = True,
     command reads it; ``state=False`` allocates without reading or writing the
     state file (``check``)."""
     from coredns_py.source.folder import ManifestSource
-    return LocalCluster(ManifestSource(manifests, log_errors=log_errors), config,
+    from coredns_py.source.settle import Settling
+    # The server waits for a changed file to stop changing; a one-off
+    # command reads the folder as it is.
+    objects = ManifestSource(manifests, log_errors=log_errors,
+                             max_file_bytes=config.max_file_bytes,
+                             settle=Settling() if incremental else None)
+    return LocalCluster(objects, config,
                         config.state_path(manifests) if state else None,
                         incremental=incremental, log_errors=log_errors)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -22,15 +23,22 @@ from typing import Any, Optional
 import yaml
 
 from coredns_py.source.convert import convert
-from coredns_py.errors import ManifestError, SourceError
+from coredns_py.errors import ManifestError, RefusedFile, SourceError
 from coredns_py.source import Loaded
 from coredns_py.logs import OnceLog
 from coredns_py.source.documents import documents
+from coredns_py.source.reading import MAX_FILE_BYTES, read_text, refuse_unless_regular
+from coredns_py.source.settle import Settling
 from coredns_py.source.watch import Watcher
 
 log = logging.getLogger("coredns_py.manifests")
 
 SUFFIXES = (".yaml", ".yml", ".json")
+
+# The first load waits at most this many settle times for files still being
+# written (a folder being copied in as the server starts); what is still
+# changing after that is read once it settles.
+FIRST_LOAD_WAIT = 3
 
 
 def is_manifest_file(name: str) -> bool:
@@ -95,39 +103,86 @@ def _identity(raw: Any) -> Optional[tuple]:
     return (raw["kind"], ns, name)
 
 
-def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> FileResult:
-    """Parse one file. Bad objects keep their last good version from ``previous``."""
+def _label(key: Optional[tuple]) -> str:
+    """``Kind namespace/name`` of an object's identity ("" when unknown)."""
+    if key is None:
+        return ""
+    kind, ns, name = key
+    return f"{kind} {ns + '/' if ns else ''}{name}"
+
+
+def stored(error: ManifestError) -> ManifestError:
+    """An error as it is kept until the file changes: without its traceback
+    and the exceptions it was raised from, whose frames would keep the file's
+    text and documents alive (and this module's closures, in reference
+    cycles that the frozen heap never collects)."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
+def failed(result: FileResult, error: ManifestError, previous: Optional[FileResult]) -> FileResult:
+    """``result`` for a file that could not be read at all: its error, and the
+    last good objects of the file (an editor's half-saved file, a file swapped
+    for a FIFO, must not make names vanish)."""
+    result.syntax_error = True
+    result.errors.append(stored(error))
+    if previous is not None:
+        result.objects = previous.objects
+    return result
+
+
+def _looks_truncated(old: Optional[FileResult], new: FileResult) -> bool:
+    """A rewrite of a file that held objects that gives fewer of them, more
+    errors, or nothing readable: what a file caught mid-write looks like."""
+    return old is not None and bool(old.objects) and (
+        new.syntax_error or len(new.objects) < len(old.objects)
+        or len(new.errors) > len(old.errors))
+
+
+def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult],
+               limit: int = MAX_FILE_BYTES) -> FileResult:
+    """Parse one file. Bad objects keep their last good version from ``previous``.
+
+    Nothing in a file can fail more than that file: whatever reading it
+    raises is its error (a limit, a parser's error, an exception we did not
+    foresee), and the other files are served as before.
+    """
     shown = str(path)
     result = FileResult(stamp)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, limit)
         docs = documents(text, shown)
+    except RefusedFile as exc:
+        return failed(result, exc, previous)
     except (OSError, UnicodeDecodeError) as exc:
-        result.syntax_error = True
-        result.errors.append(ManifestError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
-                                           shown))
+        return failed(result, ManifestError(
+            f"cannot read: {getattr(exc, 'strerror', None) or exc}", shown), previous)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        result.syntax_error = True
-        result.errors.append(ManifestError(f"invalid YAML: {problem}", shown,
-                                           mark.line + 1 if mark else None))
+        return failed(result, ManifestError(f"invalid YAML: {problem}", shown,
+                                            mark.line + 1 if mark else None), previous)
     except json.JSONDecodeError as exc:
-        result.syntax_error = True
-        result.errors.append(ManifestError(f"invalid JSON: {exc.msg}", shown, exc.lineno))
-    if result.syntax_error:
-        if previous is not None:
-            # Keep the last good objects of the file: an editor's half-saved
-            # file must not make names vanish.
-            result.objects = previous.objects
-        return result
+        return failed(result, ManifestError(f"invalid JSON: {exc.msg}", shown, exc.lineno),
+                      previous)
+    except MemoryError:
+        return failed(result, ManifestError("cannot read: out of memory while loading it",
+                                            shown), previous)
+    except Exception as exc:  # noqa: BLE001 - one file's problem, never the reload's
+        log.debug("reading %s failed", shown, exc_info=True)
+        return failed(result, ManifestError(f"cannot read: {type(exc).__name__}: {exc}",
+                                            shown), previous)
 
     def add(raw: Any, line: Optional[int]) -> None:
         key = _identity(raw)
         try:
             objs = convert(raw, shown, line)
-        except ManifestError as exc:
-            result.errors.append(exc)
+        except Exception as exc:  # noqa: BLE001 - one object's problem
+            if not isinstance(exc, ManifestError):
+                log.debug("converting an object of %s failed", shown, exc_info=True)
+                exc = ManifestError(f"cannot read this object: {type(exc).__name__}", shown,
+                                    line, _label(key))
+            result.errors.append(stored(exc))
             if key and previous is not None and key in previous.objects:
                 result.objects.setdefault(key, previous.objects[key])
             return
@@ -135,7 +190,7 @@ def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> File
             if key in result.objects:
                 result.errors.append(ManifestError(
                     "defined twice in the same file; the first one is used", shown, line,
-                    f"{key[0]} {key[1] + '/' if key[1] else ''}{key[2]}"))
+                    _label(key)))
                 return
             result.objects[key] = objs
 
@@ -158,19 +213,30 @@ def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> File
 
 class ManifestSource:
     """A folder of manifests, re-read incrementally on every ``load()``
-    (an :class:`~coredns_py.source.ObjectSource`)."""
+    (an :class:`~coredns_py.source.ObjectSource`).
 
-    def __init__(self, root: Path, log_errors: bool = True):
+    ``max_file_bytes``: larger files are refused.  ``settle``: read a changed
+    file only once it has stopped changing (:mod:`coredns_py.source.settle`),
+    for a server that watches the folder; one-off commands read what is there.
+    """
+
+    def __init__(self, root: Path, log_errors: bool = True, *,
+                 max_file_bytes: int = MAX_FILE_BYTES,
+                 settle: Optional[Settling] = None):
         self.root = Path(root)
         self.description = f"folder {self.root}"
+        self.max_file_bytes = max_file_bytes
+        self._settle = settle
         self._files: dict[Path, FileResult] = {}
+        self._reparse = False
         self._generation = 0
-        self._last_objects: Optional[tuple] = None
+        self._last: Optional[tuple] = None
         self._errors = OnceLog(log) if log_errors else None
 
     def reset(self) -> None:
-        """Parse every file again at the next load (the generation keeps counting)."""
-        self._files = {}
+        """Parse every file again at the next load (the generation keeps
+        counting, and a file that no longer parses keeps its last good objects)."""
+        self._reparse = True
 
     def ready(self) -> tuple[bool, str]:
         if folder_readable(self.root):
@@ -180,28 +246,30 @@ class ManifestSource:
     def watch(self, changed):
         watcher = Watcher(self.root, changed, is_manifest_file)
         watcher.start()
-        return watcher
+        if self._settle is None:
+            return watcher
+        self._settle.wake = changed  # a held-back change is looked at again
+        return _Watching(watcher, self._settle)
 
     def load(self) -> Loaded:
         paths = list_files(self.root)  # raises SourceError when the folder is gone
-        files: dict[Path, FileResult] = {}
-        for path in paths:
-            try:
-                st = path.stat()
-                stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            except OSError:
-                continue  # deleted between the listing and now
-            old = self._files.get(path)
-            if old is not None and old.stamp == stamp:
-                files[path] = old
-                continue
-            files[path] = parse_file(path, stamp, old)
+        files = self._read(paths)
+        if self._last is None and self._settle is not None:
+            # The first load: nothing is served yet, so wait a little for
+            # files still being written rather than start without them.
+            deadline = time.monotonic() + FIRST_LOAD_WAIT * self._settle.seconds
+            while self._settle.due is not None and time.monotonic() < deadline:
+                time.sleep(min(self._settle.due, max(0.0, deadline - time.monotonic())))
+                self._files = files
+                paths = list_files(self.root)
+                files = self._read(paths)
         self._files = files
 
         objects: list = []
         errors: list[ManifestError] = []
         owner: dict[tuple, Path] = {}
-        for path in paths:
+        listed = set(paths)
+        for path in paths + [p for p in files if p not in listed]:  # then deletions held back
             res = files.get(path)
             if res is None:
                 continue
@@ -209,19 +277,81 @@ class ManifestSource:
             for key, objs in res.objects.items():
                 first = owner.get(key)
                 if first is not None:
-                    kind, ns, name = key
                     errors.append(ManifestError(
                         f"also defined in {first}; the one in {first} is used", str(path),
                         getattr(objs[0].origin, "line", None) if objs else None,
-                        f"{kind} {ns + '/' if ns else ''}{name}"))
+                        _label(key)))
                     continue
                 owner[key] = path
                 objects.extend(objs)
         result = tuple(objects)
-        if result != self._last_objects:
+        # A new generation when the objects change, or only the problems (a
+        # file refused or broken now): /metrics and the status page show them.
+        current = (result, tuple(map(str, errors)))
+        if current != self._last:
             self._generation += 1
-            self._last_objects = result
+            self._last = current
         if self._errors is not None:
             self._errors.report(errors)
         return Loaded(result, tuple(errors), len(paths), self._generation)
 
+    def _read(self, paths: list[Path]) -> dict[Path, FileResult]:
+        """Each file's result: parsed again if it changed (and has settled),
+        else the last one."""
+        settle, limit = self._settle, self.max_file_bytes
+        reparse, self._reparse = self._reparse, False
+        files: dict[Path, FileResult] = {}
+        for path in paths:
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # deleted between the listing and now
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            old = self._files.get(path)
+            if old is not None and old.stamp == stamp:
+                files[path] = parse_file(path, stamp, old, limit) if reparse else old
+                continue
+            if settle is not None:
+                wait = settle.changed_wait(path, stamp)
+                if wait > 0:
+                    settle.hold(path, stamp, wait)
+                    if old is not None:
+                        files[path] = old
+                    continue
+            try:
+                refuse_unless_regular(path, st)  # a device is never even opened
+                new = parse_file(path, stamp, old, limit)
+            except RefusedFile as exc:
+                new = failed(FileResult(stamp), exc, old)
+            if settle is not None and _looks_truncated(old, new):
+                wait = settle.truncated_wait(path, stamp)
+                if wait > 0:
+                    settle.hold(path, stamp, wait)
+                    files[path] = old
+                    continue
+            if settle is not None:
+                settle.published(path)
+            files[path] = new
+        if settle is not None:
+            listed = set(paths)
+            for path, old in self._files.items():
+                if path not in listed:  # deleted, or moved away
+                    wait = settle.gone_wait(path)
+                    if wait > 0:
+                        settle.hold(path, None, wait)
+                        files[path] = old
+                    else:
+                        settle.published(path)
+            settle.end_load(listed)
+        return files
+
+
+class _Watching:
+    """The watcher, and the settle timer that wakes the server for held-back changes."""
+
+    def __init__(self, watcher: Watcher, settle: Settling):
+        self.watcher, self.settle = watcher, settle
+
+    def stop(self) -> None:
+        self.settle.stop()
+        self.watcher.stop()
