@@ -68,22 +68,40 @@ class Pool:
 
 # Address text -> (family, integer). Parsing with ipaddress costs micro-
 # seconds, and a reload sees the same tens of thousands of addresses again.
+# Kept from one build to the next for the addresses that build used (see
+# new_build()): those of a big file that was removed are forgotten, rather
+# than pinning the memory it took.
 _PARSED: dict[str, tuple[int, int]] = {}
+_PARSED_BEFORE: dict[str, tuple[int, int]] = {}
 _PARSED_MAX = 1 << 20
 
 
 def _parse(text: str) -> tuple[int, int]:
     hit = _PARSED.get(text)
     if hit is None:
-        if o.is_dotted_quad(text):
-            hit = (4, int.from_bytes(socket.inet_aton(text), "big"))
-        else:
-            ip = ipaddress.ip_address(text)  # ValueError for junk from a state file
-            hit = (ip.version, int(ip))
+        hit = _PARSED_BEFORE.get(text)
+        if hit is None:
+            if o.is_dotted_quad(text):
+                hit = (4, int.from_bytes(socket.inet_aton(text), "big"))
+            else:
+                ip = ipaddress.ip_address(text)  # ValueError for junk from a state file
+                hit = (ip.version, int(ip))
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
         _PARSED[text] = hit
     return hit
+
+
+def new_build() -> None:
+    """A build starts: what the last build parsed is kept aside, and forgotten
+    at end_build() unless this build parses it again."""
+    global _PARSED, _PARSED_BEFORE
+    _PARSED_BEFORE, _PARSED = _PARSED, {}
+
+
+def end_build() -> None:
+    global _PARSED_BEFORE
+    _PARSED_BEFORE = {}
 
 
 class Request:
@@ -105,7 +123,8 @@ class FixedConflict(Exception):
 
 
 def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
-             state_path: Optional[Path], fixed: Optional[dict[str, list[str]]] = None) -> None:
+             state_path: Optional[Path], fixed: Optional[dict[str, list[str]]] = None,
+             served: Optional[dict[str, list[str]]] = None) -> None:
     """Fill ``request.result`` (and ``request.error``) for every request.
 
     ``kind`` is "services" or "pods", the table in the state file. Requests
@@ -117,8 +136,16 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
     out around them. When an explicit address of a request is one of them,
     who keeps it depends on path order, which only a full run knows:
     FixedConflict is raised and the caller runs again with everything.
+
+    ``served`` holds the allocated (not explicit) addresses the running
+    server serves now, changed objects' included.  A request keeps what it
+    is served before what the state file says, and the state file is written
+    from ``served`` and the requests, never from itself: a state file that
+    was damaged (moved aside, read in part) cannot take an address away
+    from an object that is being served with it.
     """
     fixed = fixed or {}
+    served = served or {}
     pools = {ipaddress.ip_network(c).version: Pool(ipaddress.ip_network(c),
                                                     reserved_offsets(kind)) for c in cidrs}
     with state.locked(state_path):
@@ -154,11 +181,12 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
                 # keeps its name in DNS) until the conflict is fixed.
                 req.explicit = []
 
-        # 2. Remembered addresses, unless an explicit claim took them.
+        # 2. Remembered addresses (served now, else in the state file),
+        # unless an explicit claim took them.
         for req in requests:
             if req.explicit:
                 continue
-            for text in table.get(req.key, ()):
+            for text in served.get(req.key) or table.get(req.key, ()):
                 try:
                     fam, n = _parse(text)
                 except ValueError:
@@ -188,8 +216,12 @@ def allocate(kind: str, requests: list[Request], cidrs: Sequence[str],
             order = {fam: i for i, fam in enumerate(req.families)}
             req.result.sort(key=lambda a: order.get(o.family(a), 9))
 
-        new_table = {key: table[key] for key in fixed if key in table}
+        # The whole current view: untouched objects as served (or, with no
+        # server behind, as the state file had them), then the requests.
+        new_table = {key: served.get(key) or table[key] for key in fixed
+                     if key in served or key in table}
         new_table.update((r.key, r.result) for r in requests if r.result and not r.explicit)
-        if state_path is not None and new_table != table:
+        if state_path is not None and (new_table != table or new_table and not
+                                       state_path.exists()):
             state.save(state_path, {**data, kind: new_table})
         # Keys that vanished are freed simply by not being written back.

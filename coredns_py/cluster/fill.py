@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from coredns_py.source import objects as o
+from coredns_py.cluster import allocator
 from coredns_py.cluster.allocator import FixedConflict, Request, allocate
 from coredns_py.config import Config
 from coredns_py.errors import ManifestError
@@ -159,6 +160,18 @@ def _fill(parts: NamespaceParts, svc_results: tuple, pod_results: tuple,
     return NamespaceResult(tuple(services), tuple(final), tuple(pods), tuple(errors))
 
 
+def served_addresses(previous: dict, field: str) -> dict[str, list[str]]:
+    """The allocated (not explicit) addresses of the previous build, by key:
+    what the server serves now (``field``: "svc_requests" or "pod_requests")."""
+    out = {}
+    for result in previous.values():
+        for (_i, key, explicit, _f), (ips, error) in zip(getattr(result["parts"], field),
+                                                         result[field]):
+            if ips and not explicit and not error:
+                out[key] = list(ips)
+    return out
+
+
 def _allocate(kind: str, parts: dict, changed: set, previous: dict, cidrs, state_path,
               field: str, position: dict) -> dict:
     """Addresses for every request of every namespace: namespaces a reload
@@ -187,16 +200,17 @@ def _allocate(kind: str, parts: dict, changed: set, previous: dict, cidrs, state
                                                        previous[ns][field]):
                 if ips and not error:
                     fixed[key] = list(ips)
+    served = served_addresses(previous, field)
     todo = [ns for ns in parts if ns in changed]
     reqs, ordered = requests(todo)
     try:
-        allocate(kind, ordered, cidrs, state_path, fixed)
+        allocate(kind, ordered, cidrs, state_path, fixed, served)
     except FixedConflict:
         # An explicit address now claims what an untouched object holds:
         # path order decides, so everything is worked out again.
         todo = list(parts)
         reqs, ordered = requests(todo)
-        allocate(kind, ordered, cidrs, state_path)
+        allocate(kind, ordered, cidrs, state_path, served=served)
     out = {ns: previous[ns][field] for ns in parts if ns not in todo}
     for ns in todo:
         out[ns] = tuple((tuple(r.result), r.error) for r in reqs[ns])
@@ -216,6 +230,7 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path],
     the others hold.
     """
     objects = tuple(objects)
+    allocator.new_build()
     by_ns: dict[str, list] = defaultdict(list)
     namespaces: set[str] = set()
     for obj in objects:
@@ -253,6 +268,7 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path],
         current[ns] = {"parts": part, "svc_requests": svc_results[ns],
                        "pod_requests": pod_results[ns], "result": result}
     memo.rotate()
+    allocator.end_build()
     if not isinstance(memo, NoMemo):
         memo.namespaces = current
         memo.config = (config, state_path)
@@ -264,3 +280,16 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path],
         tuple(p for r in results.values() for p in r.pods),
         tuple(e for r in results.values() for e in r.errors),
         results)
+
+
+def keep_served(memo: Memo, config: Config, state_path: Optional[Path]) -> None:
+    """Write the state file again from what the last build serves, if it says
+    otherwise: damaged, truncated or deleted since that build (the server
+    calls this as it stops, so a restart keeps every address it served)."""
+    previous = memo.namespaces
+    if state_path is None or not previous:
+        return
+    for kind, field, cidrs in (("pods", "pod_requests", config.pod_cidr),
+                               ("services", "svc_requests", config.service_cidr)):
+        served = served_addresses(previous, field)
+        allocate(kind, [], cidrs, state_path, fixed=served, served=served)
