@@ -127,8 +127,10 @@ def test_state_file_is_written_atomically(folder, tmp_path):
     state = tmp_path / "dir" / "state.json"
     build(folder, state)
     leftovers = [p.name for p in state.parent.iterdir()
-                 if p.name not in ("state.json", "state.json.lock")]
+                 if p.name not in ("state.json", "state.json.lock", "state.json.bak")]
     assert leftovers == []
+    # The backup copy, read when the state file is damaged, says the same.
+    assert (state.parent / "state.json.bak").read_text() == state.read_text()
 
 
 def test_unwritable_state_is_not_fatal(folder, tmp_path, caplog):
