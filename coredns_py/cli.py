@@ -32,6 +32,8 @@ def _common(p: argparse.ArgumentParser, manifests: bool = True) -> None:
                        "(default: the bundled examples in zones/)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="YAML configuration (default: config/coredns_py.yaml)")
+    p.add_argument("--corefile", type=Path, default=None, metavar="FILE",
+                   help="a CoreDNS Corefile instead of --config (README: Coming from CoreDNS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,34 +98,53 @@ def load_cluster(args, config, state: bool = True, log_errors: bool = True):
                              log_errors=log_errors).load()
 
 
-def cmd_serve(args, config) -> int:
+def cmd_serve(args, config, config_file) -> int:
     from coredns_py.cluster import local
     from coredns_py.net.listen import parse_listen
-    from coredns_py.ops import health, http, querylog
+    from coredns_py.ops import health, http
     from coredns_py.server import Server
     from coredns_py.source.folder import list_files
 
+    coming = config.coming_soon()
+    if coming:
+        for problem in coming:
+            print(f"coredns-py: {problem} (README: Coming from CoreDNS)", file=sys.stderr)
+        return EXIT_USAGE
+    # Command-line flags win over the config (a Corefile's port and bind,
+    # its health, ready and prometheus addresses).
     try:
-        listens = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
+        listens = [parse_listen(text)
+                   for text in (args.listen or config.listen or [DEFAULT_LISTEN])]
     except ValueError as exc:
         print(f"coredns-py: --listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    plugin_addresses = {plugin: parse_listen(text) for plugin, text in (
+        ("health", config.health_listen), ("ready", config.ready_listen),
+        ("prometheus", config.metrics_listen)) if text and args.http is None}
     try:
-        http_address = http.parse_http(http.DEFAULT_HTTP if args.http is None else args.http)
+        http_address = None if plugin_addresses and args.http is None else http.parse_http(
+            http.DEFAULT_HTTP if args.http is None else args.http)
     except ValueError as exc:
         print(f"coredns-py: --http: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    lameduck = health.LAMEDUCK if args.lameduck is None else max(0.0, args.lameduck)
     list_files(args.manifests)  # an unreadable folder fails now, with one line
-    server = Server(local.from_folder(args.manifests, config), config, listens)
+    server = Server(local.from_folder(args.manifests, config), config, listens,
+                    config_file=config_file)
     if args.log_queries:
-        server.observe = querylog.observer(server.metrics, querylog.QueryLog())
+        server.force_query_log()
 
     async def run() -> None:
         # HTTP first: /ready says 503 while the first load runs.  What it
         # has to say waits until DNS is bound: a failure there is one line.
         listener, http_news = http.start_http(server, http_address,
                                               required=args.http is not None)
+        try:
+            extra = http.start_plugin_listeners(server, plugin_addresses)
+        except ListenError:
+            if listener is not None:
+                listener.close()
+            raise
+        listener = http.HttpListeners([listener, *extra]) if extra else listener
         try:
             await serve(listener, http_news)
         finally:
@@ -146,7 +167,8 @@ def cmd_serve(args, config) -> int:
         loop.add_signal_handler(signal.SIGINT, on_stop)
         loop.add_signal_handler(signal.SIGHUP, server.request_reload)
         await stop.wait()
-        await health.lame_duck(listener, lameduck, hurry)
+        lameduck = server.config.lameduck if args.lameduck is None else args.lameduck
+        await health.lame_duck(listener, max(0.0, lameduck), hurry)
         log.info("shutting down")
         await server.stop()
 
@@ -173,11 +195,16 @@ def _log_recursion(server) -> None:
         log.warning("allow_recursion lets every address recurse: this is an open resolver")
 
 
-def cmd_check(args, config) -> int:
+def cmd_check(args, config, config_file) -> int:
+    # The config was read and validated before we got here (a broken one
+    # is its one error line); what it accepts without acting on is listed.
+    for item in config_file.not_acted_on:
+        print(f"{item}: accepted, not acted on")
     # check prints each problem itself, once: the source must not log them too.
     load = load_cluster(args, config, state=False, log_errors=False)
     built = load.cluster
-    problems = list(load.errors)
+    problems = [f"{item} (README: Coming from CoreDNS)" for item in config.coming_soon()]
+    problems += list(load.errors)
     for err in problems:
         print(err)
     if problems:
@@ -190,7 +217,7 @@ def cmd_check(args, config) -> int:
     return EXIT_OK
 
 
-def cmd_get(args, config) -> int:
+def cmd_get(args, config, config_file) -> int:
     from coredns_py.ops import table
     built = load_cluster(args, config).cluster
     namespace: Optional[str] = None if args.all_namespaces else args.namespace
@@ -199,7 +226,7 @@ def cmd_get(args, config) -> int:
     return EXIT_OK
 
 
-def cmd_env(args, config) -> int:
+def cmd_env(args, config, config_file) -> int:
     from coredns_py.pod import envvars
     built = load_cluster(args, config).cluster
     try:
@@ -218,7 +245,7 @@ def cmd_env(args, config) -> int:
     return EXIT_OK
 
 
-def cmd_resolv_conf(args, config) -> int:
+def cmd_resolv_conf(args, config, config_file) -> int:
     from coredns_py.pod import resolvconf
     try:
         sys.stdout.write(resolvconf.resolv_conf(args.namespace, args.nameserver, config.zone))
@@ -235,9 +262,15 @@ COMMANDS = {"serve": cmd_serve, "check": cmd_check, "get": cmd_get, "env": cmd_e
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
+    from coredns_py.configfile import ConfigFile
+    if args.config is not None and args.corefile is not None:
+        print("coredns-py: --config and --corefile: give one of them", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        config = config_mod.load(args.config)
-        return COMMANDS[args.command](args, config)
+        config_file = ConfigFile(args.corefile if args.corefile is not None else args.config,
+                                 corefile=args.corefile is not None)
+        config = config_file.load()
+        return COMMANDS[args.command](args, config, config_file)
     except CorednsPyError as exc:
         print(f"coredns-py: {exc}", file=sys.stderr)
         return EXIT_USAGE

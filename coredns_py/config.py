@@ -45,6 +45,11 @@ DEFAULT_CACHE_MAX_TTL = 3600
 # suggests capping TTLs at 7 days (604800 s).
 MAX_CACHE_SIZE = 1_000_000
 MAX_CACHE_TTL = 604800
+# Cache prefetch and serve_stale (CoreDNS cache plugin): its defaults, a
+# window of 1 minute and 10 % of the TTL; percentages in [10, 90].
+DEFAULT_PREFETCH_WINDOW = 60
+DEFAULT_PREFETCH_PERCENTAGE = 10
+STALE_MODES = ("immediate", "verify")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,49 @@ class Config:
     cache_max_ttl: int = DEFAULT_CACHE_MAX_TTL
     # Larger manifest files are refused (see coredns_py/source/reading.py).
     max_file_bytes: int = MAX_FILE_BYTES
+    # Per-domain forwarding (coredns_py/resolver/forward_config.py).
+    forward: tuple = ()
+    # Refresh answers asked this often before they expire (0: off), and
+    # serve expired answers this many seconds when no upstream answers (0: off).
+    cache_prefetch: int = 0
+    cache_prefetch_window: int = DEFAULT_PREFETCH_WINDOW
+    cache_prefetch_percentage: int = DEFAULT_PREFETCH_PERCENTAGE
+    cache_serve_stale: int = 0
+    cache_serve_stale_mode: str = "immediate"
+    # Static names from hosts files (coredns_py/stages/hosts.py).
+    hosts: tuple = ()
+    # Seconds between checks of the config file for changes (0: SIGHUP only).
+    reload: int = 2
+    # Where to serve DNS ([] : --listen or its default); the health, ready
+    # and metrics paths each on their own address (CoreDNS health, ready,
+    # prometheus; "": on the --http listener); --listen and --http win.
+    listen: tuple[str, ...] = ()
+    health_listen: str = ""
+    ready_listen: str = ""
+    metrics_listen: str = ""
+    # Seconds /health says 503 before the listeners close (--lameduck wins),
+    # and one log line per query (--log-queries turns it on too).
+    lameduck: float = 5.0
+    log_queries: bool = False
+    # Read from a Corefile, built later (README "Coming from CoreDNS"):
+    # `serve` refuses them, naming the line (coming_soon()).
+    rewrite: tuple = ()
+    k8s_external: tuple = ()
+    loadbalance: tuple = ()
+    transfer: tuple = ()
+    extra_zones: tuple = ()
+    namespaces: tuple = ()
+    labels: tuple = ()
+    namespace_labels: tuple = ()
+    # Where each of those was written ((key, "Corefile:12"), ...).
+    origins: tuple = ()
+
+    def coming_soon(self) -> list[str]:
+        """What this config asks for that is not built yet, each naming
+        where it was written."""
+        where = dict(self.origins)
+        return [f"{where.get(key, 'config')}: {COMING[key]}: not implemented yet"
+                for key in COMING if getattr(self, key)]
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -87,6 +135,13 @@ class Config:
 
 
 _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
+
+
+# The Corefile's directives whose behaviour comes in a later version.
+COMING = {"rewrite": "rewrite", "k8s_external": "k8s_external", "loadbalance": "loadbalance",
+          "transfer": "transfer", "extra_zones": "kubernetes with several zones",
+          "namespaces": "kubernetes namespaces", "labels": "kubernetes labels",
+          "namespace_labels": "kubernetes namespace_labels"}
 
 
 def _cidrs(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -121,22 +176,19 @@ def _strings(source: str, key: str, value: Any) -> list[str]:
 
 
 def _upstream(source: str, value: Any) -> tuple[str, ...]:
-    from coredns_py.resolver import upstreams
-    out: list[str] = []
-    for item in _strings(source, "upstream", value):
-        if upstreams.is_file_entry(item):
-            entry = item  # a resolv.conf file, read when the server starts
-        else:
-            try:
-                entry = str(upstreams.parse_address(item))
-            except ValueError as exc:
-                raise ConfigError(f"{source}: config key upstream: {exc}") from None
-        if entry not in out:
-            out.append(entry)
-    if len(out) > upstreams.MAX_UPSTREAMS:
-        raise ConfigError(f"{source}: config key upstream: at most {upstreams.MAX_UPSTREAMS} "
-                          f"entries, got {len(out)}")
-    return tuple(out)
+    from coredns_py.resolver import forward_config
+    return forward_config.normalize_to(f"{source}: config key upstream", value)
+
+
+def check_mapping(where: str, data: Any, known, expected: str) -> None:
+    """``data`` must be a mapping of ``known`` keys (a list entry of a
+    config key: a forward domain, a hosts table)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping ({expected}), got {data!r}")
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
+                          f"(known: {', '.join(sorted(known))})")
 
 
 def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -149,6 +201,40 @@ def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
         if str(net) not in out:
             out.append(str(net))
     return tuple(out)
+
+
+def _listens(source: str, value: Any) -> tuple[str, ...]:
+    from coredns_py import hostport
+    from coredns_py.net.listen import parse_listen
+    out: list[str] = []
+    for item in _strings(source, "listen", value):
+        try:
+            text = hostport.join(*parse_listen(item))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key listen: {exc}") from None
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def _http_listen(source: str, key: str, value: Any) -> str:
+    from coredns_py import hostport
+    from coredns_py.net.listen import parse_listen
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: config key {key}: expected HOST:PORT, got {value!r}")
+    if not value.strip():
+        return ""
+    try:
+        return hostport.join(*parse_listen(value))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: config key {key}: {exc}") from None
+
+
+# What a running server cannot change on reload: the addresses it listens
+# on, and what decides the addresses it hands out (a new range would move
+# every Service; a new state file would forget them).
+RESTART_ONLY = ("listen", "health_listen", "ready_listen", "metrics_listen", "service_cidr",
+                "pod_cidr", "state_file", "max_file_bytes")
 
 
 def _bounded_int(source: str, cfg: Config, key: str, high: int) -> None:
@@ -165,8 +251,11 @@ def parse(data: Any, source: str = "config") -> Config:
         raise ConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
     values: dict[str, Any] = {}
     for key, value in data.items():
+        if key in COMING or key == "origins":
+            raise ConfigError(f"{source}: config key {key}: not implemented yet "
+                              "(README: Coming from CoreDNS)")
         if key not in _TYPES:
-            known = ", ".join(sorted(_TYPES))
+            known = ", ".join(sorted(k for k in _TYPES if k not in COMING and k != "origins"))
             raise ConfigError(f"{source}: unknown config key {key!r} (known keys: {known})")
         if key in ("service_cidr", "pod_cidr"):
             values[key] = _cidrs(source, key, value)
@@ -176,6 +265,25 @@ def parse(data: Any, source: str = "config") -> Config:
             continue
         if key == "allow_recursion":
             values[key] = _networks(source, key, value)
+            continue
+        if key == "listen":
+            values[key] = _listens(source, value)
+            continue
+        if key in ("health_listen", "ready_listen", "metrics_listen"):
+            values[key] = _http_listen(source, key, value)
+            continue
+        if key == "lameduck" and type(value) is int:
+            value = float(value)
+        if key == "hosts":
+            from coredns_py.stages import hosts
+            values[key] = hosts.parse(source, value)
+            continue
+        if key == "forward":
+            from coredns_py.resolver import forward_config
+            values[key] = forward_config.parse(source, value)
+            if "upstream" in data and any(f.domain == "." for f in values[key]):
+                raise ConfigError(f"{source}: config keys upstream and forward: both name "
+                                  "the servers of '.'; keep one")
             continue
         default = getattr(Config, key)
         expected = type(default)
@@ -195,6 +303,19 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.max_file_bytes < 1:
         raise ConfigError(f"{source}: config key max_file_bytes: must be at least 1, "
                           f"got {cfg.max_file_bytes}")
+    _bounded_int(source, cfg, "reload", MAX_CACHE_TTL)
+    if not 0 <= cfg.lameduck <= MAX_TTL:
+        raise ConfigError(f"{source}: config key lameduck: must be 0..{MAX_TTL} seconds, "
+                          f"got {cfg.lameduck}")
+    _bounded_int(source, cfg, "cache_prefetch", MAX_CACHE_SIZE)
+    _bounded_int(source, cfg, "cache_prefetch_window", MAX_CACHE_TTL)
+    _bounded_int(source, cfg, "cache_serve_stale", MAX_CACHE_TTL)
+    if not 10 <= cfg.cache_prefetch_percentage <= 90:
+        raise ConfigError(f"{source}: config key cache_prefetch_percentage: must be 10..90, "
+                          f"got {cfg.cache_prefetch_percentage}")
+    if cfg.cache_serve_stale_mode not in STALE_MODES:
+        raise ConfigError(f"{source}: config key cache_serve_stale_mode: must be one of "
+                          f"{', '.join(STALE_MODES)}, got {cfg.cache_serve_stale_mode!r}")
     zone = cfg.zone.strip(".").lower()
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")

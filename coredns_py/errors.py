@@ -57,7 +57,10 @@ class RefusedFile(ManifestError):
     ``coredns_py_manifest_files_refused`` metric.
     """
 
-    def __init__(self, message: str, path: str, reason: str, line: Optional[int] = None):
+    def __init__(self, message: str, path: str = "", reason: str = "",
+                 line: Optional[int] = None):
+        # (Defaults: unpickling, after a file was read in another process,
+        # calls this with the message alone, then restores the attributes.)
         self.reason = reason
         super().__init__(message, path, line)
 

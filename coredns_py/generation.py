@@ -75,6 +75,13 @@ class Builder:
         self._revision: Optional[int] = None
         self._serial = 0
 
+    def reconfigure(self, config: Config) -> None:
+        """Build with ``config`` from the next build on.  Nothing of the
+        previous builds is reused (their parts were made with the old
+        config); the generation numbers and the SOA serial go on."""
+        self.config = config
+        self._memo = Memo()
+
     def build(self, full: bool = False) -> Optional[Generation]:
         """The next generation, or None when the source has not changed.
         Raises SourceError when the source cannot be read."""

@@ -3,11 +3,19 @@
 A rebuild runs in a worker thread (:mod:`coredns_py.reloads` decides when);
 the new :class:`~coredns_py.generation.Generation` replaces the old one in
 one assignment.  Until the first build completes, every query gets SERVFAIL.
+
+The configuration is reloaded too (:meth:`Server.reload_config`, on SIGHUP
+and when its file changes): a config that does not validate is refused
+with its error and the running one kept; what cannot change without a
+restart (``config.RESTART_ONLY``) is reported and left as it was; the rest
+takes effect at once: a new generation built with the new config, a new
+forwarder, new stages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import threading
@@ -15,15 +23,15 @@ import time
 from typing import Optional
 
 from coredns_py.cluster import ClusterSource
-from coredns_py.config import Config
-from coredns_py.errors import SourceError
+from coredns_py.config import RESTART_ONLY, Config
+from coredns_py.errors import ConfigError, SourceError
 from coredns_py.generation import Builder, Generation
 from coredns_py import heap
 from coredns_py.ops import metrics as metrics_mod
 from coredns_py import stages
 from coredns_py.reloads import Reloads
 from coredns_py.zone import answer as answer_mod
-from coredns_py.zone.answer_cache import AnswerCache
+from coredns_py.zone.prepared import PreparedAnswers
 
 log = logging.getLogger("coredns_py.server")
 
@@ -32,6 +40,12 @@ _clock = time.perf_counter
 # The most stopping waits for the source to save what it keeps (the state
 # file, behind a lock another process may hold).
 CLOSE_SECONDS = 2.0
+
+
+def _show(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return repr(value) if value == "" else str(value)
 
 
 def _own_addresses(listens) -> tuple[str, ...]:
@@ -48,9 +62,14 @@ def _own_addresses(listens) -> tuple[str, ...]:
 
 
 class Server:
-    def __init__(self, source: ClusterSource, config: Config, listens: list[tuple[str, int]]):
+    def __init__(self, source: ClusterSource, config: Config, listens: list[tuple[str, int]],
+                 config_file=None):
         self.source = source
         self.config = config
+        # Where the config comes from (coredns_py.configfile), read again on
+        # reload; None: the config is fixed for the server's life.
+        self.config_file = config_file
+        self._config_watch: Optional[asyncio.Task] = None
         self.listens = listens
         # What queries are answered from; None until the first build.  Replaced
         # whole, never changed in place: read it once and use only that one.
@@ -60,10 +79,13 @@ class Server:
         self.entry = self.handle  # what the listeners call: handle() inside its stages
         self.listeners = None
         self.watcher = None
-        self.answers = AnswerCache()
+        self.answers = PreparedAnswers()
         # Completes answers that need upstream data (names outside our zones,
         # ExternalNames pointing outside); None: such queries are REFUSED.
         self.forwarder = None
+        # Static names answered before the cluster zone (stages/hosts.py).
+        self.hosts = None
+        self._retiring: list = []  # forwarders a reload replaced, still finishing
         # Counts every query (hot path: plain dict updates) and reload;
         # ``observe`` is what handle() reports each query to (the query log
         # wraps it when on).
@@ -73,15 +95,26 @@ class Server:
 
     # --- the core call: bytes in, bytes out ---------------------------------------
 
+    def _stages(self) -> list:
+        """The stages around handle(), outermost first, in CoreDNS's plugin
+        order (plugin.cfg): what limits clients first, then what answers from
+        other data (hosts), then what reorders records.  The one place the
+        chain's order is written; a stage that is off is None."""
+        from coredns_py.stages import hosts
+        return [
+            hosts.stage(self.hosts, self._observe) if self.hosts is not None else None,
+        ]
+
+    def _observe(self, *args) -> None:
+        """What a stage reports a query it answered to (the query log too)."""
+        self.observe(*args)
+
     def handle(self, wire: bytes, proto: str, peer):
         started = _clock()
         gen = self.generation  # read once: the whole answer comes from this one
         snap = gen.snapshot if gen is not None else None
-        forwarding = self.forwarder is not None
         try:
-            out = self.answers.answer(
-                snap, wire, proto,
-                lambda: answer_mod.answer(snap, wire, proto, forwarding=forwarding))
+            out = self.answers.answer(snap, wire, proto, self.forwarder is not None)
         except Exception:
             self.metrics.panics += 1
             raise
@@ -137,9 +170,120 @@ class Server:
         return list(self.listeners.addresses) if self.listeners is not None else list(self.listens)
 
     def request_reload(self) -> None:
-        """A full reload (SIGHUP): forget every cache and rebuild."""
+        """A full reload (SIGHUP): the config read again, every cache
+        forgotten, a rebuild."""
+        if self.config_file is not None:
+            self.reload_config()
         if self.reloads is not None:
             self.reloads.request(full=True)
+
+    # --- configuration ------------------------------------------------------------------
+
+    def reload_config(self) -> bool:
+        """Read the config file again and apply it; False when it was
+        refused or changed nothing (event loop thread)."""
+        try:
+            new = self.config_file.load()
+        except ConfigError as exc:
+            log.error("%s; still running with the previous config", exc)
+            self.metrics.reload_failed.inc()
+            return False
+        return self.reconfigure(new)
+
+    def reconfigure(self, new: Config) -> bool:
+        """Run with ``new`` from now on, but for what needs a restart."""
+        old = self.config
+        kept = {k: getattr(old, k) for k in RESTART_ONLY if getattr(new, k) != getattr(old, k)}
+        for key in kept:
+            log.warning("config %s: %s cannot change without a restart (running with %s, "
+                        "the file says %s); keeping %s", self._config_name(), key,
+                        _show(getattr(old, key)), _show(getattr(new, key)),
+                        _show(getattr(old, key)))
+        new = dataclasses.replace(new, **kept)
+        if new == old:
+            log.info("config %s: nothing to apply", self._config_name())
+            return False
+        self.config = new
+        changed = [f.name for f in dataclasses.fields(Config)
+                   if getattr(new, f.name) != getattr(old, f.name)]
+        log.info("config %s reloaded: %s changed", self._config_name(), ", ".join(changed))
+        self._builder.reconfigure(new)
+        if self.listeners is not None:
+            self._start_forwarder(old)
+            self._start_hosts()
+            self._start_config_watch()
+        self._set_query_log(new.log_queries)
+        if self.reloads is not None:
+            self.reloads.request(full=True)  # a new generation with the new config
+        return True
+
+    def _config_name(self) -> str:
+        return self.config_file.description if self.config_file is not None else "config"
+
+    def _start_forwarder(self, old_config: Optional[Config] = None) -> None:
+        from coredns_py.resolver import forward
+        previous = self.forwarder
+        cache = None
+        if previous is not None and previous.cache is not None and old_config is not None:
+            wanted = forward.new_cache(self.config)
+            if previous.cache.same_settings(wanted):
+                cache = previous.cache  # the same cache: its answers survive the reload
+        # Built on the bound addresses, so no upstream is one of our own.
+        self.forwarder = forward.from_config(self.config, self.listeners.addresses,
+                                             self.metrics, cache=cache)
+        self.metrics.forward_enabled = self.forwarder is not None
+        if previous is not None:
+            # Questions in flight finish with their answer within the
+            # deadline; then the old upstreams' checks and connections stop.
+            self._retiring.append(previous)
+            loop = asyncio.get_running_loop()
+            loop.call_later(forward.FORWARD_DEADLINE,
+                            lambda: loop.create_task(self._retire(previous)))
+
+    async def _retire(self, forwarder) -> None:
+        if forwarder in self._retiring:
+            self._retiring.remove(forwarder)
+            await forwarder.retire()
+
+    def _start_hosts(self) -> None:
+        from coredns_py.stages import hosts
+        if self.hosts is not None:
+            self.hosts.stop()
+        self.hosts = hosts.Hosts(self.config.hosts) if self.config.hosts else None
+        if self.hosts is not None:
+            self.hosts.start()
+        self.entry = stages.chain(self.handle, self._stages())
+        if self.listeners is not None:
+            self.listeners.replace_handler(self.entry)
+
+    def _set_query_log(self, on: bool) -> None:
+        from coredns_py.ops import querylog
+        if on and self.observe == self.metrics.record:
+            self.observe = querylog.observer(self.metrics, querylog.QueryLog())
+        elif not on and self.observe != self.metrics.record and not self._log_forced:
+            self.observe = self.metrics.record
+            self.metrics.log_queries = False
+
+    _log_forced = False  # --log-queries: on whatever the config says
+
+    def force_query_log(self) -> None:
+        self._log_forced = True
+        self._set_query_log(True)
+
+    def _start_config_watch(self) -> None:
+        if self._config_watch is not None:
+            self._config_watch.cancel()
+            self._config_watch = None
+        if self.config_file is not None and self.config.reload > 0:
+            self._config_watch = asyncio.get_running_loop().create_task(
+                self._watch_config(self.config.reload))
+
+    async def _watch_config(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self.config_file.changed():
+                log.info("config %s changed; reloading it", self._config_name())
+                self.reload_config()
 
     def _reload_failed(self, exc: BaseException) -> None:
         log.error("reload failed: %r; still serving the last good data", exc)
@@ -165,16 +309,13 @@ class Server:
 
     async def start(self) -> None:
         from coredns_py.net import listeners
-        from coredns_py.resolver import forward
         loop = asyncio.get_running_loop()
-        # The stateful stages around handle() (coredns_py.stages), outermost
-        # first; none yet.
-        self.entry = stages.chain(self.handle, [])
+        self._start_hosts()  # the stateful stages around handle() (coredns_py.stages)
+        self._set_query_log(self.config.log_queries)
         self.listeners = await listeners.start(self.entry, self.listens)
         self.metrics.addresses = self.addresses()
-        # Built on the bound addresses, so no upstream is one of our own.
-        self.forwarder = forward.from_config(self.config, self.listeners.addresses, self.metrics)
-        self.metrics.forward_enabled = self.forwarder is not None
+        self._start_forwarder()
+        self._start_config_watch()
         self.reloads = Reloads(loop, self.rebuild, failed=self._reload_failed,
                                served=self.metrics.propagation_seconds.observe)
         self.watcher = self.source.watch(self.reloads.changed)
@@ -182,6 +323,10 @@ class Server:
         self.reloads.request()
 
     async def stop(self) -> None:
+        if self._config_watch is not None:
+            self._config_watch.cancel()
+        if self.hosts is not None:
+            self.hosts.stop()
         if self.reloads is not None:
             self.reloads.cancel()
         if self.watcher is not None:
@@ -191,3 +336,5 @@ class Server:
             await self.listeners.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+        for old in list(self._retiring):
+            await self._retire(old)

@@ -60,6 +60,7 @@ import dnslib
 import pytest
 
 from coredns_py.zone import answer
+from coredns_py.zone.records import to_dnspython
 from coredns_py.cluster import fill as cluster
 from coredns_py.zone import snapshot
 from coredns_py.config import Config
@@ -1158,11 +1159,13 @@ def test_not_loaded_nxdomain_name_is_servfail_too():
     assert reply.rcode_text == "SERVFAIL"
 
 
-def test_respond_takes_a_parsed_message():
-    msg = dns.message.make_query(f"svc1.{T}", "A")
-    resp = answer.respond(make_snapshot(), msg)
-    assert resp.rcode() == dns.rcode.NOERROR
-    assert [rrset.to_text() for rrset in resp.answer] == [f"svc1.{T} 5 IN A 10.0.0.1"]
+def test_respond_takes_a_read_query():
+    # respond() decides on a query already read, with no wire in sight.
+    query = answer.read(dns.message.make_query(f"svc1.{T}", "A").to_wire())
+    resp = answer.respond(make_snapshot(), query)
+    assert resp.rcode == dns.rcode.NOERROR
+    assert [to_dnspython(rrset).to_text() for rrset in resp.answer] == [
+        f"svc1.{T} 5 IN A 10.0.0.1"]
 
 
 # === Protocol level ===========================================================================

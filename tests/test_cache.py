@@ -378,3 +378,174 @@ def test_process_full_cache_evicts(tiny, dnsmasq):
     assert dnsmasq.settle("one.example.test", "A", 2) == 2
     assert dnsmasq.count("two.example.test", "A") == 1
     assert dnsmasq.count("three.example.test", "A") == 1
+
+
+# --- prefetch and serve_stale (CoreDNS cache options) -----------------------------------------
+
+
+def ttl_of(r) -> int:
+    return r.answer[0].ttl
+
+
+def counting(ttl: int = 100, tag: list = None):
+    """An upstream answering A with TTL ``ttl`` and an address that counts up,
+    so a refreshed answer can be told from the old one."""
+    seen = tag if tag is not None else [0]
+
+    def responder(q, proto):
+        qn = q.question[0].name.to_text().lower()
+        if q.question[0].rdtype != dns.rdatatype.A:
+            return reply(q)
+        seen[0] += 1
+        return reply(q, answer=(f"{qn} {ttl} IN A 192.0.2.{seen[0]}",))
+    return responder
+
+
+def stale_forwarder(up, clock, **options) -> Forwarder:
+    cache = Cache(100, 3600, clock, **options)
+    return Forwarder([Upstream(up.host, up.port)], Acl(DEFAULT_ALLOW_RECURSION), cache,
+                     timeout=0.3, deadline=1.0)
+
+
+async def settle(fwd) -> None:
+    """Let background refreshes finish."""
+    for _ in range(100):
+        if not fwd._inflight:
+            return
+        await asyncio.sleep(0.01)
+
+
+def test_prefetch_refreshes_popular_answers_before_they_expire(snap):
+    async def main():
+        clock = Clock()
+        async with FakeUpstream(responder=counting(ttl=100)) as up:
+            fwd = stale_forwarder(up, clock, prefetch=3, prefetch_window=60,
+                                  prefetch_percentage=10)
+            _r, got = await ask(fwd, snap, "pop.example.")
+            assert got == ["192.0.2.1"]
+            for _ in range(2):  # three questions, no gap of 60 s
+                clock.now += 30
+                await ask(fwd, snap, "pop.example.")
+            assert len(up.queries) == 1
+            clock.now += 31  # 9 s left of 100: within the last 10 %
+            r, got = await ask(fwd, snap, "pop.example.")
+            assert got == ["192.0.2.1"] and ttl_of(r) == 9  # still the cached one, at once
+            await settle(fwd)
+            assert len(up.queries) == 2 and fwd.stats["prefetch"] == 1
+            r, got = await ask(fwd, snap, "pop.example.")
+            assert got == ["192.0.2.2"] and ttl_of(r) == 100  # the refreshed entry
+            # an unpopular entry (asked once, or with gaps longer than the
+            # window) is let expire
+            await ask(fwd, snap, "rare.example.")
+            clock.now += 95
+            await ask(fwd, snap, "rare.example.")
+            await settle(fwd)
+            assert [n for n in up.names() if n.startswith("rare")] == ["rare.example."]
+            await fwd.close()
+    run(main())
+
+
+def test_serve_stale_immediate_answers_from_expired_entries_when_upstream_is_gone(snap):
+    async def main():
+        clock = Clock()
+        up = await FakeUpstream(responder=counting(ttl=30)).start()
+        fwd = stale_forwarder(up, clock, serve_stale=3600)
+        _r, got = await ask(fwd, snap, "laptop.example.")
+        assert got == ["192.0.2.1"]
+        await up.close()  # offline
+        clock.now += 31  # expired a second ago
+        started = time.monotonic()
+        r, got = await ask(fwd, snap, "laptop.example.")
+        assert r.rcode() == dns.rcode.NOERROR and got == ["192.0.2.1"]
+        assert ttl_of(r) == 0  # stale answers carry TTL 0, as CoreDNS's do
+        assert time.monotonic() - started < 0.2  # immediate: not after the timeout
+        await settle(fwd)
+        assert fwd.stats["stale"] == 1
+        clock.now += 3600  # beyond serve_stale: gone
+        r, _ = await ask(fwd, snap, "laptop.example.")
+        assert r.rcode() == dns.rcode.SERVFAIL
+        await fwd.close()
+    run(main())
+
+
+def test_serve_stale_immediate_refreshes_in_the_background(snap):
+    async def main():
+        clock = Clock()
+        async with FakeUpstream(responder=counting(ttl=30)) as up:
+            fwd = stale_forwarder(up, clock, serve_stale=60)
+            await ask(fwd, snap, "back.example.")
+            clock.now += 40
+            _r, got = await ask(fwd, snap, "back.example.")
+            assert got == ["192.0.2.1"]  # stale first...
+            await settle(fwd)
+            r, got = await ask(fwd, snap, "back.example.")
+            assert got == ["192.0.2.2"] and ttl_of(r) == 30  # ...then the refreshed one
+            await fwd.close()
+    run(main())
+
+
+def test_serve_stale_verify_asks_upstream_first(snap):
+    async def main():
+        clock = Clock()
+        up = await FakeUpstream(responder=counting(ttl=30)).start()
+        fwd = stale_forwarder(up, clock, serve_stale=60, verify_stale=True)
+        await ask(fwd, snap, "v.example.")
+        clock.now += 40
+        r, got = await ask(fwd, snap, "v.example.")
+        assert got == ["192.0.2.2"] and ttl_of(r) == 30  # fresh: the stale one never shown
+        clock.now += 40
+        up.responder = lambda q, p: reply(q, rcode=dns.rcode.SERVFAIL)
+        r, got = await ask(fwd, snap, "v.example.")
+        assert got == ["192.0.2.2"] and ttl_of(r) == 0  # upstream failing: stale
+        await up.close()
+        r, got = await ask(fwd, snap, "v.example.")
+        assert got == ["192.0.2.2"] and ttl_of(r) == 0
+        await fwd.close()
+    run(main())
+
+
+def test_cache_option_keys():
+    from coredns_py import config as config_mod
+    from coredns_py.errors import ConfigError
+    from coredns_py.resolver.forward import new_cache
+    cfg = config_mod.parse({"cache_prefetch": 2, "cache_prefetch_window": 30,
+                            "cache_prefetch_percentage": 20, "cache_serve_stale": 3600,
+                            "cache_serve_stale_mode": "verify"})
+    cache = new_cache(cfg)
+    assert (cache.prefetch, cache.prefetch_window, cache.prefetch_percentage,
+            cache.serve_stale, cache.verify_stale) == (2, 30, 20, 3600, True)
+    for bad in ({"cache_prefetch_percentage": 5}, {"cache_serve_stale_mode": "later"},
+                {"cache_serve_stale": -1}, {"cache_prefetch": "3"}):
+        with pytest.raises(ConfigError) as err:
+            config_mod.parse(bad, "my.yaml")
+        assert list(bad)[0] in str(err.value) and "my.yaml" in str(err.value)
+
+
+def test_process_laptop_offline_keeps_resolving_names_it_used(tmp_path_factory):
+    """dnsmasq answers with a 1 s TTL, then goes away: dig still gets the
+    address (TTL 0), within a fraction of the forward timeout."""
+    base = tmp_path_factory.mktemp("offline")
+    upstream = Dnsmasq("127.0.0.9", ttl=1, logdir=base)
+    upstream.start()
+    try:
+        srv = _serve(tmp_path_factory, upstream=[upstream.address], cache_serve_stale=3600)
+        try:
+            assert srv.dig_short("pypi.example.test") == ["192.0.2.10"]
+        finally:
+            upstream.stop()
+        try:
+            time.sleep(1.2)  # expired
+            out = srv.dig("+noall", "+answer", "pypi.example.test")
+            fields = out.split()
+            assert fields[-1] == "192.0.2.10" and fields[1] == "0", out
+            assert "SERVFAIL" not in srv.dig("pypi.example.test")
+            assert dig_never_seen_fails(srv)
+        finally:
+            srv.stop()
+    finally:
+        upstream.stop()
+
+
+def dig_never_seen_fails(srv) -> bool:
+    """A name never asked before has nothing stale to serve: SERVFAIL."""
+    return "status: SERVFAIL" in srv.dig("never-asked.example.test")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchlib.console import fmt, log
-from benchlib.coredns import start_coredns
+import time
+
+from benchlib.coredns import pin_after_start, start_coredns
 from benchlib.cpu import quiet
 from benchlib.dataset import Dataset
 from benchlib.probe import wait_first_answer
@@ -22,12 +24,15 @@ def phase_allocated(args, tools: Tools, data: Dataset, config: Path, folder: Pat
     state = folder / "state-allocated"
     alloc: dict = {}
     for label in ("cold", "warm"):
+        if label == "warm":
+            wait_parse_cache(state, args.startup_timeout)
         quiet(args, tools, f"start-up ({label})")
         port = free_port()
         p = start_coredns(args, f"coredns-py-alloc-{label}", data.allocated, config, state,
-                          port, tools, folder)
+                          port, tools, folder, pinned=False)
         servers["alloc"] = p
         a = wait_first_answer(p, port, data.probe.fqdn, None, args.startup_timeout)
+        pin_after_start(p, tools)
         a["rss_mb"] = p.status("VmRSS")
         alloc[label] = a
         log(f"coredns-py start-up (allocated IPs, {label}): first answer after "
@@ -41,3 +46,15 @@ def phase_allocated(args, tools: Tools, data: Dataset, config: Path, folder: Pat
         if a["first_answer_s"] is None:
             break
     return alloc
+
+
+def wait_parse_cache(state: Path, limit: float) -> None:
+    """Wait (at most ``limit`` s) until the cold run's parse cache is written
+    (a background process writes it after the first load): the warm start is
+    the restart that finds it."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        folder = state / "coredns_py"
+        if folder.is_dir() and any(folder.glob("*.parsed")) and not any(folder.glob(".*.tmp")):
+            return
+        time.sleep(0.1)

@@ -36,6 +36,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--latency-duration", type=float, default=None,
                    help="seconds of each half-rate latency run; none: --duration")
     p.add_argument("--protos", default="udp,tcp", help="dnsperf transports")
+    p.add_argument("--cold-duration", type=float, default=None,
+                   help="seconds of dnsperf right after a fresh start (cold row); none: "
+                        "--duration")
+    p.add_argument("--skip-cold", action="store_true", help="no cold row")
+    p.add_argument("--edit-interval", type=float, default=1.0,
+                   help="seconds between two manifest edits during the edit row")
+    p.add_argument("--skip-edit", action="store_true", help="no edit row")
     p.add_argument("--warmup-limit", type=float, default=120.0,
                    help="at most this many seconds for the warm-up pass through the queries")
     p.add_argument("--clients", type=int, default=8, help="dnsperf -c (sockets/connections)")
@@ -91,6 +98,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.compare_sample = min(args.compare_sample, 100)
     if args.latency_duration is None:
         args.latency_duration = args.duration
+    if args.cold_duration is None:
+        args.cold_duration = args.duration
     args.size_list = [int(s) for s in args.sizes.split(",") if s.strip()]
     args.load_list = ([int(s) for s in args.load_sizes.split(",") if s.strip()]
                       if args.load_sizes else list(args.size_list))

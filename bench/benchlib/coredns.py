@@ -28,7 +28,10 @@ def repo_env() -> dict:
 
 def start_coredns(args, name: str, manifests: Path, config: Path, state_dir: Path,
                   port: int, tools: Tools, workdir: Path,
-                  profile_out: Optional[Path] = None) -> Proc:
+                  profile_out: Optional[Path] = None, pinned: bool = True) -> Proc:
+    """coredns-py, pinned to the server CPU; ``pinned=False``: on every CPU
+    (start-up, which may parse on every core while nothing else runs: pin it
+    with :func:`pin_after_start` once it answers)."""
     env = repo_env()
     env["XDG_STATE_HOME"] = str(state_dir)
     py = [args.python]
@@ -36,8 +39,13 @@ def start_coredns(args, name: str, manifests: Path, config: Path, state_dir: Pat
         py += ["-m", "cProfile", "-o", str(profile_out)]
     cmd = py + ["-m", "coredns_py", "serve", "--manifests", str(manifests),
                 "--listen", f"127.0.0.1:{port}", "--config", str(config)] + args.serve_extra
-    return Proc(name, tools.pin(cmd, tools.server_cpu), workdir / f"{name}.log", env=env,
-                cwd=REPO)
+    return Proc(name, tools.pin(cmd, tools.server_cpu if pinned else None),
+                workdir / f"{name}.log", env=env, cwd=REPO)
+
+
+def pin_after_start(proc: Proc, tools: Tools) -> None:
+    """Pin a server started on every CPU to the server CPU, threads included."""
+    tools.pin_running(proc.pid, tools.server_cpu)
 
 
 CONFIG_CHECK = """

@@ -28,6 +28,9 @@ class Perf:
     p99_ms: Optional[float] = None
     max_ms: Optional[float] = None
     server_cpu: Optional[float] = None  # share of one core the server used
+    # Server CPU time (user + system, /proc/PID/stat) per answered query, in
+    # microseconds: what the server spends, whatever the load generator does.
+    server_us_per_query: Optional[float] = None
     client_cpu: Optional[float] = None  # share of one core dnsperf used
     # Share of the server's / dnsperf's CPU used by other processes meanwhile
     # (a shared machine): the figures are only fair when these are near 0.
@@ -146,7 +149,8 @@ def run_dnsperf(tools: Tools, server: Proc, port: int, qfile: Path, duration: fl
     wait1 = sched_wait(server.pid)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if wall > 0:
-        perf.server_cpu = (server.cpu_seconds() - cpu0) / wall
+        cpu_used = server.cpu_seconds() - cpu0
+        perf.server_cpu = cpu_used / wall
         perf.client_cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / wall
         b = busy_share(stat0, stat1, tools.server_cpu)
         if b is not None:
@@ -163,6 +167,8 @@ def run_dnsperf(tools: Tools, server: Proc, port: int, qfile: Path, duration: fl
     summary, latencies = read_output(out_path)
     out_path.unlink()
     parse_summary(summary, perf)
+    if wall > 0 and perf.completed:
+        perf.server_us_per_query = cpu_used / perf.completed * 1e6
     if child.returncode != 0 or not perf.sent:
         perf.error = (stderr.decode(errors="replace").strip() or summary.strip())[-400:]
     if latencies:

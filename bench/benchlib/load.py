@@ -64,6 +64,7 @@ def one_round(args, tools: Tools, servers: dict, ports: dict, qfile: Path, workd
                                 "latency": lat.__dict__}
             log(f"  round {r + 1} {proto:3} {name:10} {sat.qps:8.0f} q/s "
                 f"loss {sat.loss * 100:5.2f}% cpu: server {fmt(sat.server_cpu, '.0%')} "
+                f"({fmt(sat.server_us_per_query, '.1f')} us/query) "
                 f"dnsperf {fmt(sat.client_cpu, '.0%')}, waited {fmt(sat.server_waited, '.0%')}"
                 f"/{fmt(sat.client_waited, '.0%')}"
                 f" | at {half} q/s: p50 {fmt(lat.p50_ms, '.3f')} ms "
@@ -94,6 +95,8 @@ def summarise(args, servers: dict, rounds: list) -> dict:
                 "p50_ms_median": median_of(x["latency"]["p50_ms"] for x in runs),
                 "p99_ms_median": median_of(x["latency"]["p99_ms"] for x in runs),
                 "server_cpu_median": median_of(x["saturation"]["server_cpu"] for x in runs),
+                "server_us_per_query_median": median_of(
+                    x["saturation"].get("server_us_per_query") for x in runs),
                 "client_cpu_median": median_of(x["saturation"]["client_cpu"] for x in runs),
                 "waited_max": max((v for x in runs for k in ("saturation", "latency")
                                    for v in (x[k]["server_waited"], x[k]["client_waited"])

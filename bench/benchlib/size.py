@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 from benchlib.allocated import phase_allocated
+from benchlib.cold import phase_cold
 from benchlib.console import fmt, log
 from benchlib.coredns import warn_forwarding
 from benchlib.dataset import generate
+from benchlib.edit import phase_edit
 from benchlib.equivalence import check_answers
 from benchlib.load import phase_load
 from benchlib.proc import Proc
@@ -42,6 +44,10 @@ def run_size(args, tools: Tools, n: int, workdir: Path, config: Path, load: bool
         if load:
             result["load"] = phase_load(args, tools, servers, ports, data.qfile, sdir)
         result["memory"] = memory(proc, servers.get("knotd"), load)
+        if load and not args.skip_edit:
+            result["edit"] = phase_edit(args, tools, data.cluster, data.explicit, proc,
+                                        ports["coredns-py"], data.qfile, sdir)
+        with_knot = "knotd" in servers
         if "knotd" in servers:
             servers.pop("knotd").stop()
 
@@ -50,6 +56,8 @@ def run_size(args, tools: Tools, n: int, workdir: Path, config: Path, load: bool
                                            ports["coredns-py"], proc, reload_limit)
         proc.stop()
         servers.pop("coredns-py")
+        if load and not args.skip_cold:
+            result["cold"] = phase_cold(args, tools, data, config, sdir, servers, with_knot)
 
         if not args.skip_allocated:
             result["allocated"] = phase_allocated(args, tools, data, config, sdir, servers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchlib.console import fmt, log
-from benchlib.coredns import start_coredns
+from benchlib.coredns import pin_after_start, start_coredns
 from benchlib.cpu import quiet
 from benchlib.dataset import Dataset
 from benchlib.knot import start_knot
@@ -21,11 +21,14 @@ def startup_coredns(args, tools: Tools, data: Dataset, config: Path, folder: Pat
     caller's ``finally`` stops it whatever happens."""
     quiet(args, tools, "start-up")
     ports["coredns-py"] = free_port()
+    # Started on every CPU (nothing else runs yet: it may parse on all of
+    # them), pinned to the server CPU once it answers.
     proc = start_coredns(args, "coredns-py", data.explicit, config, folder / "state-explicit",
-                         ports["coredns-py"], tools, folder)
+                         ports["coredns-py"], tools, folder, pinned=False)
     servers["coredns-py"] = proc
     st = wait_first_answer(proc, ports["coredns-py"], data.probe.fqdn, data.probe.ip,
                            args.startup_timeout)
+    pin_after_start(proc, tools)
     st["rss_mb_after_start"] = proc.status("VmRSS")
     if st["first_answer_s"] is None:
         why = (f"exited with {st['exited']}" if "exited" in st

@@ -41,6 +41,13 @@ class Tools:
             cmd = ["nice", "-n", str(self.nice)] + cmd
         return cmd
 
+    def pin_running(self, pid: int, cpu: Optional[int]) -> None:
+        """Pin every thread of a running process to ``cpu`` (``taskset -a -p``)."""
+        if cpu is None or not self.taskset:
+            return
+        subprocess.run([self.taskset, "-a", "-p", "-c", str(cpu), str(pid)],
+                       capture_output=True, timeout=10, check=False)
+
     def version(self, cmd: list) -> str:
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)

@@ -68,12 +68,13 @@ def from_folder(manifests: Path, config: Config, *, state: bool = True,
     command reads it; ``state=False`` allocates without reading or writing the
     state file (``check``)."""
     from coredns_py.source.folder import ManifestSource
+    from coredns_py.source.parse_cache import for_state
     from coredns_py.source.settle import Settling
+    state_path = config.state_path(manifests) if state else None
     # The server waits for a changed file to stop changing; a one-off
     # command reads the folder as it is.
-    objects = ManifestSource(manifests, log_errors=log_errors,
+    objects = ManifestSource(manifests, log_errors=log_errors, cache=for_state(state_path),
                              max_file_bytes=config.max_file_bytes,
                              settle=Settling() if incremental else None)
-    return LocalCluster(objects, config,
-                        config.state_path(manifests) if state else None,
-                        incremental=incremental, log_errors=log_errors)
+    return LocalCluster(objects, config, state_path, incremental=incremental,
+                        log_errors=log_errors)

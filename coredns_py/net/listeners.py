@@ -27,9 +27,19 @@ class Listeners:
 
     def __init__(self, registry: ConnectionRegistry):
         self.addresses: list[tuple[str, int]] = []
+        self.handler: Optional[Handler] = None  # what new TCP connections are given
         self._registry = registry
         self._udp: list[tuple[asyncio.DatagramTransport, UdpProtocol]] = []
         self._servers: list[asyncio.Server] = []
+
+    def replace_handler(self, handler: Handler) -> None:
+        """Answer with ``handler`` from now on, on every socket and every open
+        TCP connection (a config reload that changes the stages)."""
+        self.handler = handler
+        for _transport, protocol in self._udp:
+            protocol._handler = handler
+        for connection in list(self._registry.live):
+            connection._handler = handler
 
     def close_nowait(self) -> None:
         """Stop accepting and receiving, close open TCP connections; the
@@ -73,11 +83,12 @@ async def start(handler: Handler, listens: list[tuple[str, int]], *,
     loop = loop or asyncio.get_running_loop()
     registry = ConnectionRegistry(max_tcp_connections)
     listeners = Listeners(registry)
+    listeners.handler = handler
 
     pending = PendingAnswers(max_udp_pending)
 
     def tcp_factory() -> TcpProtocol:
-        return TcpProtocol(handler, idle_timeout=tcp_idle_timeout, registry=registry)
+        return TcpProtocol(listeners.handler, idle_timeout=tcp_idle_timeout, registry=registry)
 
     try:
         for host, port in listens:

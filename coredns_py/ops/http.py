@@ -234,6 +234,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         status: StatusServer = self.server.status
         url = urllib.parse.urlsplit(self.path)
         path = url.path
+        if status.paths is not None and path not in status.paths:
+            self._send(404, b"not found\n", "text/plain; charset=utf-8")
+            return
         params = urllib.parse.parse_qs(url.query, max_num_fields=8)
         if path in ("/health", "/ready"):
             status.watched = True
@@ -292,10 +295,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class StatusServer:
-    """The HTTP listener of one :class:`~coredns_py.server.Server`."""
+    """The HTTP listener of one :class:`~coredns_py.server.Server`.
 
-    def __init__(self, server, host: str, port: int):
+    ``paths``: the only paths it serves (CoreDNS's health, ready and
+    prometheus plugins each listen on their own address for their own
+    path); None: all of them.
+    """
+
+    def __init__(self, server, host: str, port: int, paths: Optional[frozenset] = None):
         self.server = server
+        self.paths = paths
         self.host, self.port = host, port
         self.address: Optional[tuple[str, int]] = None
         self.shutting_down = False  # lame duck: /health and /ready say 503
@@ -412,3 +421,55 @@ def start_http(server, address: Optional[tuple[str, int]], required: bool):
     where = hostport.join(*http_server.address)
     return http_server, lambda: log.info(
         "health, metrics and status page on http://%s/", where)
+
+
+class HttpListeners:
+    """Several HTTP listeners told and closed as one (the lame duck period
+    reaches every one of them)."""
+
+    def __init__(self, listeners):
+        self.listeners = [lst for lst in listeners if lst is not None]
+
+    @property
+    def watched(self) -> bool:
+        return any(lst.watched for lst in self.listeners)
+
+    @property
+    def shutting_down(self) -> bool:
+        return any(lst.shutting_down for lst in self.listeners)
+
+    @shutting_down.setter
+    def shutting_down(self, value: bool) -> None:
+        for lst in self.listeners:
+            lst.shutting_down = value
+
+    def close(self) -> None:
+        for lst in self.listeners:
+            lst.close()
+
+
+# The path each of CoreDNS's HTTP plugins serves on its own address.
+PLUGIN_PATHS = {"health": frozenset({"/health"}), "ready": frozenset({"/ready"}),
+                "prometheus": frozenset({"/metrics"})}
+
+
+def start_plugin_listeners(server, addresses: dict) -> list:
+    """One listener per plugin address (``{"health": (host, port), ...}``);
+    plugins on the same address share one.  An address that cannot be bound
+    is an error (ListenError), as CoreDNS fails to start then; what was
+    opened is closed first."""
+    by_address: dict = {}
+    for plugin, address in addresses.items():
+        by_address.setdefault(address, set()).update(PLUGIN_PATHS[plugin])
+    started = []
+    try:
+        for address, paths in by_address.items():
+            started.append(StatusServer(server, *address, paths=frozenset(paths)).start())
+    except ListenError:
+        for lst in started:
+            lst.close()
+        raise
+    for lst in started:
+        log.info("%s on http://%s/", ", ".join(sorted(p.strip("/") for p in lst.paths)),
+                 hostport.join(*lst.address))
+    return started

@@ -454,9 +454,10 @@ class Collector:
         answers = m.answers
         if answers is not None:
             for name, value, help_text in (
-                    ("hits", answers.hits, "Queries answered from the answer cache (wire bytes "
-                     "kept per snapshot)."),
-                    ("misses", answers.misses, "Queries the answer cache did not hold.")):
+                    ("hits", answers.hits, "Queries answered from prepared answers (wire "
+                     "bytes kept across reloads for what did not change)."),
+                    ("misses", answers.misses, "Queries whose answer was prepared anew (first "
+                     "asked, or its namespace changed).")):
                 c = CounterMetricFamily(f"{OURS}_answer_cache_{name}_total", help_text)
                 c.add_metric([], value)
                 yield c

@@ -16,7 +16,7 @@ import dns.rdatatype as T
 
 from coredns_py import __version__
 from coredns_py.generation import Generation
-from coredns_py.zone import names
+from coredns_py.zone import names, records
 from coredns_py.zone.lookup import resolve
 from coredns_py.zone.snapshot import ServiceView, Snapshot
 
@@ -57,14 +57,14 @@ def service_names(snap: Snapshot, view: ServiceView) -> list[dict]:
     for qname, qtype in _questions(snap, view):
         if qname in nxdomain:
             continue
-        res = resolve(snap, qname, qtype)
+        res = resolve(snap, qname.labels[:-1], qtype)
         if res is None:
             continue
         if res.nxdomain:
             nxdomain.add(qname)
             rows.append({"name": qname.to_text(), "type": "NXDOMAIN", "values": [res.why]})
             continue
-        values = [rd.to_text() for rs in res.answer
+        values = [rd.to_text() for rs in map(records.to_dnspython, res.answer)
                   if rs.name == qname and rs.rdtype == qtype for rd in rs]
         if values:
             rows.append({"name": qname.to_text(), "type": T.to_text(qtype), "values": values})

@@ -7,12 +7,17 @@ our zones and for an ExternalName Service pointing outside them.
 1. A client outside ``allow_recursion`` gets ``Forward.local`` (REFUSED for
    a foreign name, the bare CNAME for an ExternalName): we are not an open
    resolver.
-2. An answer in the cache is used at once (``complete`` returns bytes).
-3. Otherwise ``complete`` returns a coroutine the transport runs as a task:
-   the question goes to the upstreams in order, over UDP, again over TCP
-   when the answer is truncated, each attempt bounded by UPSTREAM_TIMEOUT,
-   the whole by FORWARD_DEADLINE; identical questions in flight share one
-   upstream exchange.  No answer from any upstream: SERVFAIL.
+2. The name's domain picks the upstreams (:mod:`.domains`: longest suffix
+   wins); a domain that is not forwarded gets ``Forward.local`` too.
+3. An answer in the cache is used at once (``complete`` returns bytes); one
+   due for a prefetch, or stale, is refreshed in the background.
+4. Otherwise ``complete`` returns a coroutine the transport runs as a task:
+   the question goes to the domain's upstreams in its policy's order
+   (:mod:`.pool`), over UDP, again over TCP when the answer is truncated
+   (or over TCP or TLS only, :mod:`.transport`), each attempt bounded by
+   UPSTREAM_TIMEOUT, the whole by FORWARD_DEADLINE; identical questions in
+   flight share one upstream exchange.  No answer from any upstream:
+   SERVFAIL (or a stale answer, with ``serve_stale``).
 
 What the client gets:
 
@@ -31,33 +36,35 @@ requested but not available"), and a client must not read RA on a cluster
 answer as "this was checked upstream".
 
 Upstream failures never escape: a timeout, a refused connection, a garbled
-or mismatched answer is one failed attempt, logged when an upstream goes
-down or comes back, never per query above DEBUG.
+or mismatched answer is one failed attempt, which starts the health checks
+of that upstream (:mod:`.health`); logged when an upstream fails, is down
+or comes back, never per query above DEBUG.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import Counter
 from typing import Awaitable, Optional, Sequence, Union
 
-import dns.asyncbackend
-import dns.asyncquery
 import dns.edns
 import dns.exception
 import dns.flags
-import dns.inet
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 
 from coredns_py.zone import answer as answer_mod
 from coredns_py.zone import wire
-from coredns_py.resolver import upstreams as upstreams_mod
+from coredns_py.resolver import forward_config, upstreams as upstreams_mod
 from coredns_py.resolver.acl import Acl
 from coredns_py.resolver.cache import Answer, Cache, is_denial, key as cache_key
+from coredns_py.resolver.domains import Domains
+from coredns_py.resolver.health import CHECK_TIMEOUT
+from coredns_py.resolver.pool import Pool
+from coredns_py.resolver.transport import Transport
 from coredns_py.resolver.upstreams import Upstream
 
 log = logging.getLogger("coredns_py.forward")
@@ -80,10 +87,6 @@ FORWARD_DEADLINE = 4.0
 # connection at once do not make us spin until the deadline.
 UPSTREAM_ROUNDS = 2
 
-# An upstream that failed is tried after the others for this long, so a dead
-# first upstream costs a timeout every few seconds, not on every query.
-DOWN_INTERVAL = 10.0
-
 # Upstream exchanges in flight at once (after identical questions are
 # merged).  Each holds a socket; with the transport's TCP connection cap
 # this keeps the descriptors well under a common 4096 soft limit, and a
@@ -94,29 +97,45 @@ CLIENT_FLAGS = dns.flags.QR | dns.flags.RD  # what our response keeps of its own
 
 
 class Forwarder:
-    """Completes :class:`~coredns_py.zone.answer.Forward` outcomes with upstream data."""
+    """Completes :class:`~coredns_py.zone.answer.Forward` outcomes with upstream data.
 
-    def __init__(self, upstreams: Sequence[Upstream], acl: Acl, cache: Optional[Cache] = None,
-                 *, timeout: float = UPSTREAM_TIMEOUT, deadline: float = FORWARD_DEADLINE,
-                 max_exchanges: int = MAX_EXCHANGES, metrics=None):
-        if not upstreams:
+    ``domains`` is the domain table; a plain list of upstreams is the root
+    domain alone, asked in order.
+    """
+
+    def __init__(self, domains: Union[Domains, Sequence[Upstream]], acl: Acl,
+                 cache: Optional[Cache] = None, *, timeout: float = UPSTREAM_TIMEOUT,
+                 deadline: float = FORWARD_DEADLINE, max_exchanges: int = MAX_EXCHANGES,
+                 metrics=None):
+        if not isinstance(domains, Domains):
+            domains = Domains({dns.name.root: Pool(
+                dns.name.root, domains, check_timeout=min(timeout, CHECK_TIMEOUT),
+                metrics=metrics)})
+        if not domains:
             raise ValueError("a Forwarder needs at least one upstream")
-        self.upstreams = tuple(upstreams)
+        self.domains = domains
         self.acl = acl
         self.cache = cache
         self.timeout = timeout
         self.deadline = deadline
         self._slots = asyncio.Semaphore(max_exchanges)
         self._inflight: dict[tuple, asyncio.Task] = {}
-        self._down_until: dict[Upstream, float] = {}
-        # Counters for tests and logs: forwarded, refused, cache_hits,
-        # exchanges, attempts, failures, servfail.
+        # Counters for tests and logs: forwarded, refused, not_forwarded,
+        # cache_hits, stale, prefetch, exchanges, attempts, failures, servfail.
         self.stats: Counter = Counter()
         # The server's Metrics (coredns_forward_*, coredns_cache_*), or None.
         self.metrics = metrics
         if metrics is not None and cache is not None:
             metrics.cache_entries(cache.counts)
             cache.on_evict = metrics.cache_evicted
+
+    @property
+    def upstreams(self) -> tuple[Upstream, ...]:
+        """Every upstream of every domain, each once."""
+        out: list[Upstream] = []
+        for pool in self.domains.pools():
+            out.extend(u for u in pool.upstreams if u not in out)
+        return tuple(out)
 
     # --- the entry point: Server.handle calls this ----------------------------------
 
@@ -126,39 +145,70 @@ class Forwarder:
         if not self.acl.allows(peer):
             self.stats["refused"] += 1
             return _render(fwd, fwd.local)
+        pool = self.domains.find(fwd.qname)
+        if pool is None:
+            self.stats["not_forwarded"] += 1
+            return _render(fwd, fwd.local)
         self.stats["forwarded"] += 1
         k = question_key(fwd)
-        if self.cache is not None:
-            cached = self.cache.get(k)
-            if cached is not None:
+        cache = self.cache if pool.cache else None
+        if cache is not None:
+            hit = cache.lookup(k)
+            if hit is not None:
                 self.stats["cache_hits"] += 1
                 if self.metrics is not None:
-                    self.metrics.cache_hit(is_denial(cached))
-                return compose(fwd, cached)
+                    self.metrics.cache_hit(is_denial(hit.answer))
+                if hit.stale and cache.verify_stale:
+                    return self._verify(fwd, k, pool, hit.answer)
+                if hit.refresh:
+                    self.stats["stale" if hit.stale else "prefetch"] += 1
+                    self._refresh(k, pool)
+                return compose(fwd, hit.answer)
             if self.metrics is not None:
                 self.metrics.cache_miss()
-        return self._complete(fwd, k)
+        return self._complete(fwd, k, pool)
 
-    async def _complete(self, fwd: answer_mod.Forward, k: tuple) -> bytes:
-        return compose(fwd, await self.lookup(k))
+    async def _complete(self, fwd: answer_mod.Forward, k: tuple, pool: Pool) -> bytes:
+        return compose(fwd, await self._shared(k, pool))
+
+    async def _verify(self, fwd: answer_mod.Forward, k: tuple, pool: Pool,
+                      stale: Answer) -> bytes:
+        """serve_stale verify: upstream first; the stale answer only when no
+        upstream answers, or one says SERVFAIL."""
+        ans = await self._shared(k, pool)
+        if ans is None or ans.rcode == dns.rcode.SERVFAIL:
+            self.stats["stale"] += 1
+            ans = stale
+        return compose(fwd, ans)
+
+    def _refresh(self, k: tuple, pool: Pool) -> None:
+        """Ask upstream again in the background; the answer goes to the cache."""
+        self._start(k, pool)
 
     async def lookup(self, k: tuple) -> Optional[Answer]:
-        """The upstream answer for a cache key; None when no upstream answered.
+        """The upstream answer for a cache key; None when no upstream answered
+        (or the name's domain is not forwarded)."""
+        pool = self.domains.find(k[0])
+        return None if pool is None else await self._shared(k, pool)
 
-        Identical questions in flight share one exchange; a client that goes
-        away (its task cancelled) does not cancel it for the others.
-        """
+    async def _shared(self, k: tuple, pool: Pool) -> Optional[Answer]:
+        """Identical questions in flight share one exchange; a client that
+        goes away (its task cancelled) does not cancel it for the others."""
+        return await asyncio.shield(self._start(k, pool))
+
+    def _start(self, k: tuple, pool: Pool) -> asyncio.Task:
+        """The exchange for ``k`` in flight, started now if there is none."""
         task = self._inflight.get(k)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._exchange(k))
+            task = asyncio.get_running_loop().create_task(self._exchange(k, pool))
             self._inflight[k] = task
             task.add_done_callback(lambda t: self._inflight.pop(k, None)
                                    if self._inflight.get(k) is t else None)
-        return await asyncio.shield(task)
+        return task
 
     # --- talking to upstreams -----------------------------------------------------------
 
-    async def _exchange(self, k: tuple) -> Optional[Answer]:
+    async def _exchange(self, k: tuple, pool: Pool) -> Optional[Answer]:
         qname, qtype, rdclass, do, cd = k
         query = dns.message.make_query(qname, qtype, rdclass, use_edns=0,
                                        payload=wire.EDNS_PAYLOAD, want_dnssec=do)
@@ -170,69 +220,51 @@ class Forwarder:
             async with asyncio.timeout(self.deadline):
                 async with self._slots:
                     for _round in range(UPSTREAM_ROUNDS):
-                        for up in self._order(loop.time()):
-                            msg = await self._ask(up, query, loop)
+                        for up in pool.order():
+                            msg = await self._ask(pool, up, query, loop)
                             if msg is not None:
                                 ans = Answer.from_message(msg)
-                                if self.cache is not None:
+                                if self.cache is not None and pool.cache:
                                     self.cache.put(k, ans)
                                 return ans
         except TimeoutError:
             pass
         self.stats["servfail"] += 1
-        if self.metrics is not None:
-            self.metrics.forward_all_down()
         log.debug("no upstream answered %s %s", qname, dns.rdatatype.to_text(qtype))
         return None
 
-    async def _ask(self, up: Upstream, query: dns.message.Message, loop
+    async def _ask(self, pool: Pool, up: Upstream, query: dns.message.Message, loop
                    ) -> Optional[dns.message.Message]:
         self.stats["attempts"] += 1
         if self.metrics is not None:
             self.metrics.forward_request(str(up))
         started = loop.time()
-        backend = dns.asyncbackend.get_backend("asyncio")
         try:
-            async with asyncio.timeout(self.timeout):
-                # A connected UDP socket: an ICMP "port unreachable" (nobody
-                # listens there) fails the attempt at once instead of after
-                # the timeout, and no other address can answer on it.
-                async with await backend.make_socket(
-                        dns.inet.af_for_address(up.host), socket.SOCK_DGRAM, 0, None,
-                        (up.host, up.port)) as sock:
-                    # ignore_errors: a reply with the wrong ID or a garbled one
-                    # is skipped (it may be spoofed); only the right one ends
-                    # the wait.  A truncated one is asked again over TCP.
-                    msg, _tcp = await dns.asyncquery.udp_with_fallback(
-                        query, up.host, port=up.port, udp_sock=sock, ignore_errors=True)
-        except Exception as exc:  # timeout, refused, unreachable, bad TCP answer...
+            msg = await pool.transport.exchange(up, query, self.timeout)
+        except Exception as exc:  # timeout, refused, unreachable, bad TCP or TLS answer...
             self.stats["failures"] += 1
-            if self.metrics is not None:
-                self.metrics.forward_healthcheck_failure(str(up))
-            if self._down_until.get(up, 0.0) <= loop.time():
-                log.warning("upstream %s failed (%s); trying the others first for %g s",
-                            up, _why(exc), DOWN_INTERVAL)
-            self._down_until[up] = loop.time() + DOWN_INTERVAL
+            pool.failed(up, _why(exc))
             return None
         if self.metrics is not None:
             self.metrics.forward_response(str(up), msg.rcode(), loop.time() - started)
-        if self._down_until.pop(up, None) is not None:
-            log.info("upstream %s answers again", up)
         return msg
 
-    def _order(self, now: float) -> list[Upstream]:
-        """Upstreams in configured order, those that failed lately last."""
-        up = [u for u in self.upstreams if self._down_until.get(u, 0.0) <= now]
-        return up + [u for u in self.upstreams if u not in up]
-
     async def close(self) -> None:
-        """Cancel exchanges in flight and forget the cache (server stop)."""
+        """Cancel exchanges in flight, stop health checks, close kept
+        connections and forget the cache (server stop)."""
+        await self.retire()
+        if self.cache is not None:
+            self.cache.clear()
+
+    async def retire(self) -> None:
+        """Stop this forwarder's work but keep its cache (a reload that
+        hands the cache on)."""
         tasks = list(self._inflight.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.cache is not None:
-            self.cache.clear()
+        for pool in self.domains.pools():
+            await pool.close()
 
 
 def _why(exc: BaseException) -> str:
@@ -292,26 +324,58 @@ def _render(fwd: answer_mod.Forward, msg: dns.message.Message) -> bytes:
 # --- from the configuration -----------------------------------------------------------
 
 
-def from_config(config, listens: Sequence[tuple[str, int]], metrics=None
-                ) -> Optional[Forwarder]:
-    """The server's forwarder, or None when nothing is forwarded (``upstream: []``,
-    or no usable upstream: then foreign names stay REFUSED, as without it).
+def from_config(config, listens: Sequence[tuple[str, int]], metrics=None,
+                cache: Optional[Cache] = None) -> Optional[Forwarder]:
+    """The server's forwarder, or None when nothing is forwarded (``upstream: []``
+    and no ``forward`` domain, or no usable upstream: then foreign names
+    stay REFUSED, as without it).
 
     ``listens`` are the addresses the server is bound to: an upstream equal
     to one of them would loop and is left out.  ``metrics`` receives the
     forward and cache hooks of :class:`coredns_py.ops.metrics.Metrics`.
+    ``cache``: the running forwarder's cache, kept when a reload asks for
+    the same one (its answers survive the reload).
     """
-    if not config.upstream:
+    pools: dict[dns.name.Name, Optional[Pool]] = {}
+    described = []
+    for spec in forward_config.effective(config):
+        name = dns.name.from_text(spec.domain)
+        what = "upstream" if spec.domain == "." and not config.forward else \
+            f"forward {spec.domain}"
+        found: list[Upstream] = []
+        if spec.to:
+            found, warnings = upstreams_mod.resolve(spec.to, listens, what)
+            for warning in warnings:
+                log.warning("%s", warning)
+            if not found:
+                log.warning("%s: no upstream server to forward to: names there are REFUSED",
+                            what)
+        pools[name] = Pool(
+            name, found, policy=spec.policy, health_check=spec.health_check,
+            max_fails=spec.max_fails, cache=spec.cache, metrics=metrics,
+            transport=Transport(force_tcp=spec.force_tcp, expire=spec.expire,
+                                tls=spec.tls_context() if spec.uses_tls else None,
+                                server_name=spec.tls_servername)) if found else None
+        for ex in spec.except_domains:
+            pools.setdefault(dns.name.from_text(ex), None)
+        if found:
+            where = "outside our zones" if spec.domain == "." else f"under {spec.domain}"
+            described.append(f"names {where} to {', '.join(map(str, found))}")
+    # An except entry set before the domain it names was defined on its own
+    # is replaced by that definition (setdefault above keeps explicit ones).
+    domains = Domains(pools)
+    if not domains:
         log.info("forwarding is off (upstream: []): names outside our zones are REFUSED")
         return None
-    found, warnings = upstreams_mod.resolve(config.upstream, listens)
-    for warning in warnings:
-        log.warning("%s", warning)
-    if not found:
-        log.warning("no upstream server to forward to: names outside our zones are REFUSED")
-        return None
-    cache = None
-    if config.cache_size > 0 and config.cache_max_ttl > 0:
-        cache = Cache(config.cache_size, config.cache_max_ttl)
-    log.info("forwarding names outside our zones to %s", ", ".join(map(str, found)))
-    return Forwarder(found, Acl(config.allow_recursion), cache, metrics=metrics)
+    if cache is None and config.cache_size > 0 and config.cache_max_ttl > 0:
+        cache = new_cache(config)
+    log.info("forwarding %s", "; ".join(described))
+    return Forwarder(domains, Acl(config.allow_recursion), cache, metrics=metrics)
+
+
+def new_cache(config) -> Cache:
+    return Cache(config.cache_size, config.cache_max_ttl, prefetch=config.cache_prefetch,
+                 prefetch_window=config.cache_prefetch_window,
+                 prefetch_percentage=config.cache_prefetch_percentage,
+                 serve_stale=config.cache_serve_stale,
+                 verify_stale=config.cache_serve_stale_mode == "verify")

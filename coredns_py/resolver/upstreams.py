@@ -1,9 +1,12 @@
 """Where names outside our zones are sent: the upstream servers.
 
-The config key ``upstream`` lists addresses (``IP``, ``IP:PORT``,
-``[IPv6]:PORT``) and resolv.conf files, whose ``nameserver`` lines are read
-once at start, as CoreDNS's ``forward . /etc/resolv.conf`` does.  The default
-is the host's ``/etc/resolv.conf``.
+The config key ``upstream`` (and each ``forward`` domain's ``to``) lists
+addresses (``IP``, ``IP:PORT``, ``[IPv6]:PORT``, optionally ``dns://`` in
+front) and resolv.conf files, whose ``nameserver`` lines are read once at
+start, as CoreDNS's ``forward . /etc/resolv.conf`` does.  The default is the
+host's ``/etc/resolv.conf``.  ``tls://IP[:PORT]`` is DNS over TLS (RFC 7858,
+port 853), as in CoreDNS; ``tls://IP%NAME[:PORT]`` names the certificate
+to expect from that one server (CoreDNS's per-endpoint server name).
 
 An upstream that is this server itself would make every foreign query loop
 until it times out, so any upstream equal to one of our listen addresses
@@ -23,6 +26,9 @@ from typing import Iterable, Sequence
 from coredns_py import hostport
 
 DNS_PORT = 53
+DOT_PORT = 853  # DNS over TLS (RFC 7858)
+TLS_SCHEME = "tls://"
+DNS_SCHEME = "dns://"
 
 # CoreDNS's forward plugin accepts at most 15 upstreams; beyond a handful a
 # failover chain is slower than the client's own timeout anyway.
@@ -33,9 +39,14 @@ MAX_UPSTREAMS = 15
 class Upstream:
     host: str  # an IP literal, normalized (no brackets)
     port: int = DNS_PORT
+    tls: bool = False  # DNS over TLS
+    server_name: str = ""  # the certificate's name for this one server (tls://IP%NAME)
 
     def __str__(self) -> str:
-        return hostport.join(self.host, self.port)
+        if not self.tls:
+            return hostport.join(self.host, self.port)
+        name = f"%{self.server_name}" if self.server_name else ""
+        return f"{TLS_SCHEME}{hostport.bracket(self.host)}{name}:{self.port}"
 
 
 def is_file_entry(text: str) -> bool:
@@ -44,8 +55,21 @@ def is_file_entry(text: str) -> bool:
 
 
 def parse_address(text: str) -> Upstream:
-    """``IP``, ``IP:PORT``, ``[IPv6]`` or ``[IPv6]:PORT``; ValueError otherwise."""
+    """``IP``, ``IP:PORT``, ``[IPv6]`` or ``[IPv6]:PORT``, with ``dns://`` or
+    ``tls://`` in front (``tls://IP%NAME:PORT`` too); ValueError otherwise."""
     s = text.strip()
+    tls = s.lower().startswith(TLS_SCHEME)
+    if tls or s.lower().startswith(DNS_SCHEME):
+        s = s[len(TLS_SCHEME if tls else DNS_SCHEME):]
+    server_name = ""
+    if tls and "%" in s:
+        # tls://9.9.9.9%dns.quad9.net:853 -- the name ends at the port's colon
+        # (an IPv6 address is in brackets, before the %).
+        s, rest = s.split("%", 1)
+        server_name, colon, port = rest.partition(":")
+        s = s + (colon + port if colon else "")
+        if not server_name:
+            raise ValueError(f"{text!r}: empty server name after '%'")
     port_text = ""
     if s.startswith("["):
         end = s.find("]")
@@ -68,12 +92,12 @@ def parse_address(text: str) -> Upstream:
                          "(an upstream is IP[:PORT], [IPv6]:PORT or an absolute path to a resolv.conf file)") from None
     if ip.is_unspecified:
         raise ValueError(f"{text!r}: {ip} is not a server address")
-    port = DNS_PORT
+    port = DOT_PORT if tls else DNS_PORT
     if port_text:
         if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise ValueError(f"{text!r}: port {port_text!r} is not 1..65535")
         port = int(port_text)
-    return Upstream(str(ip), port)
+    return Upstream(str(ip), port, tls, server_name.lower().rstrip("."))
 
 
 def read_resolv_conf(path: Path) -> list[Upstream]:
@@ -110,6 +134,8 @@ def _is_local_address(host: str) -> bool:
 
 def is_ours(upstream: Upstream, listens: Iterable[tuple[str, int]]) -> bool:
     """Would a query to ``upstream`` come back to this server?"""
+    if upstream.tls:
+        return False  # we do not serve DNS over TLS
     up = ipaddress.ip_address(upstream.host)
     for host, port in listens:
         if port != upstream.port:
@@ -125,9 +151,10 @@ def is_ours(upstream: Upstream, listens: Iterable[tuple[str, int]]) -> bool:
     return False
 
 
-def resolve(entries: Sequence[str], listens: Iterable[tuple[str, int]]
+def resolve(entries: Sequence[str], listens: Iterable[tuple[str, int]], what: str = "upstream"
             ) -> tuple[list[Upstream], list[str]]:
-    """The upstream servers for the config's ``upstream`` entries.
+    """The upstream servers for the config's ``upstream`` entries (or a
+    ``forward`` domain's ``to``; ``what`` names it in the warnings).
 
     Returns the servers (in order, without duplicates, never one of our own
     listen addresses, at most MAX_UPSTREAMS) and a list of warnings for the
@@ -141,21 +168,21 @@ def resolve(entries: Sequence[str], listens: Iterable[tuple[str, int]]
             try:
                 found = read_resolv_conf(Path(entry))
             except OSError as exc:
-                warnings.append(f"upstream {entry}: cannot read it: {exc.strerror or exc}")
+                warnings.append(f"{what} {entry}: cannot read it: {exc.strerror or exc}")
                 continue
             if not found:
-                warnings.append(f"upstream {entry}: no usable nameserver line")
+                warnings.append(f"{what} {entry}: no usable nameserver line")
             where = f" (from {entry})"
         else:
             found = [parse_address(entry)]
             where = ""
         for up in found:
             if is_ours(up, listens):
-                warnings.append(f"upstream {up}{where}: not used, it is this server's own "
+                warnings.append(f"{what} {up}{where}: not used, it is this server's own "
                                 "listen address (queries would loop)")
             elif up not in out:
                 out.append(up)
     if len(out) > MAX_UPSTREAMS:
-        warnings.append(f"upstream: using the first {MAX_UPSTREAMS} of {len(out)} servers")
+        warnings.append(f"{what}: using the first {MAX_UPSTREAMS} of {len(out)} servers")
         out = out[:MAX_UPSTREAMS]
     return out, warnings

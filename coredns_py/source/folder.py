@@ -12,6 +12,7 @@ same for their files.)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -23,10 +24,12 @@ from typing import Any, Optional
 import yaml
 
 from coredns_py.source.convert import convert
-from coredns_py.errors import ManifestError, RefusedFile, SourceError
+from coredns_py.errors import TOO_LARGE, ManifestError, RefusedFile, SourceError
 from coredns_py.source import Loaded
 from coredns_py.logs import OnceLog
+from coredns_py.source import parallel
 from coredns_py.source.documents import documents
+from coredns_py.source.parse_cache import ParseCache
 from coredns_py.source.reading import MAX_FILE_BYTES, read_text, refuse_unless_regular
 from coredns_py.source.settle import Settling
 from coredns_py.source.watch import Watcher
@@ -215,15 +218,16 @@ class ManifestSource:
     """A folder of manifests, re-read incrementally on every ``load()``
     (an :class:`~coredns_py.source.ObjectSource`).
 
+    ``cache``: what the last run parsed (:mod:`coredns_py.source.parse_cache`).
     ``max_file_bytes``: larger files are refused.  ``settle``: read a changed
     file only once it has stopped changing (:mod:`coredns_py.source.settle`),
     for a server that watches the folder; one-off commands read what is there.
     """
 
-    def __init__(self, root: Path, log_errors: bool = True, *,
-                 max_file_bytes: int = MAX_FILE_BYTES,
-                 settle: Optional[Settling] = None):
+    def __init__(self, root: Path, log_errors: bool = True, cache: Optional[ParseCache] = None,
+                 *, max_file_bytes: int = MAX_FILE_BYTES, settle: Optional[Settling] = None):
         self.root = Path(root)
+        self._cache = cache  # what the last run parsed (source/parse_cache.py)
         self.description = f"folder {self.root}"
         self.max_file_bytes = max_file_bytes
         self._settle = settle
@@ -253,7 +257,7 @@ class ManifestSource:
 
     def load(self) -> Loaded:
         paths = list_files(self.root)  # raises SourceError when the folder is gone
-        files = self._read(paths)
+        files, parsed = self._read(paths)
         if self._last is None and self._settle is not None:
             # The first load: nothing is served yet, so wait a little for
             # files still being written rather than start without them.
@@ -262,8 +266,11 @@ class ManifestSource:
                 time.sleep(min(self._settle.due, max(0.0, deadline - time.monotonic())))
                 self._files = files
                 paths = list_files(self.root)
-                files = self._read(paths)
+                files, more = self._read(paths)
+                parsed += more
         self._files = files
+        if self._cache is not None:
+            self._cache.save(files, parsed)
 
         objects: list = []
         errors: list[ManifestError] = []
@@ -295,12 +302,13 @@ class ManifestSource:
             self._errors.report(errors)
         return Loaded(result, tuple(errors), len(paths), self._generation)
 
-    def _read(self, paths: list[Path]) -> dict[Path, FileResult]:
+    def _read(self, paths: list[Path]) -> tuple[dict[Path, FileResult], int]:
         """Each file's result: parsed again if it changed (and has settled),
-        else the last one."""
+        else the last one; and how many files were parsed."""
         settle, limit = self._settle, self.max_file_bytes
         reparse, self._reparse = self._reparse, False
         files: dict[Path, FileResult] = {}
+        todo = []
         for path in paths:
             try:
                 st = path.stat()
@@ -308,10 +316,10 @@ class ManifestSource:
                 continue  # deleted between the listing and now
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             old = self._files.get(path)
-            if old is not None and old.stamp == stamp:
-                files[path] = parse_file(path, stamp, old, limit) if reparse else old
+            if old is not None and old.stamp == stamp and not reparse:
+                files[path] = old
                 continue
-            if settle is not None:
+            if settle is not None and (old is None or old.stamp != stamp):
                 wait = settle.changed_wait(path, stamp)
                 if wait > 0:
                     settle.hold(path, stamp, wait)
@@ -320,10 +328,25 @@ class ManifestSource:
                     continue
             try:
                 refuse_unless_regular(path, st)  # a device is never even opened
-                new = parse_file(path, stamp, old, limit)
             except RefusedFile as exc:
-                new = failed(FileResult(stamp), exc, old)
-            if settle is not None and _looks_truncated(old, new):
+                files[path] = failed(FileResult(stamp), exc, old)
+                continue
+            todo.append((path, stamp, old))
+        if self._cache is not None:
+            kept, todo = self._cache.take(todo)
+            for path, res in kept.items():
+                # Read under another max_file_bytes: read again.
+                if (res.stamp[1] > limit) != any(getattr(e, "reason", "") == TOO_LARGE
+                                                 for e in res.errors):
+                    todo.append((path, res.stamp, None))
+                else:
+                    files[path] = res
+        # On every core when there is much to read (source/parallel.py).
+        parsed = parallel.parse_all(todo, functools.partial(parse_file, limit=limit))
+        for path, stamp, old in todo:
+            new = parsed[path]
+            if settle is not None and old is not None and old.stamp != stamp \
+                    and _looks_truncated(old, new):
                 wait = settle.truncated_wait(path, stamp)
                 if wait > 0:
                     settle.hold(path, stamp, wait)
@@ -343,7 +366,7 @@ class ManifestSource:
                     else:
                         settle.published(path)
             settle.end_load(listed)
-        return files
+        return files, len(todo)
 
 
 class _Watching:

@@ -6,7 +6,8 @@ function that answers a query from it.
 - ``lookup``       -- what a name holds: rcode and records (every zone rule)
 - ``answer``       -- the message around it: ``answer(snapshot, wire) -> wire``
 - ``wire``         -- size limits; rendering; FORMERR and SERVFAIL
-- ``answer_cache`` -- the hot path: answers kept as bytes per snapshot
+- ``records``      -- records as plain values: what lookup builds, wire writes
+- ``prepared``     -- the hot path: answers kept as bytes, across reloads
 
 Nothing here reads a socket, a file or the clock.  A new record type goes in
 ``lookup`` (and, if it needs data precomputed, in ``snapshot``).

@@ -30,24 +30,12 @@ from typing import Optional
 import dns.exception
 import dns.name
 import dns.rcode
-import dns.rdataclass
 import dns.rdatatype as T
-import dns.rdtypes.ANY.CNAME
-import dns.rdtypes.ANY.NS
-import dns.rdtypes.ANY.PTR
-import dns.rdtypes.ANY.SOA
-import dns.rdtypes.ANY.TXT
-import dns.rdtypes.IN.A
-import dns.rdtypes.IN.AAAA
-import dns.rdtypes.IN.SRV
 import dns.reversename
-import dns.rrset
 
-from coredns_py.source import objects as o
 from coredns_py.zone import names
+from coredns_py.zone.records import RRset, address, rrset
 from coredns_py.zone.snapshot import ServiceView, Snapshot
-
-IN = dns.rdataclass.IN
 
 SCHEMA_VERSION = b"1.1.0"  # spec 2.2: dns-version TXT
 SCHEMA_TTL = 28800  # CoreDNS answers dns-version with this TTL whatever `ttl` says
@@ -56,8 +44,17 @@ SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 7200, 1800, 86400
 # CNAME chains inside the zone are followed at most this far (CoreDNS uses 10).
 MAX_CNAME_DEPTH = 10
 
-REVERSE_ZONES = (dns.name.from_text("in-addr.arpa."), dns.name.from_text("ip6.arpa."))
+REVERSE_ZONES = ((b"in-addr", b"arpa"), (b"ip6", b"arpa"))
 ADDRESS_TYPES = (T.A, T.AAAA)
+
+# What an answer depends on (Result.scope), so that an answer prepared as
+# bytes is kept exactly as long as what it was made from
+# (:mod:`coredns_py.zone.prepared`): the shape of the zone and the config
+# only (STATIC), data from anywhere in the cluster (GLOBAL: reverse names,
+# the apex NS, a CNAME followed inside the zone), or one namespace's objects
+# and whether it exists (the namespace's name).
+STATIC = 0
+GLOBAL = 1
 
 
 @dataclass
@@ -67,11 +64,13 @@ class Result:
     rcode: int = dns.rcode.NOERROR
     answer: list = field(default_factory=list)
     additional: list = field(default_factory=list)
-    soa_zone: Optional[dns.name.Name] = None  # zone (as sent) whose SOA goes in authority
+    soa_zone: Optional[tuple] = None  # zone (as sent) whose SOA goes in authority
     # An ExternalName pointing outside our zones: the answer holds the CNAME,
     # and the target's records can only come from upstream.
-    chase: Optional[dns.name.Name] = None
+    chase: Optional[tuple] = None
     why: str = ""  # for an NXDOMAIN: the reason, in words (status page, query box)
+    scope: object = STATIC  # what the answer depends on (STATIC, GLOBAL, a namespace)
+    reverse: bool = False  # the name is in a reverse zone (in-addr.arpa, ip6.arpa)
 
     @property
     def nxdomain(self) -> bool:
@@ -82,32 +81,27 @@ NX = dns.rcode.NXDOMAIN
 NO_ENDPOINTS = "no ready endpoints (ignore_empty_service)"
 
 
-def _nx(why: str) -> Result:
-    return Result(rcode=NX, why=why)
+def _nx(why: str, scope: object = STATIC) -> Result:
+    return Result(rcode=NX, why=why, scope=scope)
 
 
-def rrset(owner: dns.name.Name, rdtype: int, rdatas, ttl: int) -> dns.rrset.RRset:
-    rs = dns.rrset.RRset(owner, IN, rdtype)
-    rs.update_ttl(ttl)
-    for rd in rdatas:
-        rs.add(rd)
-    return rs
+def in_reverse_zone(qname: tuple) -> bool:
+    """Is ``qname`` (labels, any case) in in-addr.arpa or ip6.arpa?"""
+    return any(names.below(qname, zone) is not None for zone in REVERSE_ZONES)
 
 
-def _addr_rdata(ip: str):
-    if ":" in ip:
-        return dns.rdtypes.IN.AAAA.AAAA(IN, T.AAAA, ip)
-    return dns.rdtypes.IN.A.A(IN, T.A, ip)
-
-
-def _family_ok(ip: str, qtype: int) -> bool:
-    return o.family(ip) == (6 if qtype == T.AAAA else 4)
+def _same_name(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x.lower() == y.lower() for x, y in zip(a, b))
 
 
 def _addresses(owner, ips, qtype, ttl) -> list:
     """An A or AAAA RRset of the addresses of that family (none: NODATA)."""
-    chosen = [ip for ip in ips if _family_ok(ip, qtype)]
-    return [rrset(owner, qtype, [_addr_rdata(ip) for ip in chosen], ttl)] if chosen else []
+    chosen = []
+    for ip in ips:
+        rdtype, packed = address(ip)
+        if rdtype == qtype:
+            chosen.append(packed)
+    return [rrset(owner, qtype, chosen, ttl)] if chosen else []
 
 
 def _srv(candidates, ttl: int, qname) -> Result:
@@ -122,11 +116,11 @@ def _srv(candidates, ttl: int, qname) -> Result:
         return Result()
     weight = max(1, 100 // len(candidates))
     srv = []
-    glue: dict[dns.name.Name, list[str]] = {}
+    glue: dict[tuple, list[str]] = {}
     for target, ip, port in candidates:
         if port.port < 0:
             continue
-        srv.append(dns.rdtypes.IN.SRV.SRV(IN, T.SRV, 0, weight, port.port, target))
+        srv.append((0, weight, port.port, target))
         glue.setdefault(target, [])
         if ip not in glue[target]:
             glue[target].append(ip)
@@ -147,9 +141,9 @@ class _Zone:
     def __init__(self, snap: Snapshot):
         self.snap = snap
         self.ttl = snap.ttl
-        self.zone = snap.zone
+        self.zone = snap.zone_labels
 
-    def lookup(self, qname: dns.name.Name, labels: list[str], qtype: int,
+    def lookup(self, qname: tuple, labels: list[str], qtype: int,
                depth: int = 0) -> Result:
         n = len(labels)
         if n == 0:
@@ -164,12 +158,12 @@ class _Zone:
         if last == "pod":
             return self.under_pod(qname, labels[:-1], qtype)
         if labels == ["dns-version"] and qtype == T.TXT:
-            txt = dns.rdtypes.ANY.TXT.TXT(IN, T.TXT, [SCHEMA_VERSION])
-            return Result(answer=[rrset(qname, T.TXT, [txt], SCHEMA_TTL)])
+            return Result(answer=[rrset(qname, T.TXT, [(SCHEMA_VERSION,)], SCHEMA_TTL)])
         if labels == ["ns", "dns"] and qtype in ADDRESS_TYPES:
             # The same addresses as the apex NS glue (CoreDNS ns.go).
             addrs = [a for _, addrs in self.snap.nameservers for a in addrs]
-            return Result(answer=_addresses(qname, list(dict.fromkeys(addrs)), qtype, self.ttl))
+            return Result(answer=_addresses(qname, list(dict.fromkeys(addrs)), qtype, self.ttl),
+                          scope=GLOBAL)
         # Neither svc nor pod: not a name of the schema. (This makes every
         # other type on dns-version NXDOMAIN too, as CoreDNS answers.)
         return _nx("not a name of the cluster schema")
@@ -178,11 +172,11 @@ class _Zone:
         if qtype == T.SOA:
             return Result(answer=[soa_rrset(self.snap, qname)])
         if qtype == T.NS:
-            ns = [dns.rdtypes.ANY.NS.NS(IN, T.NS, name) for name, _ in self.snap.nameservers]
-            res = Result(answer=[rrset(qname, T.NS, ns, self.ttl)])
+            ns = [name.labels[:-1] for name, _ in self.snap.nameservers]
+            res = Result(answer=[rrset(qname, T.NS, ns, self.ttl)], scope=GLOBAL)
             for name, addrs in self.snap.nameservers:
                 for rdtype in ADDRESS_TYPES:
-                    res.additional += _addresses(name, addrs, rdtype, self.ttl)
+                    res.additional += _addresses(name.labels[:-1], addrs, rdtype, self.ttl)
             return res
         if qtype == T.TXT:
             # CoreDNS: TXT is NXDOMAIN where no record of any type exists,
@@ -196,15 +190,22 @@ class _Zone:
         n = len(labels)
         if n == 0:  # svc.<zone>
             return _nx("TXT where no record exists") if qtype == T.TXT else Result()
+        if n > 4:
+            return _nx("too many labels for the cluster schema")
         ns = labels[-1]
+        res = self.in_namespace(qname, labels, ns, qtype, depth)
+        if res.scope == STATIC:
+            res.scope = ns  # decided by that namespace's objects, or its absence
+        return res
+
+    def in_namespace(self, qname, labels, ns, qtype, depth) -> Result:
+        n = len(labels)
         if n == 1:  # <ns>.svc.<zone>: NODATA when the namespace exists
             if ns not in self.snap.namespaces:
                 return _nx("no such namespace")
             if qtype == T.TXT:
                 return _nx("TXT where no record exists")
             return Result()
-        if n > 4:
-            return _nx("too many labels for the cluster schema")
         svc = self.snap.services.get((ns, labels[-2]))
         if svc is None:
             return _nx("no such Service")
@@ -246,12 +247,12 @@ class _Zone:
         return Result()
 
     def service_srv(self, qname, svc, port_name, proto) -> Result:
-        target = names.service(svc.namespace, svc.name, self.zone)
+        target = names.service_labels(svc.namespace, svc.name, self.zone)
         return _srv([(target, ip, p) for ip in svc.ips for p in svc.ports
                      if _port_match(p, port_name, proto)], self.ttl, qname)
 
     def endpoint_srv(self, qname, svc, endpoints, port_name, proto) -> Result:
-        return _srv([(names.service(svc.namespace, svc.name, self.zone, ep.name), ep.address, p)
+        return _srv([(names.service_labels(svc.namespace, svc.name, self.zone, ep.name), ep.address, p)
                      for ep in endpoints for p in ep.ports if _port_match(p, port_name, proto)], self.ttl, qname)
 
     def endpoint(self, qname, svc: ServiceView, name: str, qtype) -> Result:
@@ -292,23 +293,26 @@ class _Zone:
         if svc.external_is_ip:
             # CoreDNS does not serve an ExternalName that is an IP (#2324).
             return _nx("an ExternalName that is an IP is not served")
-        target = svc.external
-        cname = rrset(qname, T.CNAME, [dns.rdtypes.ANY.CNAME.CNAME(IN, T.CNAME, target)],
-                       self.ttl)
+        target = svc.external.labels[:-1]
+        cname = rrset(qname, T.CNAME, [target], self.ttl)
         if qtype == T.CNAME:
             return Result(answer=[cname])
         if qtype not in ADDRESS_TYPES:
             # SRV for ExternalName is not implemented in CoreDNS: NODATA.
             return Result()
-        if target.is_subdomain(self.zone):
-            if depth >= MAX_CNAME_DEPTH or target == qname:
-                return Result()
-            inner = self.lookup(target, names.relative_labels(target, self.zone), qtype, depth + 1)
+        inside = names.below(target, self.zone)
+        if inside is not None:
+            # The answer now depends on another name, maybe in another
+            # namespace: GLOBAL.
+            if depth >= MAX_CNAME_DEPTH or _same_name(target, qname):
+                return Result(scope=GLOBAL)
+            inner = self.lookup(target, inside, qtype, depth + 1)
             if not inner.answer:
                 # CoreDNS emits the CNAME only when the in-zone target has
                 # records of the asked type; otherwise NODATA without it.
-                return Result()
-            return Result(answer=[cname] + inner.answer, additional=inner.additional)
+                return Result(scope=GLOBAL)
+            return Result(answer=[cname] + inner.answer, additional=inner.additional,
+                          scope=GLOBAL)
         # Outside the zone: the CNAME, then the target's records from upstream
         # when forwarding is on (CoreDNS asks its upstream); without it the
         # CNAME alone, which the client's resolver can follow itself.
@@ -325,38 +329,49 @@ class _Zone:
         if n > 4:
             return _nx("too many labels for the cluster schema")
         ns = labels[-1]
+        # Decided by that namespace: whether it exists, its pods.
         if ns not in self.snap.namespaces:
-            return _nx("no such namespace")
+            return _nx("no such namespace", ns)
         if n == 1:
-            return _nx("TXT where no record exists") if qtype == T.TXT else Result()
+            return _nx("TXT where no record exists", ns) if qtype == T.TXT else Result(scope=ns)
         # Up to two extra labels in front are ignored: CoreDNS parses them as
         # the endpoint (or port and protocol) of a "service" named like the IP.
         ip = names.pod_ip(labels[-2])
         if ip is None:
-            return _nx("not a dashed IP address")
+            return _nx("not a dashed IP address", ns)
         if self.snap.pods_mode == "verified" and str(ip) not in self.snap.pod_ips.get(ns, ()):
-            return _nx("no running pod has this address (pods verified)")
+            return _nx("no running pod has this address (pods verified)", ns)
         if qtype in ADDRESS_TYPES:
-            return Result(answer=_addresses(qname, [str(ip)], qtype, self.ttl))
-        return Result()
+            return Result(answer=_addresses(qname, [str(ip)], qtype, self.ttl), scope=ns)
+        return Result(scope=ns)
 
 
-def soa_rrset(snap: Snapshot, owner: dns.name.Name) -> dns.rrset.RRset:
-    """The zone's SOA, as CoreDNS synthesizes it, on the zone name as sent."""
-    zone = owner
-    soa = dns.rdtypes.ANY.SOA.SOA(
-        IN, T.SOA, names.nameserver(zone),
-        dns.name.Name((b"hostmaster",) + zone.labels), snap.serial,
-        SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, snap.ttl)
+def soa_rrset(snap: Snapshot, owner: tuple) -> RRset:
+    """The zone's SOA, as CoreDNS synthesizes it, on the zone name as sent.
+
+    It ends with the serial and the four timers (SOA_TAIL bytes): the only
+    part of an answer that changes at every reload, which the prepared
+    answers write anew (:mod:`coredns_py.zone.prepared`)."""
+    soa = (names.nameserver_labels(owner), names.hostmaster_labels(owner), snap.serial,
+           SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, snap.ttl)
     # The SOA's own TTL is min(ttl, 300); its minimum field (the negative
     # caching TTL, RFC 2308) is the configured ttl.
     return rrset(owner, T.SOA, [soa], min(snap.ttl, 300))
 
 
-def reverse_lookup(snap: Snapshot, qname: dns.name.Name, zone: dns.name.Name,
-                   qtype: int) -> Result:
-    """PTR for Service IPs and ready endpoint IPs (CoreDNS reverse.go)."""
-    if qname == zone:
+SOA_TAIL = 20  # serial, refresh, retry, expire, minimum: 5 x 32 bits
+
+
+def soa_tail(snap: Snapshot) -> bytes:
+    """The last SOA_TAIL bytes of the zone's SOA record in this snapshot."""
+    return b"".join(v.to_bytes(4, "big") for v in (snap.serial, SOA_REFRESH, SOA_RETRY,
+                                                      SOA_EXPIRE, snap.ttl))
+
+
+def reverse_lookup(snap: Snapshot, qname: tuple, rel: list, qtype: int) -> Result:
+    """PTR for Service IPs and ready endpoint IPs (CoreDNS reverse.go).
+    ``rel``: the labels below the reverse zone."""
+    if not rel:
         return Result(answer=[soa_rrset(snap, qname)]) if qtype == T.SOA else Result()
     if qtype == T.SOA:
         return Result()
@@ -365,32 +380,36 @@ def reverse_lookup(snap: Snapshot, qname: dns.name.Name, zone: dns.name.Name,
         # reverse name is not a name of the schema: NXDOMAIN (handler.go).
         return _nx("only PTR is served on reverse names")
     try:
-        ip = str(ipaddress.ip_address(dns.reversename.to_address(qname)))
+        ip = str(ipaddress.ip_address(dns.reversename.to_address(
+            dns.name.Name(qname + (b"",)))))
     except (dns.exception.SyntaxError, ValueError):
         return _nx("not a complete reverse name")
     targets = snap.ptr.get(ip)
     if not targets:
-        return _nx("no Service or ready endpoint has this address")
-    return Result(answer=[rrset(qname, T.PTR, [dns.rdtypes.ANY.PTR.PTR(IN, T.PTR, t)
-                                                for t in targets], snap.ttl)])
+        return _nx("no Service or ready endpoint has this address", GLOBAL)
+    return Result(answer=[rrset(qname, T.PTR, targets, snap.ttl)], scope=GLOBAL)
 
 
-def resolve(snap: Snapshot, qname: dns.name.Name, qtype: int) -> Optional[Result]:
-    """The zone lookup for one question; None when no zone of ours holds qname."""
-    if qname.is_subdomain(snap.zone):
-        zone_labels = len(snap.zone.labels)
-        res = _Zone(snap).lookup(qname, names.relative_labels(qname, snap.zone), qtype)
-        soa_zone = qname.split(zone_labels)[1]
+def resolve(snap: Snapshot, qname: tuple, qtype: int) -> Optional[Result]:
+    """The zone lookup for one question (``qname``: labels as sent); None
+    when no zone of ours holds qname."""
+    rel = names.below(qname, snap.zone_labels)
+    if rel is not None:
+        res = _Zone(snap).lookup(qname, rel, qtype)
+        zone_len = len(snap.zone_labels)
     else:
         for rzone in REVERSE_ZONES:
-            if qname.is_subdomain(rzone):
-                res = reverse_lookup(snap, qname, rzone, qtype)
-                soa_zone = qname.split(len(rzone.labels))[1]
+            rel = names.below(qname, rzone)
+            if rel is not None:
+                res = reverse_lookup(snap, qname, rel, qtype)
+                res.reverse = True
+                zone_len = len(rzone)
                 break
         else:
             return None
     if not res.answer:
-        res.soa_zone = soa_zone  # NXDOMAIN and NODATA carry the SOA (RFC 2308)
+        # NXDOMAIN and NODATA carry the SOA (RFC 2308), on the zone as sent.
+        res.soa_zone = qname[len(qname) - zone_len:]
     return res
 
 

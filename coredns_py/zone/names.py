@@ -14,6 +14,7 @@ Labels are stored lower-case; queries are matched case-insensitively.
 from __future__ import annotations
 
 import ipaddress
+from typing import Optional
 
 import dns.name
 import dns.reversename
@@ -21,11 +22,23 @@ import dns.reversename
 from coredns_py.source.objects import is_dotted_quad
 
 
+def service_labels(namespace: str, name: str, zone: tuple, endpoint: str = "") -> tuple:
+    """``<svc>.<ns>.svc.<zone>`` (or with ``<endpoint>.`` in front) as labels,
+    without the root label: the form records are written from
+    (:mod:`coredns_py.zone.records`).  ``zone``: its labels, likewise."""
+    labels = (name.encode(), namespace.encode(), b"svc") + zone
+    return ((endpoint.encode(),) + labels) if endpoint else labels
+
+
+def zone_labels(zone: dns.name.Name) -> tuple:
+    """A zone's labels without the root label."""
+    return zone.labels[:-1]
+
+
 def service(namespace: str, name: str, zone: dns.name.Name,
             endpoint: str = "") -> dns.name.Name:
     """``<svc>.<ns>.svc.<zone>``, or ``<endpoint>.<svc>.<ns>.svc.<zone>``."""
-    labels = (name.encode(), namespace.encode(), b"svc") + zone.labels
-    return dns.name.Name(((endpoint.encode(),) if endpoint else ()) + labels)
+    return dns.name.Name(service_labels(namespace, name, zone_labels(zone), endpoint) + (b"",))
 
 
 def port(namespace: str, name: str, port_name: str, protocol: str,
@@ -38,6 +51,16 @@ def port(namespace: str, name: str, port_name: str, protocol: str,
 def nameserver(zone: dns.name.Name) -> dns.name.Name:
     """``ns.dns.<zone>``: the name server when no Service holds our address (CoreDNS ns.go)."""
     return dns.name.Name((b"ns", b"dns") + zone.labels)
+
+
+def nameserver_labels(zone: tuple) -> tuple:
+    """``ns.dns.<zone>`` as labels (the SOA's mname, on the zone as asked)."""
+    return (b"ns", b"dns") + zone
+
+
+def hostmaster_labels(zone: tuple) -> tuple:
+    """``hostmaster.<zone>`` as labels (the SOA's rname)."""
+    return (b"hostmaster",) + zone
 
 
 def reverse(ip: str) -> dns.name.Name:
@@ -80,8 +103,12 @@ def pod_ip(label: str):
         return None
 
 
-def relative_labels(qname: dns.name.Name, zone: dns.name.Name) -> list[str]:
-    """The labels of ``qname`` below ``zone``, lower-case text, leftmost first."""
-    rel = qname.relativize(zone)
+def below(qname: tuple, zone: tuple) -> Optional[list[str]]:
+    """The labels of ``qname`` below ``zone`` (both label tuples, ``zone``
+    in lower case), lower-case text, leftmost first; None when ``qname`` is
+    not in ``zone``.  Names match case-insensitively."""
+    n = len(zone)
+    if len(qname) < n or tuple(label.lower() for label in qname[len(qname) - n:]) != zone:
+        return None
     # latin-1 maps every byte to one character, so odd bytes never raise.
-    return [label.lower().decode("latin-1") for label in rel.labels]
+    return [label.lower().decode("latin-1") for label in qname[:len(qname) - n]]

@@ -57,6 +57,9 @@ class ServiceView:
         return names.service(self.namespace, self.name, zone)
 
 
+EXISTS = "exists"  # the scope value of a namespace that holds no objects
+
+
 @dataclass(frozen=True)
 class Snapshot:
     zone: dns.name.Name
@@ -67,8 +70,8 @@ class Snapshot:
     namespaces: frozenset[str]
     services: Mapping[tuple[str, str], ServiceView]
     # Reverse lookups by canonical address text: Service IPs (first match
-    # wins), else ready endpoint IPs.
-    ptr: Mapping[str, tuple[dns.name.Name, ...]]
+    # wins), else ready endpoint IPs; the names as labels (zone/records.py).
+    ptr: Mapping[str, tuple[tuple, ...]]
     # Primary pod IP (canonical text) per namespace, for `pods verified`.
     pod_ips: Mapping[str, frozenset[str]]
     # The apex NS records and ns.dns.<zone>: (name server, its addresses),
@@ -76,6 +79,15 @@ class Snapshot:
     nameservers: tuple[tuple[dns.name.Name, tuple[str, ...]], ...] = ()
     generation: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
+    zone_labels: tuple = ()  # the zone's labels, lower case, without the root label
+    # What the answers depend on (lookup.Result.scope) -> a value that stays
+    # the same object for as long as that input does: each namespace's
+    # share of the snapshot (reused by the memo while its objects are
+    # unchanged), or EXISTS for a namespace without objects; one value for
+    # the config (STATIC) and one per build for the rest (GLOBAL).  An
+    # answer prepared as bytes is good while its scope's value is the same
+    # (coredns_py.zone.prepared).
+    scopes: Mapping = field(default_factory=dict)
 
 
 def _ports(ports) -> tuple[PortView, ...]:
@@ -127,7 +139,8 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
                 eps.append(EndpointView(name, addr, ports))
                 if (addr, name) not in seen:  # the same owner name: same suffix
                     seen.add((addr, name))
-                    owners.append((addr, names.service(svc.namespace, svc.name, zone, name)))
+                    owners.append((addr, names.service_labels(svc.namespace, svc.name,
+                                                              names.zone_labels(zone), name)))
     view = ServiceView(svc.namespace, svc.name, "Headless" if svc.headless else "ClusterIP",
                        ips=() if svc.headless else svc.cluster_ips, ports=_ports(svc.ports),
                        endpoints=tuple(eps), type=svc.type)
@@ -161,7 +174,9 @@ def namespace_view(services, slices, pods, zone: dns.name.Name, endpoint_pod_nam
         view, owners = memo.get(tag, (svc, *mine),
                                 lambda: service_view(svc, mine, zone, endpoint_pod_names))
         views[(svc.namespace, svc.name)] = view
-        cluster_ptr.extend((ip, view.fqdn(zone)) for ip in view.ips)
+        if view.ips:
+            fqdn = names.service_labels(view.namespace, view.name, names.zone_labels(zone))
+            cluster_ptr.extend((ip, fqdn) for ip in view.ips)
         endpoint_ptr.extend(owners)
     pod_ips: dict[str, set[str]] = defaultdict(set)
     for pod in pods:
@@ -179,21 +194,29 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     services: dict[tuple[str, str], ServiceView] = {}
     # Addresses are canonical text already (convert and the allocator write
     # them with ipaddress), so text is a key as good as a parsed address.
-    ptr: dict[str, list[dns.name.Name]] = {}
-    endpoint_ptr: dict[str, list[dns.name.Name]] = defaultdict(list)
+    ptr: dict[str, list[tuple]] = {}
+    endpoint_ptr: dict[str, list[tuple]] = defaultdict(list)
+    scopes: dict = {}
     pod_ips: dict[str, frozenset[str]] = {}
     tag = ("namespace", zone.to_text(), config.endpoint_pod_names)
-    for result in cluster.by_namespace.values():
+    for ns, result in cluster.by_namespace.items():
         part = memo.get(tag, (result,),
                         lambda: namespace_view(result.services, result.slices, result.pods,
                                                zone, config.endpoint_pod_names, memo))
         services.update(part.services)
+        scopes[ns] = part
         for ip, name in part.cluster_ptr:
             if ip not in ptr:  # the first Service with the IP wins, as in CoreDNS
                 ptr[ip] = [name]
         for ip, owner in part.endpoint_ptr:
             endpoint_ptr[ip].append(owner)
         pod_ips.update(part.pod_ips)
+    for ns in cluster.namespaces:
+        scopes.setdefault(ns, EXISTS)
+    # Scope keys as lookup.py names them: 0 the config, 1 everything else.
+    scopes[0] = memo.get(("static", zone.to_text(), config.ttl, config.pods,
+                          config.ignore_empty_service, config.endpoint_pod_names), (), object)
+    scopes[1] = object()
     memo.rotate()
     for ip, owners in endpoint_ptr.items():
         if ip not in ptr:
@@ -214,7 +237,7 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         ptr={k: tuple(v) for k, v in ptr.items()},
         pod_ips=pod_ips,
         nameservers=nameservers, generation=generation,
-        counts=counts)
+        counts=counts, zone_labels=names.zone_labels(zone), scopes=scopes)
 
 
 def _nameservers(services: Mapping[tuple[str, str], ServiceView], zone: dns.name.Name,

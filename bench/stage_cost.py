@@ -1,0 +1,78 @@
+"""What the stage chain costs a query, in process (no sockets).
+
+Prints nanoseconds per call of the server's handler for one answer-cache
+hit (kubernetes.default.svc.cluster.local A, the hot path):
+
+- ``handle``: Server.handle itself;
+- ``entry + hosts``: the chain the listeners call, with a hosts table the
+  name is not in (``fallthrough``), so the question goes on to the cluster
+  zone;
+- ``entry + hosts, no fallthrough``: the same when the table's zone is
+  another one and it has no fallthrough (the question is parsed);
+- ``hosts answer``: a name the hosts table answers.
+
+It is a script, not a test: nothing fails because the machine is slow.
+
+    python bench/stage_cost.py [--calls 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dns.message
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from coredns_py import config as config_mod  # noqa: E402
+from coredns_py import stages  # noqa: E402
+from coredns_py.cluster import local  # noqa: E402
+from coredns_py.server import Server  # noqa: E402
+from coredns_py.stages import hosts  # noqa: E402
+
+
+def per_call(fn, wire: bytes, calls: int) -> float:
+    peer = ("127.0.0.1", 40000)
+    for _ in range(1000):
+        fn(wire, "udp", peer)
+    best = float("inf")
+    for _round in range(3):
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn(wire, "udp", peer)
+        best = min(best, (time.perf_counter() - started) / calls)
+    return best * 1e9
+
+
+async def main(calls: int) -> None:
+    state = tempfile.mkdtemp(prefix="stage-cost-")
+    cfg = config_mod.parse({"upstream": [], "state_file": f"{state}/state.json"})
+    server = Server(local.from_folder(ROOT / "zones", cfg), cfg, [("127.0.0.1", 0)])
+    server.rebuild(full=True)
+    server.entry = server.handle
+    wire = dns.message.make_query("kubernetes.default.svc.cluster.local.", "A").to_wire()
+    rows = [("handle", per_call(server.handle, wire, calls))]
+    for label, spec in [
+            ("entry + hosts", hosts.HostsSpec(entries=("192.0.2.7 mock-api.example",),
+                                              fallthrough=(".",), reload=0)),
+            ("entry + hosts, no fallthrough", hosts.HostsSpec(
+                entries=("192.0.2.7 mock-api.example",), zones=("example.",), reload=0))]:
+        server.hosts = hosts.Hosts([spec])
+        server.entry = stages.chain(server.handle, server._stages())
+        rows.append((label, per_call(server.entry, wire, calls)))
+    hit = dns.message.make_query("mock-api.example.", "A").to_wire()
+    rows.append(("hosts answer", per_call(server.entry, hit, calls // 10)))
+    for name, ns in rows:
+        print(f"{name:>30}: {ns:8.0f} ns per query")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200_000)
+    asyncio.run(main(parser.parse_args().calls))
