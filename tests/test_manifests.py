@@ -263,7 +263,7 @@ def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
     parsed = []
     real = manifests.parse_file
     monkeypatch.setattr(manifests, "parse_file",
-                        lambda path, *a: parsed.append(path.name) or real(path, *a))
+                        lambda path, *a, **kw: parsed.append(path.name) or real(path, *a, **kw))
     unchanged = src.load()
     assert parsed == []
     write(tmp_path, "s3.yaml", service("s3", cluster_ip="10.96.1.1"))
