@@ -1,6 +1,6 @@
 """ClusterIP and pod IP allocation: stable across reloads, restarts, file
 moves; freed only by deletion; conflicts reported; a corrupt state file is
-rebuilt, never fatal."""
+moved aside and rebuilt, never fatal."""
 
 import ipaddress
 import json
@@ -118,7 +118,10 @@ def test_corrupt_state_file_is_rebuilt(folder, tmp_path, content, caplog):
         cl = build(folder, state)
     assert len(ips(cl)) == 20
     if content:
-        assert "corrupt" in caplog.text
+        # Never written over: kept aside, as it was, and said so.
+        [aside] = tmp_path.glob("state.json.damaged-*")
+        assert aside.read_text(encoding="latin-1") == content
+        assert "is damaged" in caplog.text and f"moved aside to {aside.name}" in caplog.text
     data = json.loads(state.read_text())  # rewritten as valid JSON
     assert data["version"] == 1 and len(data["services"]) == 20
 
