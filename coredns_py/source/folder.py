@@ -4,7 +4,11 @@ It walks a folder, parses each file on its own and caches the result by
 (mtime, size, inode), so a reload re-reads only what changed.  When a file
 stops parsing it keeps that file's last good objects and reports the error;
 when one object in a file turns bad, the others are used and the bad one keeps
-its last good version.  Nothing downstream knows where objects came from, so
+its last good version.  A file is read without trusting it (regular files
+only, bounded in size: :mod:`.reading`; in nesting and aliases: :mod:`.bounds`),
+whatever fails while reading it is that file's error, and a changed file is
+read once it has stopped changing (:mod:`.settle`).  Nothing downstream knows
+where objects came from, so
 another source plugs in at the same seam (:class:`coredns_py.source.ObjectSource`).
 (CoreDNS ``plugin/hosts/hostsfile.go`` and ``plugin/file/reload.go`` do the
 same for their files.)
