@@ -9,7 +9,10 @@ hit (kubernetes.default.svc.cluster.local A, the hot path):
   zone;
 - ``entry + hosts, no fallthrough``: the same when the table's zone is
   another one and it has no fallthrough (the question is parsed);
-- ``hosts answer``: a name the hosts table answers.
+- ``hosts answer``: a name the hosts table answers;
+- ``entry + cookies, rate limit``: the abuse stages on (as on an address
+  beyond loopback; the rate too high to limit), a query without a cookie;
+- ``... valid cookie``: the same query with a valid server cookie.
 
 It is a script, not a test: nothing fails because the machine is slow.
 
@@ -25,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import dns.edns
 import dns.message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +39,8 @@ from coredns_py import stages  # noqa: E402
 from coredns_py.cluster import local  # noqa: E402
 from coredns_py.server import Server  # noqa: E402
 from coredns_py.stages import hosts  # noqa: E402
+from coredns_py.stages.cookies import Cookies  # noqa: E402
+from coredns_py.stages.ratelimit import RateLimit  # noqa: E402
 
 
 def per_call(fn, wire: bytes, calls: int) -> float:
@@ -68,6 +74,18 @@ async def main(calls: int) -> None:
         rows.append((label, per_call(server.entry, wire, calls)))
     hit = dns.message.make_query("mock-api.example.", "A").to_wire()
     rows.append(("hosts answer", per_call(server.entry, hit, calls // 10)))
+    server.hosts = None
+    server.cookies, server.rate_limit = Cookies(), RateLimit(1_000_000, 2)
+    server.entry = stages.chain(server.handle, server._stages())
+    rows.append(("entry + cookies, rate limit", per_call(server.entry, wire, calls)))
+    client = b"12345678"
+    with_client = dns.message.make_query("kubernetes.default.svc.cluster.local.", "A", use_edns=0,
+                                         options=[dns.edns.CookieOption(client, b"")])
+    first = dns.message.from_wire(server.entry(with_client.to_wire(), "udp", ("127.0.0.1", 1)))
+    [got] = [o for o in first.options if o.otype == dns.edns.COOKIE]
+    valid = dns.message.make_query("kubernetes.default.svc.cluster.local.", "A", use_edns=0,
+                                   options=[dns.edns.CookieOption(client, got.server)])
+    rows.append(("... valid cookie", per_call(server.entry, valid.to_wire(), calls)))
     for name, ns in rows:
         print(f"{name:>30}: {ns:8.0f} ns per query")
 

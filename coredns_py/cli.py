@@ -30,6 +30,9 @@ def _common(p: argparse.ArgumentParser, manifests: bool = True) -> None:
         p.add_argument("--manifests", type=Path, default=config_mod.DEFAULT_MANIFESTS,
                        metavar="DIR", help="folder of Kubernetes manifests "
                        "(default: the bundled examples in zones/)")
+        p.add_argument("--default-namespace", metavar="NS", default=None,
+                       help="namespace of objects that name none, as kubectl apply -n NS "
+                       "(default: config key default_namespace, 'default')")
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="YAML configuration (default: config/coredns_py.yaml)")
     p.add_argument("--corefile", type=Path, default=None, metavar="FILE",
@@ -62,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="load the folder as the server would and report problems")
     _common(p)
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="also name every document that is not served (other kinds)")
 
     p = sub.add_parser("get", help="show what the server sees, like kubectl get")
     p.add_argument("resource", choices=["services", "svc", "endpoints", "ep", "pods", "po"])
@@ -156,6 +161,7 @@ def cmd_serve(args, config, config_file) -> int:
         http_news()
         for host, port in server.listeners.addresses:
             log.info("serving %s on %s port %d (udp, tcp)", config.zone, host, port)
+        log.info("reading the manifests in %s", args.manifests)
         _log_recursion(server)
         stop, hurry = asyncio.Event(), asyncio.Event()
 
@@ -207,14 +213,42 @@ def cmd_check(args, config, config_file) -> int:
     problems += list(load.errors)
     for err in problems:
         print(err)
+    for notice in load.notices:
+        print(f"warning: {notice}")
+    if args.verbose:
+        for doc in load.ignored:
+            print(f"not served: {doc}")
     if problems:
         print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {args.manifests}",
               file=sys.stderr)
-        return EXIT_PROBLEMS
-    print(f"ok: {load.files} files, {len(built.namespaces)} namespaces, "
-          f"{len(built.services)} services, {len(built.slices)} endpoint slices, "
-          f"{len(built.pods)} pods")
-    return EXIT_OK
+    else:
+        print(f"ok: {load.files} files, {len(built.namespaces)} namespaces, "
+              f"{len(built.services)} services, {len(built.slices)} endpoint slices, "
+              f"{len(built.pods)} pods")
+    summary = ignored_summary(load.ignored)
+    if summary:
+        print(summary)
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def ignored_summary(ignored) -> str:
+    """One line: how many documents were not served, by kind, most first
+    (``ignored 14 objects of kinds we do not serve: ConfigMap 3, Secret 2 ...``)."""
+    from collections import Counter
+    kinds = Counter(doc.kind for doc in ignored if doc.kind)
+    others = sum(1 for doc in ignored if not doc.kind)
+    parts = []
+    if kinds:
+        total = sum(kinds.values())
+        listed = ", ".join(f"{kind} {n}" for kind, n in
+                           sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        parts.append(f"{total} object{'s' if total != 1 else ''} of kinds we do not serve: "
+                     f"{listed}")
+    if others:
+        parts.append(f"{others} document{'s' if others != 1 else ''} that "
+                     f"{'are' if others != 1 else 'is'} no Kubernetes object (neither "
+                     "apiVersion nor kind)")
+    return f"ignored {'; and '.join(parts)}" if parts else ""
 
 
 def cmd_get(args, config, config_file) -> int:
@@ -269,6 +303,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         config_file = ConfigFile(args.corefile if args.corefile is not None else args.config,
                                  corefile=args.corefile is not None)
+        if getattr(args, "default_namespace", None) is not None:
+            config_mod.check_namespace("--default-namespace", args.default_namespace)
+            config_file.overrides["default_namespace"] = args.default_namespace
         config = config_file.load()
         return COMMANDS[args.command](args, config, config_file)
     except CorednsPyError as exc:

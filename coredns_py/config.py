@@ -21,7 +21,11 @@ from coredns_py.errors import ConfigError
 from coredns_py.source.reading import MAX_FILE_BYTES
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MANIFESTS = PACKAGE_ROOT / "zones"
+# The bundled example cluster: zones/ of a checkout, or, installed from a
+# wheel, the copy shipped inside the package (in a checkout coredns_py/zones
+# is a link to zones/, which is how the wheel gets it).
+DEFAULT_MANIFESTS = (PACKAGE_ROOT / "zones" if (PACKAGE_ROOT / "pyproject.toml").is_file()
+                     else Path(__file__).resolve().parent / "zones")
 DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "coredns_py.yaml"
 
 POD_MODES = ("disabled", "insecure", "verified")
@@ -50,6 +54,22 @@ MAX_CACHE_TTL = 604800
 DEFAULT_PREFETCH_WINDOW = 60
 DEFAULT_PREFETCH_PERCENTAGE = 10
 STALE_MODES = ("immediate", "verify")
+
+# Abuse protection (coredns_py/stages): on, off, or on only when some listen
+# address is not loopback ("auto").
+SWITCHES = ("auto", "on", "off")
+# RRL: answers per second per client network and kind of answer.  NSD's
+# default is 200; BIND and Knot have none.  A busy program resolving one
+# name with glibc (no cache) asks it once per request, so the default must
+# not be tight; amplification is cut by the slip anyway.
+DEFAULT_RATE_LIMIT = 200
+MAX_RATE_LIMIT = 1_000_000
+# Every 2nd answer past the rate is sent truncated, the others dropped
+# (BIND's and NSD's default); BIND accepts 0..10.
+DEFAULT_SLIP = 2
+MAX_SLIP = 10
+# The UDP receive buffer asked for (net.listen.UDP_RECEIVE_BUFFER); at most 1 GiB.
+MAX_UDP_RECEIVE_BUFFER = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,38 @@ class Config:
     namespace_labels: tuple = ()
     # Where each of those was written ((key, "Corefile:12"), ...).
     origins: tuple = ()
+    # Response rate limiting (stages/ratelimit.py) and DNS cookies
+    # (stages/cookies.py): "auto", "on" or "off"; see SWITCHES.
+    rate_limit: str = "auto"
+    rate_limit_responses_per_second: int = DEFAULT_RATE_LIMIT
+    rate_limit_slip: int = DEFAULT_SLIP
+    cookies: str = "auto"
+    # 32 hex digits shared by servers that answer for one another; "" means
+    # a random secret at each start.
+    cookie_secret: str = ""
+    # Bytes of kernel receive buffer per UDP socket; 0: the system's default.
+    udp_receive_buffer: int = 4 * 1024 * 1024
+    # Where objects that name no namespace land (`kubectl apply -n NS`);
+    # --default-namespace overrides it.
+    default_namespace: str = "default"
+    # Serve kubernetes.default and kube-dns.kube-system, as every cluster
+    # has them, unless the manifests define them.
+    builtin_services: bool = True
+    # The endpoints of those two: the API server's address (a kind cluster's
+    # control-plane node), and the cluster DNS pods' addresses (empty: the
+    # 2nd and 3rd addresses of the first pod_cidr, where CoreDNS's two pods
+    # start on a fresh kubeadm or kind node).
+    apiserver_endpoint: str = "172.18.0.2:6443"
+    kube_dns_endpoints: tuple[str, ...] = ()
+    # Where NodePort and LoadBalancer Services get their node ports from
+    # (the API server's --service-node-port-range).
+    node_port_range: str = "30000-32767"
+
+    @property
+    def node_ports(self) -> tuple[int, int]:
+        """node_port_range as (first, last), both included (checked by parse)."""
+        low, _, high = self.node_port_range.partition("-")
+        return int(low), int(high)
 
     def coming_soon(self) -> list[str]:
         """What this config asks for that is not built yet, each naming
@@ -232,15 +284,55 @@ def _http_listen(source: str, key: str, value: Any) -> str:
 
 # What a running server cannot change on reload: the addresses it listens
 # on, and what decides the addresses it hands out (a new range would move
-# every Service; a new state file would forget them).
+# every Service; a new state file would forget them); the UDP receive
+# buffer, set when a socket is bound.
 RESTART_ONLY = ("listen", "health_listen", "ready_listen", "metrics_listen", "service_cidr",
-                "pod_cidr", "state_file", "max_file_bytes")
+                "pod_cidr", "state_file", "udp_receive_buffer",
+                # and what the cluster source was made with: where objects land,
+                # the Services every cluster has, the node ports it hands out.
+                "default_namespace", "builtin_services", "apiserver_endpoint",
+                "kube_dns_endpoints", "node_port_range",
+                # and what the folder source was made with: the largest file read.
+                "max_file_bytes")
 
 
-def _bounded_int(source: str, cfg: Config, key: str, high: int) -> None:
+def _addresses(source: str, key: str, value: Any) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in _strings(source, key, value):
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key {key}: {exc}") from None
+    return tuple(out)
+
+
+def _check_builtins(source: str, cfg: Config) -> None:
+    """default_namespace, apiserver_endpoint and node_port_range, checked."""
+    from coredns_py import hostport
+    check_namespace(f"{source}: config key default_namespace", cfg.default_namespace)
+    try:
+        hostport.split(cfg.apiserver_endpoint)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: config key apiserver_endpoint: {exc}") from None
+    low, dash, high = cfg.node_port_range.partition("-")
+    if not (dash and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536):
+        raise ConfigError(f"{source}: config key node_port_range: expected FIRST-LAST within "
+                          f"1-65535 (the API server's 30000-32767), got {cfg.node_port_range!r}")
+
+
+def _bounded_int(source: str, cfg: Config, key: str, high: int, low: int = 0) -> None:
     value = getattr(cfg, key)
-    if not 0 <= value <= high:
-        raise ConfigError(f"{source}: config key {key}: must be 0..{high}, got {value}")
+    if not low <= value <= high:
+        raise ConfigError(f"{source}: config key {key}: must be {low}..{high}, got {value}")
+
+
+def _switch(source: str, key: str, value: Any) -> str:
+    """true/false (YAML's on/off are booleans too) or "auto"."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in SWITCHES:
+        return value.strip().lower()
+    raise ConfigError(f"{source}: config key {key}: expected true, false or auto, got {value!r}")
 
 
 def parse(data: Any, source: str = "config") -> Config:
@@ -266,6 +358,9 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "allow_recursion":
             values[key] = _networks(source, key, value)
             continue
+        if key in ("rate_limit", "cookies"):
+            values[key] = _switch(source, key, value)
+            continue
         if key == "listen":
             values[key] = _listens(source, value)
             continue
@@ -285,6 +380,9 @@ def parse(data: Any, source: str = "config") -> Config:
                 raise ConfigError(f"{source}: config keys upstream and forward: both name "
                                   "the servers of '.'; keep one")
             continue
+        if key == "kube_dns_endpoints":
+            values[key] = _addresses(source, key, value)
+            continue
         default = getattr(Config, key)
         expected = type(default)
         # bool is a subclass of int: "ttl: true" must not pass as 1.
@@ -298,6 +396,7 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.pods not in POD_MODES:
         raise ConfigError(f"{source}: config key pods: must be one of {', '.join(POD_MODES)}, "
                           f"got {cfg.pods!r}")
+    _check_builtins(source, cfg)
     _bounded_int(source, cfg, "cache_size", MAX_CACHE_SIZE)
     _bounded_int(source, cfg, "cache_max_ttl", MAX_CACHE_TTL)
     if cfg.max_file_bytes < 1:
@@ -316,10 +415,27 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.cache_serve_stale_mode not in STALE_MODES:
         raise ConfigError(f"{source}: config key cache_serve_stale_mode: must be one of "
                           f"{', '.join(STALE_MODES)}, got {cfg.cache_serve_stale_mode!r}")
+    _bounded_int(source, cfg, "rate_limit_responses_per_second", MAX_RATE_LIMIT, low=1)
+    _bounded_int(source, cfg, "rate_limit_slip", MAX_SLIP)
+    _bounded_int(source, cfg, "udp_receive_buffer", MAX_UDP_RECEIVE_BUFFER)
+    if cfg.cookie_secret:
+        from coredns_py.stages.cookies import parse_secret
+        try:
+            parse_secret(cfg.cookie_secret)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key cookie_secret: {exc}") from None
     zone = cfg.zone.strip(".").lower()
     if not zone or any(not label for label in zone.split(".")):
         raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")
     return Config(**{**values, "zone": zone})
+
+
+def check_namespace(where: str, namespace: str) -> None:
+    """A namespace name as the API server checks it (a DNS-1123 label)."""
+    from coredns_py.source import validation
+    problems = validation.dns1123_label(namespace)
+    if problems:
+        raise ConfigError(f"{where}: {namespace!r}: {problems[0]}")
 
 
 def load(path: Optional[Path]) -> Config:

@@ -9,6 +9,7 @@ without changing it reloads nothing, and an edit to an imported file does.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,9 @@ class ConfigFile:
         self.files: list[Path] = []  # every file the last load read
         self._digests: dict[Path, Optional[bytes]] = {}
         self.not_acted_on: tuple[str, ...] = ()  # Corefile options accepted, doing nothing
+        # Keys a command-line option sets (--default-namespace): they win
+        # over the file at every load, reloads included.
+        self.overrides: dict = {}
 
     @property
     def description(self) -> str:
@@ -56,7 +60,7 @@ class ConfigFile:
             raise
         self.files = [Path(f) for f in files]
         self._digests = {f: _digest(f) for f in self.files}
-        return cfg
+        return dataclasses.replace(cfg, **self.overrides) if self.overrides else cfg
 
     def changed(self) -> bool:
         """Did any file the last load read change (or appear, or go)?"""

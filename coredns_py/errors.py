@@ -93,6 +93,11 @@ def shown(value) -> str:
     return f"a {type(value).__name__}"
 
 
+class ManifestWarning(ManifestError):
+    """A manifest is read, but not quite as a cluster would read it (a
+    kustomize field that is not applied, a symlink loop); said, never fatal."""
+
+
 class SourceError(CorednsPyError):
     """The source of objects cannot be read (the manifests folder is gone, say)."""
 

@@ -77,6 +77,10 @@ class Server:
         self._builder = Builder(source, config, _own_addresses(listens))
         self.reloads: Optional[Reloads] = None
         self.entry = self.handle  # what the listeners call: handle() inside its stages
+        # Abuse stages (stages/cookies.py, stages/ratelimit.py), None when off.
+        self.cookies = None
+        self._cookie_secret = ""
+        self.rate_limit = None
         self.listeners = None
         self.watcher = None
         self.answers = PreparedAnswers()
@@ -99,9 +103,19 @@ class Server:
         """The stages around handle(), outermost first, in CoreDNS's plugin
         order (plugin.cfg): what limits clients first, then what answers from
         other data (hosts), then what reorders records.  The one place the
-        chain's order is written; a stage that is off is None."""
+        chain's order is written; a stage that is off is None.
+
+        - cookies: every packet first (Knot configures its cookies module
+          before RRL): the COOKIE option is checked, answered and taken out
+          of the query, so everything inside sees a plain query and the
+          prepared answers serve it;
+        - rate limiting: every answer made inside (hosts' too), knowing the
+          clients a valid cookie vouches for (never limited).
+        """
         from coredns_py.stages import hosts
         return [
+            self.cookies,
+            self.rate_limit,
             hosts.stage(self.hosts, self._observe) if self.hosts is not None else None,
         ]
 
@@ -210,7 +224,7 @@ class Server:
         self._builder.reconfigure(new)
         if self.listeners is not None:
             self._start_forwarder(old)
-            self._start_hosts()
+            self._start_stages()
             self._start_config_watch()
         self._set_query_log(new.log_queries)
         if self.reloads is not None:
@@ -245,8 +259,11 @@ class Server:
             self._retiring.remove(forwarder)
             await forwarder.retire()
 
-    def _start_hosts(self) -> None:
+    def _start_stages(self) -> None:
+        """Make the stages the config asks for and the chain of them (at start,
+        and on a config reload: open connections get the new chain too)."""
         from coredns_py.stages import hosts
+        self._start_abuse()
         if self.hosts is not None:
             self.hosts.stop()
         self.hosts = hosts.Hosts(self.config.hosts) if self.config.hosts else None
@@ -255,6 +272,32 @@ class Server:
         self.entry = stages.chain(self.handle, self._stages())
         if self.listeners is not None:
             self.listeners.replace_handler(self.entry)
+
+    def _start_abuse(self) -> None:
+        """Cookies and rate limiting as the config says: on, off, or on when
+        a listen address is beyond loopback.  A stage whose settings did not
+        change is kept as it is, so a reload forgets neither the cookie
+        secret (clients' cookies stay valid) nor the rate accounts."""
+        from coredns_py.stages.cookies import Cookies, parse_secret
+        from coredns_py.stages.ratelimit import RateLimit
+        cfg = self.config
+        exposed = stages.exposed(self.listens)
+        if not stages.wanted(cfg.cookies, exposed):
+            self.cookies = None
+        elif self.cookies is None or self._cookie_secret != cfg.cookie_secret:
+            secret = parse_secret(cfg.cookie_secret) if cfg.cookie_secret else None
+            self.cookies = Cookies(secret)
+            self._cookie_secret = cfg.cookie_secret
+            log.info("DNS cookies on (config key cookies)")
+        limits = (cfg.rate_limit_responses_per_second, cfg.rate_limit_slip)
+        if not stages.wanted(cfg.rate_limit, exposed):
+            self.rate_limit = None
+        elif self.rate_limit is None or (self.rate_limit.rate, self.rate_limit.slip) != limits:
+            self.rate_limit = RateLimit(*limits)
+            log.info("response rate limiting on: %d answers a second per client network "
+                     "and kind of answer, slip %d (config keys rate_limit...)", *limits)
+        self.metrics.cookies = self.cookies
+        self.metrics.rate_limit = self.rate_limit
 
     def _set_query_log(self, on: bool) -> None:
         from coredns_py.ops import querylog
@@ -308,12 +351,15 @@ class Server:
         worker.join(CLOSE_SECONDS)
 
     async def start(self) -> None:
-        from coredns_py.net import listeners
+        from coredns_py.net import descriptors, listeners
         loop = asyncio.get_running_loop()
-        self._start_hosts()  # the stateful stages around handle() (coredns_py.stages)
+        descriptors.raise_soft_limit()  # the TCP cap is derived from it
+        self._start_stages()  # the stateful stages around handle() (coredns_py.stages)
         self._set_query_log(self.config.log_queries)
-        self.listeners = await listeners.start(self.entry, self.listens)
+        self.listeners = await listeners.start(
+            self.entry, self.listens, udp_receive_buffer=self.config.udp_receive_buffer)
         self.metrics.addresses = self.addresses()
+        self.metrics.listener_stats = self.listeners.stats
         self._start_forwarder()
         self._start_config_watch()
         self.reloads = Reloads(loop, self.rebuild, failed=self._reload_failed,

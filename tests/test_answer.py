@@ -354,8 +354,6 @@ SERVICES = table(
     # served (ref 5).
     ok(f"np.{T}", "A", f"np.{T} 5 IN A 10.0.0.30"),
     ok(f"lb.{T}", "A", f"lb.{T} 5 IN A 10.0.0.31"),
-    # No ports: A yes (ref 2 sentinel port -1).
-    ok(f"svc-noports.{T}", "A", f"svc-noports.{T} 5 IN A 10.0.0.5"),
     ok(f"kube-dns.{KS}", "A", f"kube-dns.{KS} 5 IN A 10.0.0.10"),
 )
 
@@ -439,9 +437,6 @@ SRV = table(
     # Bare-name SRV includes unnamed ports (ref 6.1; §15.4) ...
     ok(f"svc-unnamed.{T}", "SRV", f"svc-unnamed.{T} 5 IN SRV 0 100 8080 svc-unnamed.{T}",
        extra=[f"svc-unnamed.{T} 5 IN A 10.0.0.7"]),
-    # ... and port -1 never makes SRV: NODATA (ref 6.1).
-    nodata(f"svc-noports.{T}", "SRV"),
-    nx(f"_http._tcp.svc-noports.{T}", "SRV"),
     # kube-dns: dns 53/UDP + dns-tcp 53/TCP -> 2 candidates, one record of
     # weight 50 (ref 6.3).
     ok(f"kube-dns.{KS}", "SRV", f"kube-dns.{KS} 5 IN SRV 0 50 53 kube-dns.{KS}",
@@ -903,7 +898,6 @@ IGNORE_EMPTY = table(
     nx(f"svcempty.{T}", "SRV"),
     nx(f"_http._tcp.svcempty.{T}", "SRV"),
     nx(f"svc-2ports.{T}", "A"),
-    nx(f"svc-noports.{T}", "A"),
     ok(f"svc1.{T}", "A", f"svc1.{T} 5 IN A 10.0.0.1"),
     ok(f"legacy.{T}", "A", f"legacy.{T} 5 IN A 10.0.0.8"),
     # ExternalName and headless are not affected.

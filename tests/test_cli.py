@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, ZONES, free_port, run_cli, serve_supports
+from helpers.manifests import service, write
 
 PROBLEMS = FIXTURES / "check-problems"
 
@@ -49,9 +50,11 @@ def serve(*args: str, state_home: Path) -> subprocess.CompletedProcess:
 def test_check_bundled_zones_ok(state_home):
     res = run_cli("check", state_home=state_home)
     assert res.returncode == 0, res.stdout + res.stderr
-    line = one_line(res.stdout)
+    ok, ignored = res.stdout.splitlines()
     assert re.fullmatch(r"ok: \d+ files, \d+ namespaces, \d+ services, \d+ endpoint slices, "
-                        r"\d+ pods", line), line
+                        r"\d+ pods", ok), ok
+    # The kubectl dump in 09-kubectl-dump holds a ConfigMap.
+    assert ignored == "ignored 1 object of kinds we do not serve: ConfigMap 1"
     assert res.stderr == ""
     # check does not allocate for real: no state is written.
     assert not (state_home / "coredns_py").exists()
@@ -106,7 +109,9 @@ def test_check_valid_unknown_kind_alone_is_ok(tmp_path, state_home):
     shutil.copy(PROBLEMS / "01-good.yaml", folder)
     res = run_cli("check", "--manifests", folder, state_home=state_home)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert one_line(res.stdout).startswith("ok: 2 files,")
+    ok, ignored = res.stdout.splitlines()
+    assert ok.startswith("ok: 2 files,")
+    assert ignored == "ignored 1 object of kinds we do not serve: ConfigMap 1"
 
 
 # --- serve: failures a user can cause ---------------------------------------------------------
@@ -174,6 +179,13 @@ WRONG_TYPE = ("ttl: '5'\n", "ttl")
     ("check", "ttl: true\n", "ttl"),  # a bool is not an int here
     ("check", "pods: maybe\n", "pods"),
     ("check", "zone: 5\n", "zone"),
+    ("check", "default_namespace: Shop\n", "default_namespace"),
+    ("check", "builtin_services: yes please\n", "builtin_services"),
+    ("check", "apiserver_endpoint: 172.18.0.2\n", "apiserver_endpoint"),
+    ("check", "apiserver_endpoint: '[fd00::1:6443'\n", "apiserver_endpoint"),
+    ("check", "kube_dns_endpoints: [10.244.0.300]\n", "kube_dns_endpoints"),
+    ("check", "node_port_range: 30000\n", "node_port_range"),
+    ("check", "node_port_range: 32767-30000\n", "node_port_range"),
 ])
 def test_bad_config(tmp_path, state_home, text, key, command):
     cfg = _config(tmp_path, text)
@@ -194,6 +206,32 @@ def test_bad_cidr_config_names_the_file(tmp_path, state_home, text, key):
     cfg = _config(tmp_path, text)
     line = assert_clean_failure(run_cli("check", "--config", cfg, state_home=state_home))
     assert key in line and str(cfg) in line, line
+
+
+@pytest.mark.parametrize("command", ["check", "get", "env"])
+def test_bad_default_namespace_is_one_line(state_home, command):
+    extra = {"get": ["services"], "env": ["--namespace", "default"]}.get(command, [])
+    res = run_cli(command, *extra, "--default-namespace", "Bad_NS", state_home=state_home)
+    line = assert_clean_failure(res)
+    assert line.startswith("coredns-py: --default-namespace: 'Bad_NS': a lowercase RFC 1123 "
+                           "label"), line
+    assert res.returncode == 2
+
+
+def test_default_namespace_for_get_and_env(tmp_path, state_home):
+    folder = tmp_path / "m"
+    write(folder, "install.yaml", service("api", ports=[{"name": "http", "port": 8080}]))
+    got = run_cli("get", "services", "-n", "argocd", "--default-namespace", "argocd",
+                  "--manifests", folder, state_home=state_home)
+    [row] = [line.split() for line in got.stdout.splitlines()[1:]]
+    assert row[0] == "api" and row[-1] == "api.argocd.svc.cluster.local"
+    env = run_cli("env", "--namespace", "argocd", "--default-namespace", "argocd",
+                  "--manifests", folder, state_home=state_home)
+    assert f"API_SERVICE_HOST={row[2]}\n" in env.stdout
+    assert "API_SERVICE_PORT_HTTP=8080\n" in env.stdout
+    # Without it the install lands in default.
+    plain = run_cli("env", "--namespace", "argocd", "--manifests", folder, state_home=state_home)
+    assert "API_SERVICE_HOST" not in plain.stdout
 
 
 @pytest.mark.parametrize("value", ["127.0.0.1", "localhost:53", "127.0.0.1:99999", "[::1]53",
@@ -274,7 +312,9 @@ def test_unknown_command_is_a_usage_error():
 
 
 def test_console_script_installed(tmp_path):
-    exe = shutil.which("coredns-py")
+    # Where pip put it for this Python (a virtual environment's bin/), or on PATH.
+    beside = Path(sys.executable).parent / "coredns-py"
+    exe = str(beside) if beside.exists() else shutil.which("coredns-py")
     assert exe, "coredns-py is not on PATH (pip install -e .)"
     # As a user runs it: from anywhere, without PYTHONPATH help.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

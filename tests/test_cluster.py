@@ -282,9 +282,10 @@ def test_namespaces_exist_by_object_or_by_content(tmp_path):
         apiVersion: v1
         kind: Service
         metadata: {name: t}
-        spec: {clusterIP: 10.96.3.3}
+        spec: {clusterIP: 10.96.3.3, ports: [{port: 80}]}
     """)
-    assert cl.namespaces == {"empty", "busy", "default"}
+    # kube-system holds the built-in kube-dns.
+    assert cl.namespaces == {"empty", "busy", "default", "kube-system"}
 
 
 def test_daemonset_and_replicaset_pods(tmp_path):

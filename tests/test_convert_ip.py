@@ -4,6 +4,7 @@ write every address exactly as ``str(ipaddress.ip_address(value))`` does."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 
 import pytest
@@ -32,8 +33,9 @@ def reference(value):
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        return ManifestError(f"{value!r} is not an IP address", "f.yaml", 3, "Service default/s",
-                             "spec.clusterIP")
+        return ManifestError(f"Invalid value: {json.dumps(value, ensure_ascii=False)}: must be a valid IP address, "
+                             "(e.g. 10.9.8.7 or 2001:db8::ffff)", "f.yaml", 3,
+                             "Service default/s", "spec.clusterIP")
 
 
 def fast(value):

@@ -320,8 +320,9 @@ def test_ipv6_udp_and_named_ports(tmp_path, state):
     assert env["WEB_1_SERVICE_PORT_HTTP"] == "80"
     assert env["WEB_1_SERVICE_PORT_METRICS"] == "9102"
     assert env["WEB_1_PORT_9102_TCP"] == f"tcp://{web}:9102"
-    # no kubernetes Service in this folder: none is invented
-    assert not any(k.startswith("KUBERNETES_") for k in env)
+    # No kubernetes Service in this folder: the built-in one, as every
+    # cluster has it, gives the variables every pod has.
+    assert {k: v for k, v in env.items() if k.startswith("KUBERNETES_")} == MASTER_KUBEADM_VARS
 
 
 # --- env: which Services ----------------------------------------------------------------------

@@ -210,7 +210,8 @@ def test_reload_and_manifest_metrics(http_server, folder):
     srv = http_server(folder)
     s = scrape(srv)
     assert total(s, "coredns_py_manifest_objects", kind="Service") == 1
-    assert total(s, "coredns_py_snapshot_objects", kind="services") == 1
+    # The one read, and the two every cluster has (kubernetes, kube-dns).
+    assert total(s, "coredns_py_snapshot_objects", kind="services") == 3
     assert total(s, "coredns_py_manifest_errors", file=str(folder / "broken.yaml")) == 1
     assert total(s, "coredns_py_manifest_files") == 2
     assert total(s, "coredns_py_reloads_total") == 1

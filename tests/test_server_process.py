@@ -756,7 +756,6 @@ SEED_FOLDERS = ["01-clusterip", "02-nodeport", "03-loadbalancer", "04-externalna
                 "05-multiport", "06-case-nginx-lb", "07-case-tomcat-nodeport"]
 
 
-@pytest.mark.skipif(not SEED.is_dir(), reason=f"{SEED} not present")
 @pytest.mark.parametrize("name", SEED_FOLDERS)
 def test_seed_folder_served_and_stable_across_restart(start_server, state_home, name):
     folder = SEED / name

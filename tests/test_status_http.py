@@ -120,8 +120,9 @@ def test_status_api_lists_services_names_and_errors(http_server, folder):
     assert doc["ready"] is True and doc["zone"] == "cluster.local"
     assert doc["last_reload"] > 0 and doc["last_reload_seconds"] >= 0
     ns = {n["name"]: n for n in doc["namespaces"]}
-    good, web = ns["default"]["services"]
+    good, kubernetes, web = ns["default"]["services"]
     assert good["name"] == "good"
+    assert (kubernetes["name"], kubernetes["cluster_ips"]) == ("kubernetes", ["10.96.0.1"])
     assert (web["name"], web["type"], web["cluster_ips"]) == ("web", "ClusterIP", ["10.96.7.7"])
     names = {(r["name"], r["type"]): r["values"] for r in web["names"]}
     assert names[("web.default.svc.cluster.local.", "A")] == ["10.96.7.7"]
@@ -130,7 +131,7 @@ def test_status_api_lists_services_names_and_errors(http_server, folder):
     [err] = doc["errors"]
     assert err["file"] == str(folder / "zz-broken.yaml") and err["line"] == BROKEN_LINE
     assert (err["object"], err["field"]) == ("Service default/bad", "spec.clusterIP")
-    assert "not an IP address" in err["message"]
+    assert "must be a valid IP address" in err["message"]
 
     code, body, _ = srv.get("/api/status?q=nomatch")
     assert code == 200 and json.loads(body)["services_shown"] == 0

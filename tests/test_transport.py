@@ -7,6 +7,7 @@ clients work)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import errno
 import logging
 import socket
@@ -20,12 +21,13 @@ import dns.rrset
 import pytest
 
 from coredns_py.errors import ListenError
-from coredns_py.net import listen
+from coredns_py.net import descriptors, listen
+from coredns_py.net.accept import ACCEPT_RETRY_DELAY, Acceptor
 from coredns_py.net.framing import MAX_TCP_BUFFER
 from coredns_py.net.tcp import ConnectionRegistry, TcpProtocol
 from coredns_py.net.listeners import start
 from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
-from helpers.fake_transport import connect
+from helpers.fake_transport import PEER, connect
 
 LOCAL = "127.0.0.1"
 STEP = 5.0  # bound on every single await in these tests
@@ -62,11 +64,11 @@ class Recorder:
 # --- Protocols on a fake transport -------------------------------------------
 
 
-def make_tcp(handler=None, **kwargs):
+def make_tcp(handler=None, peer=PEER, **kwargs):
     handler = handler or Recorder()
     kwargs.setdefault("idle_timeout", None)  # no event loop needed
     proto = TcpProtocol(handler, **kwargs)
-    return proto, connect(proto), handler
+    return proto, connect(proto, peer), handler
 
 
 Q1, Q2, Q3 = b"first-query", b"q2", b"x" * 300  # 300 > 255: both length bytes matter
@@ -217,16 +219,67 @@ def test_tcp_eof_while_paused_answers_pending_then_closes():
     assert fake.closed and not fake.aborted
 
 
-def test_connection_registry_cap():
+def test_connection_registry_makes_room_by_closing_the_oldest_idle():
     async def main():
         reg = ConnectionRegistry(limit=2)
-        protos = [make_tcp(registry=reg) for _ in range(3)]
-        assert [p[1].aborted for p in protos] == [False, False, True]
-        assert len(reg.live) == 2
-        protos[0][0].connection_lost(None)
+        (first, fake1, _), (second, fake2, _) = make_tcp(registry=reg), make_tcp(registry=reg)
+        first.data_received(frame(b"q"))  # first was active last: second is idle the longest
+        third, fake3, _ = make_tcp(registry=reg)
+        assert (fake1.closed, fake2.closed, fake3.closed) == (False, True, False)
+        assert not fake2.aborted  # nothing unsent: an orderly close
+        assert list(reg.live) == [first, third] and second not in reg.live
+        assert reg.closed["cap"] == 1
+        # Busy connections (answers not yet delivered) are never closed for
+        # room: with every slot busy the newcomer is refused.
+        fake1.buffered = fake3.buffered = 100
         fourth, fake4, _ = make_tcp(registry=reg)
-        assert not fake4.aborted
-        assert len(reg.live) == 2
+        assert fake4.aborted and not fake1.closed and not fake3.closed
+        assert reg.refused["cap"] == 1 and len(reg.live) == 2
+        first.connection_lost(None)
+        fifth, fake5, _ = make_tcp(registry=reg)
+        assert not fake5.closed and len(reg.live) == 2
+    run(main())
+
+
+def test_connection_registry_caps_each_client_address():
+    async def main():
+        reg = ConnectionRegistry(limit=10, per_source=2)
+        a1, fa1, _ = make_tcp(registry=reg, peer=("192.0.2.1", 1))
+        a2, fa2, _ = make_tcp(registry=reg, peer=("192.0.2.1", 2))
+        b1, fb1, _ = make_tcp(registry=reg, peer=("192.0.2.2", 1))
+        fb1.buffered = 1  # busy, and another client's: never closed for a's room
+        a3, fa3, _ = make_tcp(registry=reg, peer=("192.0.2.1", 3))
+        assert (fa1.closed, fa2.closed, fb1.closed, fa3.closed) == (True, False, False, False)
+        assert reg.closed["per_source"] == 1
+        fa2.buffered = fa3.buffered = 1
+        a4, fa4, _ = make_tcp(registry=reg, peer=("192.0.2.1", 4))
+        assert fa4.aborted and reg.refused["per_source"] == 1
+        b2, fb2, _ = make_tcp(registry=reg, peer=("192.0.2.2", 2))  # others still get in
+        assert not fb2.closed
+    run(main())
+
+
+def test_tcp_answers_a_bounded_batch_per_turn_of_the_loop():
+    """Thousands of pipelined queries are answered TCP_BATCH at a time, one
+    batch per turn of the event loop, with reading paused meanwhile; a
+    callback scheduled in between (another client's turn) runs between
+    batches, not after the whole pipeline."""
+    async def main():
+        order = []
+
+        def handler(q, proto, peer):
+            order.append("q")
+            return b"R:" + q
+        proto = TcpProtocol(handler, idle_timeout=None, batch=4)
+        fake = connect(proto)
+        proto.data_received(b"".join(frame(b"%d" % i) for i in range(10)))
+        assert len(fake.writes) == 4 and not fake.reading
+        asyncio.get_running_loop().call_soon(order.append, "other")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(fake.writes) == 10 and fake.reading
+        assert order.index("other") < 10 - 1  # ran before the pipeline was done
+        assert fake.writes == [frame(b"R:%d" % i) for i in range(10)]
     run(main())
 
 
@@ -403,9 +456,11 @@ def test_tcp_idle_timer_restarts_with_each_query():
     run(main())
 
 
-def test_tcp_client_that_never_reads_is_bounded_then_dropped():
+def test_tcp_client_that_never_reads_is_bounded_then_reset():
     """Pipelining queries without reading the answers: we stop reading
-    (bounded buffers) and the idle timeout finally drops the connection."""
+    (bounded buffers, kernel ones included) and the idle timeout finally
+    resets the connection, so the kernel does not keep the undelivered
+    answers after we gave up."""
     async def main():
         answer = b"y" * 60000
         async with await start(lambda q, p, a: answer, [(LOCAL, 0)],
@@ -429,12 +484,80 @@ def test_tcp_client_that_never_reads_is_bounded_then_dropped():
                 [proto] = listeners._registry.live
                 assert not proto.transport.is_reading()
                 assert len(proto._frames) <= MAX_TCP_BUFFER
-                while listeners._registry.live:  # idle timeout aborts it
+                server_side = proto.transport.get_extra_info("socket")
+                # Linux doubles what was asked for its bookkeeping.
+                assert server_side.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) \
+                    <= 2 * listen.TCP_SEND_BUFFER
+                assert server_side.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) \
+                    <= 2 * listen.TCP_RECEIVE_BUFFER
+                while listeners._registry.live:  # idle timeout resets it
                     assert time.monotonic() < deadline, "stuck connection never dropped"
                     await asyncio.sleep(0.02)
+                assert listeners.stats()["tcp_closed"]["idle"] == 1
+                with pytest.raises(ConnectionResetError):
+                    while time.monotonic() < deadline:
+                        try:
+                            if client.recv(65536) == b"":
+                                break
+                        except BlockingIOError:
+                            await asyncio.sleep(0.01)
             finally:
                 client.close()
     run(main())
+
+
+def test_accept_out_of_descriptors_is_one_line_and_a_pause(caplog):
+    """accept() failing with EMFILE: one log line per interval (not a
+    traceback per call), accepting pauses, then the waiting clients are
+    served."""
+    failures = []
+
+    class Exhausted(socket.socket):
+        def accept(self):
+            if len(failures) < 3:
+                failures.append(time.monotonic())
+                raise OSError(errno.EMFILE, "Too many open files")
+            return super().accept()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        sock = Exhausted(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((LOCAL, 0))
+        sock.listen(16)
+        acceptor = Acceptor(loop, sock, lambda: TcpProtocol(Recorder(), idle_timeout=None))
+        try:
+            answers = []
+            for i in range(3):
+                reader, writer = await tcp_connect(sock.getsockname()[1])
+                writer.write(frame(b"%d" % i))
+                answers.append(await read_frame(reader))
+                await close_writer(writer)
+            assert answers == [b"R:0", b"R:1", b"R:2"]
+            assert acceptor.errors == 3
+            # Each failure paused accepting before the next try.
+            assert all(b - a >= ACCEPT_RETRY_DELAY * 0.9 for a, b in zip(failures, failures[1:]))
+        finally:
+            acceptor.close()
+    with caplog.at_level(logging.DEBUG, logger="coredns_py.transport"):
+        run(main())
+    lines = [r for r in caplog.records if "cannot accept" in r.getMessage()]
+    assert len(lines) == 1 and "Too many open files" in lines[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_tcp_cap_follows_the_descriptor_limit(monkeypatch):
+    monkeypatch.setattr(descriptors.resource, "getrlimit", lambda what: (1024, 1024))
+    assert descriptors.tcp_connection_cap(1000) == 1024 - descriptors.FD_RESERVE
+    monkeypatch.setattr(descriptors.resource, "getrlimit", lambda what: (65536, 65536))
+    assert descriptors.tcp_connection_cap(1000) == 1000
+    monkeypatch.setattr(descriptors.resource, "getrlimit", lambda what: (256, 256))
+    assert descriptors.tcp_connection_cap(1000) == descriptors.MIN_TCP_CONNECTIONS
+
+
+def test_descriptor_reserve_covers_what_else_the_server_opens():
+    from coredns_py.ops.http import MAX_HTTP_CONNECTIONS
+    from coredns_py.resolver.forward import MAX_EXCHANGES
+    assert descriptors.FD_RESERVE >= MAX_EXCHANGES + MAX_HTTP_CONNECTIONS + 64
 
 
 def test_handler_exception_does_not_kill_server():
@@ -470,31 +593,25 @@ def test_tcp_zero_length_frame_closes_real_connection():
     run(main())
 
 
-def test_tcp_connection_cap():
+def test_tcp_connection_cap_closes_the_oldest_idle_connection():
+    """RFC 7766 section 6.2.3: at the cap the server reclaims the connection
+    idle the longest, instead of refusing the newcomer."""
     async def main():
         async with await start(Recorder(), [(LOCAL, 0)], max_tcp_connections=2) as listeners:
             port = listeners.addresses[0][1]
             first = await tcp_connect(port)
             second = await tcp_connect(port)
-            for reader, writer in (first, second):  # make sure both are accepted
+            for reader, writer in (first, second):  # both accepted; second active last
                 writer.write(frame(b"hi"))
                 assert await read_frame(reader) == b"R:hi"
-            r3, w3 = await tcp_connect(port)  # the kernel accepts, we close at once
-            try:
-                assert await asyncio.wait_for(r3.read(100), STEP) == b""
-            except ConnectionResetError:
-                pass
-            await close_writer(w3)
-            await close_writer(first[1])
-            # A slot is free again once the server has seen the close.
-            for _ in range(50):
-                if len(listeners._registry.live) < 2:
-                    break
-                await asyncio.sleep(0.02)
-            r4, w4 = await tcp_connect(port)
-            w4.write(frame(b"again"))
-            assert await read_frame(r4) == b"R:again"
-            for w in (second[1], w4):
+            r3, w3 = await tcp_connect(port)
+            w3.write(frame(b"third"))
+            assert await read_frame(r3) == b"R:third"
+            assert await asyncio.wait_for(first[0].read(100), STEP) == b""  # closed for room
+            second[1].write(frame(b"still"))
+            assert await read_frame(second[0]) == b"R:still"
+            assert listeners.stats()["tcp_closed"]["cap"] == 1
+            for w in (first[1], second[1], w3):
                 await close_writer(w)
     run(main())
 
@@ -592,11 +709,11 @@ def test_port_zero_retries_when_tcp_side_is_taken(monkeypatch):
     real_bind = listen.bind
     failures = []
 
-    def flaky_bind(host, port, kind):
+    def flaky_bind(host, port, kind, receive_buffer=None):
         if kind == socket.SOCK_STREAM and not failures:
             failures.append(port)
             raise ListenError("cannot listen: address already in use", errno.EADDRINUSE)
-        return real_bind(host, port, kind)
+        return real_bind(host, port, kind, receive_buffer)
 
     monkeypatch.setattr(listen, "bind", flaky_bind)
 
@@ -623,21 +740,31 @@ def ipv6_loopback() -> bool:
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
 def test_ipv6_and_ipv4_on_the_same_port():
+    async def both(h, v6):
+        port = v6.addresses[0][1]
+        for acceptor in v6._acceptors:
+            assert acceptor._sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+        async with await start(h, [(LOCAL, port)]) as v4:
+            assert v4.addresses == [(LOCAL, port)]
+            assert await udp_ask(port, b"six", host="::1") == b"R:six"
+            assert await udp_ask(port, b"four") == b"R:four"
+            reader, writer = await tcp_connect(port, host="::1")
+            writer.write(frame(b"t6"))
+            assert await read_frame(reader) == b"R:t6"
+            await close_writer(writer)
+
     async def main():
         h = Recorder()
-        async with await start(h, [("::1", 0)]) as v6:
-            port = v6.addresses[0][1]
-            for server in v6._servers:
-                for sock in server.sockets:
-                    assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
-            async with await start(h, [(LOCAL, port)]) as v4:
-                assert v4.addresses == [(LOCAL, port)]
-                assert await udp_ask(port, b"six", host="::1") == b"R:six"
-                assert await udp_ask(port, b"four") == b"R:four"
-                reader, writer = await tcp_connect(port, host="::1")
-                writer.write(frame(b"t6"))
-                assert await read_frame(reader) == b"R:t6"
-                await close_writer(writer)
+        # The port free on ::1 may be held on 127.0.0.1 by another program
+        # (other tests run beside this one): then try another port.
+        for attempt in range(5):
+            async with await start(h, [("::1", 0)]) as v6:
+                try:
+                    await both(h, v6)
+                    return
+                except ListenError as exc:
+                    if exc.errno != errno.EADDRINUSE or attempt == 4:
+                        raise
     run(main())
 
 
@@ -663,3 +790,28 @@ def test_real_dns_clients():
             assert udp.answer[0][0].address == "10.0.0.1"
             assert tcp.answer[0][0].address == "10.0.0.2"
     run(main())
+
+
+def test_udp_receive_buffer_is_asked_for_and_what_was_granted_is_known(caplog):
+    def system_default() -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            return s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+    async def main():
+        async with await start(Recorder(), [(LOCAL, 0)], udp_receive_buffer=0) as plain:
+            assert plain.udp_receive_buffer == system_default()
+        async with await start(Recorder(), [(LOCAL, 0)], udp_receive_buffer=1 << 22) as big:
+            granted = big.udp_receive_buffer
+            assert big.stats()["udp_receive_buffer"] == granted
+            [(transport, _)] = big._udp
+            assert transport.get_extra_info("socket").getsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF) == granted
+            return granted
+
+    with caplog.at_level(logging.DEBUG, logger="coredns_py.transport"):
+        granted = run(main())
+    if os.geteuid() == 0:  # CAP_NET_ADMIN: past net.core.rmem_max (Linux doubles it)
+        assert granted == 2 * (1 << 22)
+    else:
+        assert granted >= system_default()
+    assert any(f"the kernel granted {granted}" in m for m in caplog.messages)

@@ -43,6 +43,8 @@ class ClusterLoad:
     objects: tuple  # the objects read, before the fill-in (counted by kind)
     files: int  # files (or documents) they were read from
     revision: int  # increases whenever the objects change
+    ignored: tuple = ()  # source.Ignored: documents read but not served
+    notices: tuple = ()  # ManifestWarning: said, never fatal
 
 
 class ClusterSource(Protocol):

@@ -1,7 +1,8 @@
 """Fill in what a cluster would: the work the API server and the controllers
 do between ``kubectl apply`` and the first DNS answer.
 
-- the API server allocates ClusterIPs (:mod:`coredns_py.cluster.allocator`);
+- the API server has two Services of its own (:mod:`.builtin`), and
+  allocates ClusterIPs and node ports (:mod:`coredns_py.cluster.allocator`);
 - the workload controllers start ``replicas`` pods from each template, and the
   pod network gives them IPs;
 - the EndpointSlice controller turns a Service's ``selector`` into slices of
@@ -19,11 +20,13 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple
 
 from coredns_py.source import objects as o
-from coredns_py.cluster import allocator
-from coredns_py.cluster.allocator import FixedConflict, Request, allocate
+from coredns_py.cluster import allocator, builtin, state as state_mod
+from coredns_py.cluster.allocator import (Addresses, FixedConflict, NodePorts, Request, Space,
+                                          allocate)
+from coredns_py.cluster.state import Store
 from coredns_py.config import Config
 from coredns_py.errors import ManifestError
 from coredns_py.memo import Memo, NoMemo
@@ -65,16 +68,29 @@ def _service_families(svc: o.Service, cidrs: tuple[str, ...]) -> tuple[list[int]
 
 # --- putting it together ------------------------------------------------------------
 
+class Ask(NamedTuple):
+    """One allocation request of a namespace: the holder (``index`` into the
+    services or pods, and ``port``, the index of a Service's port for a node
+    port), its state key, what it gives itself, the families it needs."""
+
+    index: int
+    key: str
+    explicit: tuple
+    families: tuple
+    port: int = -1
+
+
 @dataclass(frozen=True)
 class NamespaceParts:
     """One namespace's objects, sorted by kind, with workload pods started
-    and allocation requests worked out; IPs not yet filled in."""
+    and allocation requests worked out; IPs and node ports not yet filled in."""
 
     services: tuple[o.Service, ...]
     slices: tuple[o.EndpointSlice, ...]
     pods: tuple[o.Pod, ...]
-    svc_requests: tuple  # (index into services, key, explicit, families)
-    pod_requests: tuple  # (index into pods, key, explicit, families)
+    svc_requests: tuple[Ask, ...]
+    pod_requests: tuple[Ask, ...]
+    node_port_requests: tuple[Ask, ...]
     errors: tuple[ManifestError, ...]
 
 
@@ -105,40 +121,59 @@ def _parts(objs: tuple, config: Config, memo: Memo) -> NamespaceParts:
                     if p.name not in explicit)
     pod_families = tuple(_family(c) for c in config.pod_cidr)
     pod_requests = tuple(
-        (i, f"{p.namespace}/{p.name}", p.ips, ()) if p.ips or not p.running
-        else (i, f"{p.namespace}/{p.name}", (), pod_families)
+        Ask(i, f"{p.namespace}/{p.name}", p.ips, ()) if p.ips or not p.running
+        else Ask(i, f"{p.namespace}/{p.name}", (), pod_families)
         for i, p in enumerate(pods))
-    svc_requests = []
+    svc_requests, node_port_requests = [], []
     for i, svc in enumerate(services):
+        if svc.wants_node_ports:
+            # One node port per Service port, kept per port and protocol.
+            node_port_requests.extend(
+                Ask(i, f"{svc.namespace}/{svc.name}:{p.port}/{p.protocol}",
+                    (p.node_port,) if p.node_port else (), (0,), j)
+                for j, p in enumerate(svc.ports))
         if svc.type == o.EXTERNAL_NAME or svc.headless:
             continue
         fams, problem = _service_families(svc, config.service_cidr)
         if problem and not svc.cluster_ips:
             errors.append(_err(svc, problem, "spec.ipFamilyPolicy"))
-        svc_requests.append((i, f"{svc.namespace}/{svc.name}", svc.cluster_ips, tuple(fams)))
+        svc_requests.append(Ask(i, f"{svc.namespace}/{svc.name}", svc.cluster_ips, tuple(fams)))
     return NamespaceParts(tuple(services), tuple(slices), tuple(pods), tuple(svc_requests),
-                          pod_requests, tuple(errors))
+                          pod_requests, tuple(node_port_requests), tuple(errors))
 
 
 def _fill(parts: NamespaceParts, svc_results: tuple, pod_results: tuple,
-          pod_families: list[int], memo: Memo) -> NamespaceResult:
-    """Put the allocated addresses in, then run the endpoint controllers."""
+          node_port_results: tuple, pod_families: list[int], memo: Memo) -> NamespaceResult:
+    """Put the allocated addresses and node ports in, then run the endpoint controllers."""
     errors = list(parts.errors)
     pods = list(parts.pods)
-    for (i, _key, _explicit, _fams), (ips, error) in zip(parts.pod_requests, pod_results):
-        pod = pods[i]
+    for ask, (ips, error) in zip(parts.pod_requests, pod_results):
+        pod = pods[ask.index]
         if error:
             errors.append(_err(pod, error, "status.podIPs"))
         if ips != pod.ips:
-            pods[i] = memo.get(("pod-ips", ips), (pod,), lambda: replace(pod, ips=ips))
-    services = list(parts.services)
-    for (i, _key, _explicit, _fams), (ips, error) in zip(parts.svc_requests, svc_results):
-        svc = services[i]
+            pods[ask.index] = memo.get(("pod-ips", ips), (pod,), lambda: replace(pod, ips=ips))
+    ips_of: dict[int, tuple] = {}
+    for ask, (ips, error) in zip(parts.svc_requests, svc_results):
         if error:
-            errors.append(_err(svc, error, "spec.clusterIP"))
-        if ips != svc.cluster_ips:
-            services[i] = memo.get(("svc-ips", ips), (svc,),
-                                   lambda: replace(svc, cluster_ips=ips))
+            errors.append(_err(parts.services[ask.index], error, "spec.clusterIP"))
+        ips_of[ask.index] = ips
+    node_ports_of: dict[int, dict[int, int]] = defaultdict(dict)
+    for ask, (ports, error) in zip(parts.node_port_requests, node_port_results):
+        if error:
+            errors.append(_err(parts.services[ask.index], error,
+                               f"spec.ports[{ask.port}].nodePort"))
+        if ports:
+            node_ports_of[ask.index][ask.port] = ports[0]
+    services = list(parts.services)
+    for i, svc in enumerate(services):
+        ips = ips_of.get(i, svc.cluster_ips)
+        given = node_ports_of.get(i, {})
+        ports = tuple(replace(p, node_port=given[j]) if given.get(j, p.node_port) != p.node_port
+                      else p for j, p in enumerate(svc.ports))
+        if ips != svc.cluster_ips or ports != svc.ports:
+            services[i] = memo.get(("svc-filled", ips, ports), (svc,),
+                                   lambda: replace(svc, cluster_ips=ips, ports=ports))
 
     # Endpoint controllers: explicit slices first, then mirrored Endpoints,
     # then slices made from the selector.
@@ -160,25 +195,36 @@ def _fill(parts: NamespaceParts, svc_results: tuple, pod_results: tuple,
     return NamespaceResult(tuple(services), tuple(final), tuple(pods), tuple(errors))
 
 
-def served_addresses(previous: dict, field: str) -> dict[str, list[str]]:
-    """The allocated (not explicit) addresses of the previous build, by key:
-    what the server serves now (``field``: "svc_requests" or "pod_requests")."""
+# What each table of the state holds, the namespace field of its requests,
+# and the objects those requests index.
+_TABLES = (("pods", "pod_requests", "pods"), ("services", "svc_requests", "services"),
+           ("node_ports", "node_port_requests", "services"))
+
+
+def served_values(previous: dict, field: str) -> dict[str, list]:
+    """The allocated (not explicit) values of the previous build, by key:
+    what the server serves now (``field``: one of ``_TABLES``' fields)."""
     out = {}
     for result in previous.values():
-        for (_i, key, explicit, _f), (ips, error) in zip(getattr(result["parts"], field),
-                                                         result[field]):
-            if ips and not explicit and not error:
-                out[key] = list(ips)
+        for ask, (values, error) in zip(getattr(result["parts"], field), result[field]):
+            if values and not ask.explicit and not error:
+                out[ask.key] = list(values)
     return out
 
 
-def _allocate(kind: str, parts: dict, changed: set, previous: dict, cidrs, state_path,
-              field: str, position: dict) -> dict:
-    """Addresses for every request of every namespace: namespaces a reload
-    did not touch keep theirs, the others are worked out around them.
-    Requests go in path order (``position`` of each object), which decides
-    who keeps an address two objects claim."""
-    objects_of = "services" if field == "svc_requests" else "pods"
+def _spaces(config: Config) -> dict:
+    """What each table hands out, for this config."""
+    return {"pods": Addresses("pods", config.pod_cidr, builtin.reserved_pod_addresses(config)),
+            "services": Addresses("services", config.service_cidr),
+            "node_ports": NodePorts(*config.node_ports)}
+
+
+def _allocate(kind: str, parts: dict, changed: set, previous: dict, space: Space,
+              store: Store, field: str, objects_of: str, position: dict) -> dict:
+    """Values for every request of every namespace: namespaces a reload did
+    not touch keep theirs, the others are worked out around them. Requests
+    go in path order (``position`` of each object), which decides who keeps
+    a value two objects claim."""
 
     def requests(names) -> tuple[dict, list]:
         by_ns, ordered = {}, []
@@ -186,51 +232,55 @@ def _allocate(kind: str, parts: dict, changed: set, previous: dict, cidrs, state
             part = parts[ns]
             objs = getattr(part, objects_of)
             by_ns[ns] = []
-            for i, key, explicit, fams in getattr(part, field):
-                req = Request(key, explicit, fams)
+            for ask in getattr(part, field):
+                req = Request(ask.key, ask.explicit, ask.families)
                 by_ns[ns].append(req)
-                ordered.append((position.get(id(objs[i]), len(position)), req))
+                ordered.append(((position.get(id(objs[ask.index]), len(position)), ask.port),
+                                req))
         ordered.sort(key=lambda item: item[0])
         return by_ns, [req for _pos, req in ordered]
 
     fixed = {}
     for ns, part in parts.items():
         if ns not in changed:
-            for (_i, key, _e, _f), (ips, error) in zip(getattr(part, field),
-                                                       previous[ns][field]):
-                if ips and not error:
-                    fixed[key] = list(ips)
-    served = served_addresses(previous, field)
+            for ask, (values, error) in zip(getattr(part, field), previous[ns][field]):
+                if values and not error:
+                    fixed[ask.key] = list(values)
+    served = served_values(previous, field)
     todo = [ns for ns in parts if ns in changed]
     reqs, ordered = requests(todo)
     try:
-        allocate(kind, ordered, cidrs, state_path, fixed, served)
+        allocate(kind, ordered, space, store, fixed, served)
     except FixedConflict:
-        # An explicit address now claims what an untouched object holds:
+        # An explicit value now claims what an untouched object holds:
         # path order decides, so everything is worked out again.
         todo = list(parts)
         reqs, ordered = requests(todo)
-        allocate(kind, ordered, cidrs, state_path, served=served)
+        allocate(kind, ordered, space, store, served=served)
     out = {ns: previous[ns][field] for ns in parts if ns not in todo}
     for ns in todo:
         out[ns] = tuple((tuple(r.result), r.error) for r in reqs[ns])
     return out
 
 
-def build(objects: Iterable, config: Config, state_path: Optional[Path],
+def build(objects: Iterable, config: Config, store: "Store | Path | None",
           memo: Memo = NoMemo()) -> Cluster:
     """Fill the objects in, namespace by namespace.
 
-    Everything a cluster derives stays inside a namespace (workload pods,
-    selectors, slices), except addresses, which come from cluster-wide
-    ranges. With a ``memo`` from the previous build, a namespace whose
-    objects are all the same Python objects as last time (the source keeps
-    the objects of unchanged files) keeps its result, and only the
-    namespaces a reload touched are worked out again, around the addresses
-    the others hold.
+    The Services every cluster has (:mod:`.builtin`) come first, unless the
+    objects define them.  Everything a cluster derives stays inside a
+    namespace (workload pods, selectors, slices), except addresses and node
+    ports, which come from cluster-wide ranges. With a ``memo`` from the
+    previous build, a namespace whose objects are all the same Python
+    objects as last time (the source keeps the objects of unchanged files)
+    keeps its result, and only the namespaces a reload touched are worked
+    out again, around the values the others hold.  ``store`` keeps the
+    allocations (:mod:`.state`; a path is a state file, None keeps nothing).
     """
     objects = tuple(objects)
+    objects = builtin.missing(objects, config) + objects
     allocator.new_build()
+    store = state_mod.store(store)
     by_ns: dict[str, list] = defaultdict(list)
     namespaces: set[str] = set()
     for obj in objects:
@@ -246,32 +296,32 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path],
     position = {id(obj): i for i, obj in enumerate(objects)}
     # The previous build's per-namespace results, if the memo carries them.
     previous: dict = memo.namespaces
-    same_config = memo.config == (config, state_path)
+    same_config = memo.config == (config, store)
     changed = {ns for ns, part in parts.items()
                if not same_config or ns not in previous or previous[ns]["parts"] is not part}
-    pod_results = _allocate("pods", parts, changed, previous, config.pod_cidr, state_path,
-                            "pod_requests", position)
-    svc_results = _allocate("services", parts, changed, previous, config.service_cidr,
-                            state_path, "svc_requests", position)
+    spaces = _spaces(config)
+    results_of = {field: _allocate(kind, parts, changed, previous, spaces[kind], store, field,
+                                   objects_of, position)
+                  for kind, field, objects_of in _TABLES}
 
     pod_families = [_family(c) for c in config.pod_cidr]
     results: dict[str, NamespaceResult] = {}
     current = {}
     for ns, part in parts.items():
         old = previous.get(ns)
-        if (old is not None and old["parts"] is part and old["svc_requests"] == svc_results[ns]
-                and old["pod_requests"] == pod_results[ns]):
+        mine = {field: results_of[field][ns] for _kind, field, _objects in _TABLES}
+        if old is not None and old["parts"] is part and all(old[f] == mine[f] for f in mine):
             result = old["result"]
         else:
-            result = _fill(part, svc_results[ns], pod_results[ns], pod_families, memo)
+            result = _fill(part, mine["svc_requests"], mine["pod_requests"],
+                           mine["node_port_requests"], pod_families, memo)
         results[ns] = result
-        current[ns] = {"parts": part, "svc_requests": svc_results[ns],
-                       "pod_requests": pod_results[ns], "result": result}
+        current[ns] = {"parts": part, "result": result, **mine}
     memo.rotate()
     allocator.end_build()
     if not isinstance(memo, NoMemo):
         memo.namespaces = current
-        memo.config = (config, state_path)
+        memo.config = (config, store)
 
     return Cluster(
         frozenset(namespaces),
@@ -282,14 +332,15 @@ def build(objects: Iterable, config: Config, state_path: Optional[Path],
         results)
 
 
-def keep_served(memo: Memo, config: Config, state_path: Optional[Path]) -> None:
-    """Write the state file again from what the last build serves, if it says
+def keep_served(memo: Memo, config: Config, store: "Store | Path | None") -> None:
+    """Write the state again from what the last build serves, if it says
     otherwise: damaged, truncated or deleted since that build (the server
-    calls this as it stops, so a restart keeps every address it served)."""
+    calls this as it stops, so a restart keeps every value it served)."""
     previous = memo.namespaces
-    if state_path is None or not previous:
+    if not previous:
         return
-    for kind, field, cidrs in (("pods", "pod_requests", config.pod_cidr),
-                               ("services", "svc_requests", config.service_cidr)):
-        served = served_addresses(previous, field)
-        allocate(kind, [], cidrs, state_path, fixed=served, served=served)
+    store = state_mod.store(store)
+    spaces = _spaces(config)
+    for kind, field, _objects_of in _TABLES:
+        served = served_values(previous, field)
+        allocate(kind, [], spaces[kind], store, fixed=served, served=served)

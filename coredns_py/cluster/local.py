@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from coredns_py.cluster import ClusterLoad, fill
+from coredns_py.cluster import ClusterLoad, fill, state
+from coredns_py.cluster.state import Store
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
 from coredns_py.logs import OnceLog
@@ -27,11 +28,11 @@ class LocalCluster:
     ``log_errors``: log each fill-in problem once (``check`` prints them itself).
     """
 
-    def __init__(self, objects: ObjectSource, config: Config, state_path: Optional[Path], *,
+    def __init__(self, objects: ObjectSource, config: Config, store: "Store | Path | None", *,
                  incremental: bool = True, log_errors: bool = True):
         self.objects = objects
         self.config = config
-        self.state_path = state_path
+        self.store = state.store(store)
         self.description = objects.description
         self._memo = Memo() if incremental else NoMemo()
         self._revision: Optional[int] = None
@@ -43,17 +44,17 @@ class LocalCluster:
         loaded = self.objects.load()
         if not full and loaded.generation == self._revision:
             return None
-        cluster = fill.build(loaded.objects, self.config, self.state_path, self._memo)
+        cluster = fill.build(loaded.objects, self.config, self.store, self._memo)
         if self._problems is not None:
             self._problems.report(cluster.errors)
         self._revision = loaded.generation
         return ClusterLoad(cluster, loaded.errors + cluster.errors, loaded.objects,
-                           loaded.files, loaded.generation)
+                           loaded.files, loaded.generation, loaded.ignored, loaded.notices)
 
     def close(self) -> None:
-        """The server stops: the state file says what was served (it is
-        written again if it was damaged or changed since the last build)."""
-        fill.keep_served(self._memo, self.config, self.state_path)
+        """The server stops: the state says what was served (it is written
+        again if it was damaged or changed since the last build)."""
+        fill.keep_served(self._memo, self.config, self.store)
 
     def ready(self) -> tuple[bool, str]:
         return self.objects.ready()
@@ -65,16 +66,18 @@ class LocalCluster:
 def from_folder(manifests: Path, config: Config, *, state: bool = True,
                 incremental: bool = True, log_errors: bool = True) -> LocalCluster:
     """The cluster of a folder of manifests, as ``serve`` and every other
-    command reads it; ``state=False`` allocates without reading or writing the
-    state file (``check``)."""
+    command reads it: objects that name no namespace land in
+    ``config.default_namespace``; ``state=False`` allocates without reading
+    or writing the state file (``check``)."""
     from coredns_py.source.folder import ManifestSource
     from coredns_py.source.parse_cache import for_state
     from coredns_py.source.settle import Settling
     state_path = config.state_path(manifests) if state else None
     # The server waits for a changed file to stop changing; a one-off
     # command reads the folder as it is.
-    objects = ManifestSource(manifests, log_errors=log_errors, cache=for_state(state_path),
-                             max_file_bytes=config.max_file_bytes,
-                             settle=Settling() if incremental else None)
-    return LocalCluster(objects, config, state_path, incremental=incremental,
+    source = ManifestSource(manifests, log_errors=log_errors, cache=for_state(state_path),
+                            default_namespace=config.default_namespace,
+                            max_file_bytes=config.max_file_bytes,
+                            settle=Settling() if incremental else None)
+    return LocalCluster(source, config, state_path, incremental=incremental,
                         log_errors=log_errors)

@@ -1,19 +1,29 @@
-"""The allocation state file: which object holds which addresses.
+"""The allocation state: which object holds which addresses and node ports.
 
-JSON (``{"version": 1, "services": {"ns/name": [ip, ...]}, "pods": {...}}``),
-written atomically (write, fsync, rename) under an exclusive lock, so
-``serve`` and ``env`` running at once agree.  A missing state file is
-rebuilt, never fatal.
+The state is a few tables, each mapping an object's key to what it holds::
 
-Every write also replaces a backup copy beside it (``<name>.bak``).  A
-damaged state file (corrupt, truncated, not ours) is never overwritten: it
-is moved aside as ``<name>.damaged-<UTC time>`` (logged, and counted in
-``coredns_py_state_files_moved_aside_total``), and its addresses come from
-the backup, plus every complete entry still readable in the damaged file,
-so a restart after the damage keeps them.  The running server keeps the
-addresses it serves whatever the file says, and writes the file again from
-everything it serves (:func:`coredns_py.cluster.allocator.allocate`).  A
-state file that is simply gone (deleted to start afresh) is not restored
+    {"version": 2,
+     "services":   {"ns/name": ["10.96.12.34", "fd00::1234"]},   # ClusterIPs
+     "pods":       {"ns/name": ["10.244.5.6"]},                  # pod IPs
+     "node_ports": {"ns/name:80/TCP": [31234]}}                   # per Service port
+
+A store keeps it: :class:`FileStore` (a JSON file, the local fill-in's) or
+anything with the same contract (:class:`Store`), such as a shared store a
+``publish`` command writes to.  The allocator holds ``store.locked()`` while
+it loads, allocates and saves, so two processes never hand out one address
+twice.  A store never throws allocations away: :func:`upgrade` reads every
+older format and gives the current one; a file of an unknown newer format
+is left alone (read as empty, never overwritten); a missing one is rebuilt.
+
+:class:`FileStore` also replaces a backup copy beside the file at every
+write (``<name>.bak``).  A damaged state file (corrupt, truncated) is never
+overwritten: it is moved aside as ``<name>.damaged-<UTC time>`` (logged, and
+counted in ``coredns_py_state_files_moved_aside_total``), and its values
+come from the backup, plus every complete entry still readable in the
+damaged file, so a restart after the damage keeps them.  The running server
+keeps the values it serves whatever the file says, and writes the file
+again from everything it serves (:func:`coredns_py.cluster.allocator.allocate`).
+A state file that is simply gone (deleted to start afresh) is not restored
 from the backup.
 """
 
@@ -27,14 +37,79 @@ import re
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import ContextManager, Iterator, Optional, Protocol
 
 from coredns_py import tally
 
 log = logging.getLogger("coredns_py.allocator")
 
-VERSION = 1
+# 1: services and pods.  2: node_ports added.
+VERSION = 2
+
+# Each table, and the type of the values it holds.
+TABLES = {"services": str, "pods": str, "node_ports": int}
+
+
+class NewerFormat(ValueError):
+    """The state was written by a newer coredns-py."""
+
+
+def upgrade(data: object) -> dict:
+    """The state in the current format, from any format ever written.
+
+    Raises ValueError when it is no state (corrupt), NewerFormat when a
+    newer version wrote it."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"unknown format version {version!r}")
+    if version > VERSION:
+        raise NewerFormat(f"format version {version}, newer than this program's {VERSION}")
+    out = {"version": VERSION}
+    for kind, value_type in TABLES.items():
+        # Version 1 had no node_ports: a missing table is an empty one.
+        table = data.get(kind, {})
+        if not isinstance(table, dict) or not all(
+                isinstance(values, list) and all(
+                    isinstance(x, value_type) and not isinstance(x, bool) for x in values)
+                for values in table.values()):
+            raise ValueError(f"bad {kind} table")
+        out[kind] = table
+    return out
+
+
+class Store(Protocol):
+    """Where the allocation state is kept."""
+
+    def locked(self) -> ContextManager[None]:
+        """Held while the allocator loads, allocates and saves: exclusive
+        across processes (and hosts, for a shared store)."""
+
+    def load(self) -> dict:
+        """The state in the current format (:func:`upgrade`); {} when there is none."""
+
+    def save(self, data: dict) -> None:
+        """Keep ``data`` (the current format); a failure is logged, not raised:
+        the allocations still hold in memory."""
+
+
+@dataclass(frozen=True)
+class NoStore:
+    """No state kept (``check``): allocation from names alone, nothing written."""
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        yield
+
+    def load(self) -> dict:
+        return {}
+
+    def save(self, data: dict) -> None:
+        pass
+
 
 # path -> ((mtime, size, inode), data): a reload of a large folder need not
 # parse and check tens of thousands of entries that it wrote itself.
@@ -49,43 +124,88 @@ def _stamp(path: Path) -> Optional[tuple]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def load(path: Path) -> dict:
-    stamp = _stamp(path)
-    cached = _STATE_CACHE.get(path)
-    if stamp is not None and cached is not None and cached[0] == stamp:
-        return cached[1]
-    data = _read(path)
-    if stamp is not None:
-        _STATE_CACHE[path] = (stamp, data)
-    return data
+@dataclass(frozen=True)
+class FileStore:
+    """The state in a JSON file, written atomically (write, fsync, rename)
+    under an exclusive lock (``<file>.lock``), so ``serve`` and ``env``
+    running at once agree."""
 
+    path: Path
 
-def _read(path: Path) -> dict:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        log.warning("cannot read allocation state %s (%s); addresses are kept from what is "
-                    "served", path, exc.strerror)
-        return {}
-    try:
-        return _parse(raw)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        return _move_aside(path, raw, str(exc))
+    def locked(self) -> ContextManager[None]:
+        return _flock(self.path)
 
+    def load(self) -> dict:
+        stamp = _stamp(self.path)
+        cached = _STATE_CACHE.get(self.path)
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return cached[1]
+        data = self._read()
+        if stamp is not None:
+            _STATE_CACHE[self.path] = (stamp, data)
+        return data
 
-def _parse(raw: bytes) -> dict:
-    data = json.loads(raw.decode("utf-8"))
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        raise ValueError("unknown format")
-    for kind in ("services", "pods"):
-        table = data.get(kind, {})
-        if not isinstance(table, dict) or not all(
-                isinstance(v, list) and all(isinstance(a, str) for a in v)
-                for v in table.values()):
-            raise ValueError(f"bad {kind} table")
-    return data
+    def _read(self) -> dict:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            log.warning("cannot read allocation state %s (%s); rebuilding it", self.path,
+                        exc.strerror)
+            return {}
+        try:
+            found = json.loads(raw.decode("utf-8"))
+            data = upgrade(found)
+        except NewerFormat as exc:
+            log.warning("allocation state %s has %s; it is not used and not overwritten: "
+                        "addresses may differ from the newer program's", self.path, exc)
+            return {"version": VERSION, "read_only": True}
+        except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
+            return self._move_aside(raw, str(exc))
+        if found.get("version") != VERSION:
+            # Keep what the older format held, in the new one, now.
+            log.info("allocation state %s upgraded from format version %s to %s", self.path,
+                     found.get("version"), VERSION)
+            self.save(data)
+        return data
+
+    def save(self, data: dict) -> None:
+        if data.get("read_only"):
+            return  # a newer program's file: theirs
+        try:
+            _write(self.path, {**data, "version": VERSION})
+        except OSError as exc:
+            log.warning("cannot write allocation state %s (%s); addresses may change on "
+                        "restart", self.path, exc.strerror)
+
+    def _move_aside(self, raw: bytes, why: str) -> dict:
+        """Keep a damaged state file out of the way (never write over it);
+        what its backup copy and the readable part of it say, saved as the
+        state from now on."""
+        path = self.path
+        moved = path.with_name(f"{path.name}.damaged-"
+                               f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        for n in range(1, 100):
+            if not moved.exists():
+                break
+            moved = moved.with_name(f"{moved.name.rsplit('.', 1)[0]}.{n}")
+        try:
+            os.rename(path, moved)
+        except FileNotFoundError:
+            return {}  # another process moved it first
+        except OSError as exc:
+            log.warning("allocation state %s is damaged (%s) and cannot be moved aside (%s)",
+                        path, why, exc.strerror)
+        else:
+            tally.count(tally.STATE_MOVED_ASIDE)
+        data = _recover(path, raw)
+        log.warning("allocation state %s is damaged (%s): moved aside to %s; %d values read "
+                    "from its backup and from what is left of it are kept, with those being "
+                    "served", path, why, moved.name,
+                    sum(len(t) for k, t in data.items() if k in TABLES))
+        self.save(data)  # the state from now on, for every table's reader
+        return data
 
 
 def backup_path(path: Path) -> Path:
@@ -93,76 +213,48 @@ def backup_path(path: Path) -> Path:
     return path.with_name(path.name + ".bak")
 
 
-def _move_aside(path: Path, raw: bytes, why: str) -> dict:
-    """Keep a damaged state file out of the way (never write over it); what
-    its backup copy and the readable part of it say."""
-    moved = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-    for n in range(1, 100):
-        if not moved.exists():
-            break
-        moved = moved.with_name(f"{moved.name.rsplit('.', 1)[0]}.{n}")
-    try:
-        os.rename(path, moved)
-    except FileNotFoundError:
-        return {}  # another process moved it first
-    except OSError as exc:
-        log.warning("allocation state %s is damaged (%s) and cannot be moved aside (%s)",
-                    path, why, exc.strerror)
-    else:
-        tally.count(tally.STATE_MOVED_ASIDE)
-    data = _recover(path, raw)
-    log.warning("allocation state %s is damaged (%s): moved aside to %s; %d addresses read "
-                "from its backup and from what is left of it are kept, with those being "
-                "served", path, why, moved.name,
-                sum(len(t) for t in data.values() if isinstance(t, dict)))
-    if data:
-        save(path, data)  # what was recovered is the state now, for every table's reader
-    return data
-
-
 def _recover(path: Path, raw: bytes) -> dict:
     """The backup copy (complete as of the last write), with every entry that
     can still be read from the damaged file added where the backup lacks it."""
     try:
-        backup = _parse(backup_path(path).read_bytes())
+        backup = upgrade(json.loads(backup_path(path).read_bytes().decode("utf-8")))
     except (OSError, ValueError, RecursionError):
         backup = {}
-    out = {kind: dict(table) for kind, table in salvage(raw).items()}
-    for kind, table in backup.items():
-        if isinstance(table, dict):
-            out[kind] = {**out.get(kind, {}), **table}
+    out: dict = {"version": VERSION}
+    for kind in TABLES:
+        out[kind] = {**salvage(raw).get(kind, {}), **backup.get(kind, {})}
     return out
 
 
 # What the writer below writes: a table per kind at one space of indentation,
-# an entry per object at two ("ns/name": [addresses]).
+# an entry per holder at two ("ns/name": [values]).  Each part of the entry
+# pattern matches one way only: no backtracking blow-up on any input.
 _TABLE = re.compile(r'^ "(\w+)": \{', re.M)
-# (Each part matches one way only: no backtracking blow-up on any input.)
-_ENTRY = re.compile(r'"((?:[^"\\\n]|\\.)+)": \[\s*((?:"[^"\\\n]*"\s*(?:,\s*)?)*)\]')
-_TEXT = re.compile(r'"([^"\\\n]*)"')
+_ENTRY = re.compile(r'"((?:[^"\\\n]|\\.)+)": (\[[^\[\]\n]*\])')
 
 
 def salvage(raw: bytes) -> dict:
-    """Every complete entry of a damaged state file, by table: ``{"services":
-    {"ns/name": [address, ...]}, ...}``.  Addresses are checked where they are
-    used (the allocator skips what does not parse)."""
+    """Every complete entry of a damaged state file, by table, whose values
+    have the table's type: ``{"services": {"ns/name": [address, ...]}, ...}``.
+    (Addresses are checked where they are used: the allocator skips what
+    does not parse.)"""
     text = raw.decode("utf-8", "replace")
     tables = [(m.end(), m.group(1)) for m in _TABLE.finditer(text)]
     out: dict = {}
     for i, (start, name) in enumerate(tables):
+        value_type = TABLES.get(name)
+        if value_type is None:
+            continue
         end = tables[i + 1][0] if i + 1 < len(tables) else len(text)
-        out[name] = {m.group(1): _TEXT.findall(m.group(2))
-                     for m in _ENTRY.finditer(text, start, end)}
+        entries = out.setdefault(name, {})
+        for m in _ENTRY.finditer(text, start, end):
+            try:
+                values = json.loads(m.group(2))
+            except ValueError:
+                continue
+            if all(isinstance(v, value_type) and not isinstance(v, bool) for v in values):
+                entries[m.group(1)] = values
     return out
-
-
-def save(path: Path, data: dict) -> None:
-    """Write the state; a failure is a warning (the addresses still hold in memory)."""
-    try:
-        _write(path, {**data, "version": VERSION})
-    except OSError as exc:
-        log.warning("cannot write allocation state %s (%s); addresses may change on "
-                    "restart", path, exc.strerror)
 
 
 def _write(path: Path, data: dict) -> None:
@@ -234,11 +326,10 @@ def _flock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-@contextmanager
-def locked(path: Optional[Path]) -> Iterator[None]:
-    """Hold the state file's lock (nothing to hold without a state file)."""
-    if path is None:
-        yield
-        return
-    with _flock(path):
-        yield
+def store(where: "Store | Path | None") -> Store:
+    """A store for a state file path (None: no state kept), or the store itself."""
+    if where is None:
+        return NoStore()
+    if isinstance(where, (str, Path)):
+        return FileStore(Path(where))
+    return where

@@ -20,6 +20,8 @@ the reason for its value.
 - ``udp``       -- DNS over UDP: the batched socket and its protocol
 - ``framing``   -- DNS-over-TCP framing, sans-IO (no sockets, no asyncio)
 - ``tcp``       -- DNS over TCP: the connection protocol and registry
+- ``accept``    -- accepting TCP connections, out of descriptors included
+- ``descriptors`` -- the file-descriptor budget, and the TCP cap it allows
 - ``listeners`` -- ``start()`` every address; ``Listeners`` to stop them
 
 Every module logs as ``coredns_py.transport`` (the name JSON logs and tests

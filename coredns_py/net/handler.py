@@ -19,6 +19,8 @@ import inspect
 import logging
 from typing import Awaitable, Callable, Optional, Union
 
+from coredns_py.logs import IntervalLog
+
 log = logging.getLogger("coredns_py.transport")
 
 HandlerResult = Union[bytes, None, Awaitable[Optional[bytes]]]
@@ -63,18 +65,17 @@ class PendingAnswers:
     def __init__(self, limit: int = MAX_UDP_PENDING):
         self.limit = limit
         self.tasks: set[asyncio.Future] = set()
-        self._warned = False
+        self.shed = 0  # queries dropped at the cap
+        self._shed_log = IntervalLog(log, logging.WARNING)
 
     def admit(self, result) -> Optional[asyncio.Future]:
         """A task running ``result``, or None (and ``result`` dropped) at the cap."""
         if len(self.tasks) >= self.limit:
             _discard(result)
-            if not self._warned:  # once per overload episode
-                log.warning("%d UDP answers pending: dropping new queries that need "
-                            "an upstream", len(self.tasks))
-                self._warned = True
+            self.shed += 1
+            self._shed_log.event("%d UDP answers pending: dropping new queries that need "
+                                 "an upstream", len(self.tasks))
             return None
-        self._warned = False
         task = asyncio.ensure_future(result)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -11,13 +11,39 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import socket
+from typing import Optional
 
 from coredns_py import hostport
 from coredns_py.errors import ListenError, os_reason
 
+log = logging.getLogger("coredns_py.transport")
+
 # listen() backlog: connections the kernel queues before we accept them.
 TCP_BACKLOG = 128
+
+# Kernel send buffer of each TCP connection (set on the listening socket;
+# Linux gives accepted sockets the listener's, and doubles the value for its
+# own bookkeeping).  Left to autotuning it grows to 4 MB (tcp_wmem) for a
+# client that does not read, and stays pinned until the connection is gone
+# (measured: 750 MB over a few hundred slow readers).  32 KiB is half a
+# maximum-size answer; the rest waits in asyncio's buffer, which stops us
+# reading the client's queries (flow control) until it reads.
+TCP_SEND_BUFFER = 32 * 1024
+# And its receive buffer: while a client does not read its answers we stop
+# reading its queries, and they pile up in the kernel, up to 6 MB each with
+# autotuning (tcp_rmem).  64 KiB holds well over a thousand pipelined
+# queries, more than we answer before reading again.
+TCP_RECEIVE_BUFFER = 64 * 1024
+
+# Kernel receive buffer of each UDP socket, asked for by default (config
+# key udp_receive_buffer).  Linux's default, 208 KB, holds a few hundred
+# queries: at 12k queries/s it dropped 108,540 packets while Python was
+# busy.  4 MiB (Unbound's advice for busy servers) holds a few thousand,
+# a fraction of a second of a burst.  Beyond net.core.rmem_max only root
+# (CAP_NET_ADMIN) gets it; what the kernel granted is logged at debug.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 # With port 0 the UDP socket picks a free port and TCP must bind the same
 # one, which another program may hold for TCP only; then we try a new port.
@@ -72,8 +98,27 @@ def parse_listen(text: str) -> tuple[str, int]:
     return str(addr), port
 
 
-def bind(host: str, port: int, kind: int) -> socket.socket:
-    """A bound (and for TCP listening) non-blocking socket, or ListenError."""
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a ``size``-byte receive buffer, past net.core.rmem_max when
+    allowed (SO_RCVBUFFORCE); return what the kernel granted."""
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is None:
+            raise PermissionError
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except OSError:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        except OSError as exc:
+            log.debug("cannot set a %d-byte receive buffer: %s", size, exc)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def bind(host: str, port: int, kind: int, receive_buffer: Optional[int] = None) -> socket.socket:
+    """A bound (and for TCP listening) non-blocking socket, or ListenError.
+
+    ``receive_buffer``: the UDP receive buffer to ask for (0 or None: the
+    system's default)."""
     proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
     where = f"{hostport.join(host, port)}/{proto}"
     try:
@@ -92,6 +137,12 @@ def bind(host: str, port: int, kind: int) -> socket.socket:
             # Rebind at once after a restart despite TIME_WAIT connections.
             # Not SO_REUSEPORT: a second server on a busy port must fail.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TCP_SEND_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TCP_RECEIVE_BUFFER)
+        elif receive_buffer:
+            granted = set_receive_buffer(sock, receive_buffer)
+            log.debug("UDP receive buffer on %s: asked for %d bytes, the kernel granted %d",
+                      where, receive_buffer, granted)
         sock.bind(sockaddr)
         if kind == socket.SOCK_STREAM:
             sock.listen(TCP_BACKLOG)
@@ -102,11 +153,12 @@ def bind(host: str, port: int, kind: int) -> socket.socket:
     return sock
 
 
-def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+def bind_pair(host: str, port: int, receive_buffer: Optional[int] = None
+              ) -> tuple[socket.socket, socket.socket]:
     """UDP and TCP sockets on the same host and port (a free one if port is 0)."""
     attempts = PORT_ZERO_ATTEMPTS if port == 0 else 1
     for attempt in range(attempts):
-        udp = bind(host, port, socket.SOCK_DGRAM)
+        udp = bind(host, port, socket.SOCK_DGRAM, receive_buffer)
         actual = udp.getsockname()[1]
         try:
             return udp, bind(host, actual, socket.SOCK_STREAM)

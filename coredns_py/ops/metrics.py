@@ -120,6 +120,19 @@ class _Histogram:
         return out
 
 
+def _family(kind, name: str, help_text: str, value, label: Optional[str] = None):
+    """A metric family of one number, or with ``label``, one per key of the
+    mapping ``value``."""
+    if label is None:
+        family = kind(name, help_text)
+        family.add_metric([], value)
+        return family
+    family = kind(name, help_text, labels=[label])
+    for key, n in sorted(value.items()):
+        family.add_metric([key], n)
+    return family
+
+
 def _le(bound: float) -> str:
     return floatToGoString(bound)  # as prometheus_client writes its own buckets
 
@@ -197,6 +210,12 @@ class Metrics:
         self._lock = threading.Lock()
         self.panics = 0  # handler exceptions (the query got no answer)
         self.log_queries = False  # shown in coredns_plugin_enabled
+        # Read at scrape time, set when the server starts: what the
+        # listeners shed and closed (net.listeners.Listeners.stats), and the
+        # abuse stages, each None when off (their ``counts``).
+        self.listener_stats: Optional[Callable[[], dict]] = None
+        self.cookies = None
+        self.rate_limit = None
 
         # CoreDNS exports no *_created series; neither do we (process-wide switch).
         disable_created_metrics()
@@ -431,6 +450,10 @@ class Collector:
             names += ["forward", "cache"]
         if m.log_queries:
             names.append("log")
+        if m.rate_limit is not None:
+            names.append("rrl")  # CoreDNS's (external) rrl plugin
+        if m.cookies is not None:
+            names.append("cookies")
         for name in sorted(names):
             g.add_metric(base + [name], 1)
         yield g
@@ -444,6 +467,55 @@ class Collector:
             yield g
 
         yield from self._ours(m, t)
+        yield from self._abuse(m)
+
+    def _abuse(self, m: Metrics):
+        """What the server shed, refused, limited: an attack, or a client
+        that hogs, shows here."""
+        rrl, cookies = m.rate_limit, m.cookies
+        if rrl is not None:
+            counts = dict(rrl.counts)
+            yield _family(CounterMetricFamily, f"{NAMESPACE}_rrl_responses_exceeded_total",
+                          "Counter of responses exceeding QPS limit.", counts["exceeded"])
+            yield _family(CounterMetricFamily, f"{OURS}_rrl_responses_total",
+                          "What was sent in place of the answers over the rate: a truncated "
+                          "answer, BADCOOKIE (cookie clients), or nothing.",
+                          {a: counts[a] for a in ("truncated", "badcookie", "dropped")},
+                          "action")
+        if cookies is not None:
+            counts = dict(cookies.counts)
+            yield _family(CounterMetricFamily, f"{OURS}_cookies_total",
+                          "Queries with a DNS cookie, by what it was (RFC 7873).",
+                          {r: counts[r] for r in ("valid", "client_only", "invalid",
+                                                  "malformed")}, "result")
+        if rrl is not None or cookies is not None:
+            yield _family(CounterMetricFamily, f"{OURS}_badcookie_responses_total",
+                          "BADCOOKIE answers: to an invalid server cookie, or in place of an "
+                          "answer over the rate.",
+                          {"invalid_cookie": cookies.counts["badcookie"] if cookies else 0,
+                           "rate_limit": rrl.counts["badcookie"] if rrl else 0}, "reason")
+        if m.listener_stats is None:
+            return
+        stats = m.listener_stats()
+        for kind, name, help_text, value, label in (
+                (GaugeMetricFamily, "tcp_connections", "Open TCP connections.",
+                 stats["tcp_open"], None),
+                (GaugeMetricFamily, "tcp_connections_limit", "The most TCP connections open "
+                 "at once (lower when the file-descriptor limit is).", stats["tcp_limit"], None),
+                (CounterMetricFamily, "tcp_connections_closed_total", "TCP connections we "
+                 "closed: idle too long, idle and closed to make room at the server's cap or "
+                 "the client's own, or flooding us with unanswered bytes.",
+                 stats["tcp_closed"], "reason"),
+                (CounterMetricFamily, "tcp_connections_refused_total", "New TCP connections "
+                 "closed at once: every connection busy, at the server's cap or the client's "
+                 "own.", stats["tcp_refused"], "reason"),
+                (CounterMetricFamily, "tcp_accept_errors_total", "accept() calls that failed "
+                 "for want of descriptors or memory.", stats["accept_errors"], None),
+                (CounterMetricFamily, "udp_shed_total", "UDP queries dropped because too many "
+                 "answers were waiting for upstream servers.", stats["udp_shed"], None),
+                (GaugeMetricFamily, "udp_receive_buffer_bytes", "The kernel receive buffer of "
+                 "the UDP sockets, as granted.", stats["udp_receive_buffer"], None)):
+            yield _family(kind, f"{OURS}_{name}", help_text, value, label)
 
     def _ours(self, m: Metrics, t: Totals):
         gen = m.current()  # one generation for every figure of this scrape

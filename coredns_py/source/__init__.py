@@ -12,7 +12,7 @@ Nothing downstream knows which source fed it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Optional, Protocol
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,26 @@ class Loaded:
     errors: tuple  # ManifestError: every current problem, each naming file, object, field
     files: int  # how many files (or documents of another source) were read
     generation: int  # increases whenever the objects change, never goes back
+    # Documents read but not served (Ignored): objects of kinds we do not
+    # serve, and documents that are no Kubernetes object at all.
+    ignored: tuple = ()
+    # ManifestWarning: read, but not quite as a cluster would (kustomize
+    # fields that are not applied, a symlink loop): said, never fatal.
+    notices: tuple = ()
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A document that is read but not served."""
+
+    kind: str  # "ConfigMap", "Service.serving.knative.dev"; "" when no Kubernetes object
+    name: str  # "ConfigMap shop/settings"; "" when it has none
+    path: str
+    line: Optional[int]
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.name or 'not a Kubernetes object (no apiVersion or kind)'}"
 
 
 class Stoppable(Protocol):

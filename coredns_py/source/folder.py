@@ -27,14 +27,17 @@ from typing import Any, Optional
 
 import yaml
 
-from coredns_py.source.convert import convert
-from coredns_py.errors import TOO_LARGE, ManifestError, RefusedFile, SourceError
-from coredns_py.source import Loaded
+from coredns_py.source import kustomize
+from coredns_py.source.convert import convert, ignored, meant_kind
+from coredns_py.errors import TOO_LARGE, ManifestError, ManifestWarning, RefusedFile, SourceError
+from coredns_py.source import Ignored, Loaded
+from coredns_py.source.namespaces import DEFAULT_NAMESPACE, DEFAULT_PLACEMENT, Placement
 from coredns_py.logs import OnceLog
 from coredns_py.source import parallel
 from coredns_py.source.documents import documents
+from coredns_py.source import reading
 from coredns_py.source.parse_cache import ParseCache
-from coredns_py.source.reading import MAX_FILE_BYTES, read_text, refuse_unless_regular
+from coredns_py.source.reading import MAX_FILE_BYTES, refuse_unless_regular
 from coredns_py.source.settle import Settling
 from coredns_py.source.watch import Watcher
 
@@ -49,7 +52,8 @@ FIRST_LOAD_WAIT = 3
 
 
 def is_manifest_file(name: str) -> bool:
-    """Manifest files by name; hidden files and editor leftovers are not.
+    """Files the source reads, by name: manifests and kustomizations;
+    hidden files and editor leftovers are not.
 
     Vim swap files end in .swp, Emacs backups in ~ and lock files start with
     .#; all of them are hidden or have the wrong suffix, checked here so the
@@ -58,24 +62,106 @@ def is_manifest_file(name: str) -> bool:
     base = os.path.basename(name)
     if base.startswith(".") or base.endswith("~"):
         return False
-    return base.lower().endswith(SUFFIXES)
+    return base.lower().endswith(SUFFIXES) or kustomize.is_kustomization(base)
 
 
-def list_files(root: Path) -> list[Path]:
-    """Every manifest file under root, recursively, in path order."""
+@dataclass
+class Listing:
+    """What a walk of the folder found."""
+
+    files: list[Path]  # manifest files, in path order
+    kustomizations: list[Path]
+    # Folders reached through a symlink that lie outside the folder's own
+    # tree: the watcher watches them too.
+    outside: list[Path] = field(default_factory=list)
+    loops: list[ManifestWarning] = field(default_factory=list)
+
+
+def _check_root(root: Path) -> None:
     if not root.is_dir():
         if not root.exists():
             raise SourceError(f"manifests folder {root} does not exist")
         raise SourceError(f"manifests path {root} is not a folder")
     if not os.access(root, os.R_OK | os.X_OK):
         raise SourceError(f"manifests folder {root} is not readable")
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if is_manifest_file(name):
-                out.append(Path(dirpath) / name)
-    return sorted(out, key=lambda p: p.relative_to(root).parts)
+
+
+def walk(root: Path) -> Listing:
+    """Every manifest file and kustomization under root, recursively.
+
+    Symlinked folders are followed, as users link shared manifests into a
+    folder.  Each folder is read once: a folder reached both directly and
+    through a link (``current -> v2`` beside ``v2/``) is read under its own
+    name; a link back to a folder it is inside of (a loop) is not followed
+    and is reported.  Hidden folders (.git) are skipped.
+    """
+    _check_root(root)
+    files: list[Path] = []
+    kusts: list[Path] = []
+    out = Listing(files, kusts)
+    real_root = os.path.realpath(root)
+    st = os.stat(root)
+    visited = {(st.st_dev, st.st_ino)}
+    links: list[tuple[str, tuple, tuple]] = []  # (link path, its ancestors' keys, target key)
+
+    def read_tree(top: str, ancestors: tuple) -> None:
+        """The folders under top that are no symlinks; links are kept for later,
+        so that a folder's own name wins over a link to it."""
+        stack = [(top, ancestors)]
+        while stack:
+            directory, chain = stack.pop()
+            try:
+                with os.scandir(directory) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:
+                continue  # unreadable or gone: what can be read is served
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir():
+                        est = entry.stat()
+                        key = (est.st_dev, est.st_ino)
+                        if entry.is_symlink():
+                            links.append((entry.path, chain, key))
+                        elif key not in visited:
+                            visited.add(key)
+                            stack.append((entry.path, chain + (key,)))
+                    elif is_manifest_file(entry.name):  # what a file is: the loader's concern
+                        (kusts if kustomize.is_kustomization(entry.name) else files).append(
+                            Path(entry.path))
+                except OSError:
+                    continue  # a dangling link, or a file gone meanwhile
+
+    read_tree(str(root), tuple(visited))
+    while links:
+        links.sort()
+        path, chain, key = links.pop(0)
+        if key in chain:
+            target = os.path.realpath(path)
+            out.loops.append(ManifestWarning(
+                f"symlink loop: {path} leads back to {target}, a folder it is in; "
+                "not followed", path))
+            continue
+        if key in visited:
+            continue  # read already under another name
+        visited.add(key)
+        real = os.path.realpath(path)
+        if real != real_root and not real.startswith(real_root + os.sep):
+            out.outside.append(Path(path))
+        read_tree(path, chain + (key,))
+
+    def order(p: Path):
+        return p.relative_to(root).parts
+
+    files.sort(key=order)
+    kusts.sort(key=order)
+    return out
+
+
+def list_files(root: Path) -> list[Path]:
+    """Every manifest file under root, recursively, in path order."""
+    return walk(root).files
 
 
 def folder_readable(path) -> bool:
@@ -88,6 +174,12 @@ def folder_readable(path) -> bool:
     return True
 
 
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """A file's text: every file the source reads is read here, without
+    trusting it (:func:`coredns_py.source.reading.read_text`)."""
+    return reading.read_text(path, limit)
+
+
 @dataclass
 class FileResult:
     """What one file gave: objects by identity, and its errors."""
@@ -95,19 +187,26 @@ class FileResult:
     stamp: tuple
     objects: dict[tuple, list] = field(default_factory=dict)  # (kind, ns, name) -> objects
     errors: list[ManifestError] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
     syntax_error: bool = False
 
 
-def _identity(raw: Any) -> Optional[tuple]:
-    if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str):
+def _identity(raw: Any, placement: Placement, kind: Optional[str] = None) -> Optional[tuple]:
+    kind = kind or (raw.get("kind") if isinstance(raw, dict) else None)
+    if not isinstance(kind, str):
         return None
     meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-    name, ns = meta.get("name"), meta.get("namespace") or "default"
-    if not isinstance(name, str) or not isinstance(ns, str):
+    name = meta.get("name")
+    if not isinstance(name, str):
         return None
-    if raw["kind"] == "Namespace":
-        ns = ""
-    return (raw["kind"], ns, name)
+    if kind == "Namespace":
+        return (kind, "", name)
+    return (kind, placement.namespace(meta.get("namespace")), name)
+
+
+def _is_list(raw: Any) -> bool:
+    return isinstance(raw, dict) and (raw.get("kind") == "List" or (
+        str(raw.get("kind", "")).endswith("List") and isinstance(raw.get("items"), list)))
 
 
 def _label(key: Optional[tuple]) -> str:
@@ -135,6 +234,7 @@ def failed(result: FileResult, error: ManifestError, previous: Optional[FileResu
     result.errors.append(stored(error))
     if previous is not None:
         result.objects = previous.objects
+        result.ignored = previous.ignored
     return result
 
 
@@ -148,12 +248,15 @@ def _looks_truncated(old: Optional[FileResult], new: FileResult) -> bool:
 
 def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult],
                limit: int = MAX_FILE_BYTES) -> FileResult:
-    """Parse one file. Bad objects keep their last good version from ``previous``.
+    """Parse one file. ``stamp`` is (mtime_ns, size, inode, placements):
+    the file's objects land in each namespace its placements give (one,
+    unless kustomizations put the file in several). Bad objects keep their
+    last good version from ``previous``.
 
     Nothing in a file can fail more than that file: whatever reading it
     raises is its error (a limit, a parser's error, an exception we did not
-    foresee), and the other files are served as before.
-    """
+    foresee), and the other files are served as before."""
+    placements = stamp[3] if len(stamp) > 3 else (DEFAULT_PLACEMENT,)
     shown = str(path)
     result = FileResult(stamp)
     try:
@@ -180,39 +283,59 @@ def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult],
         return failed(result, ManifestError(f"cannot read: {type(exc).__name__}: {exc}",
                                             shown), previous)
 
+    def keep_previous(key: Optional[tuple]) -> None:
+        if key and previous is not None and key in previous.objects:
+            result.objects.setdefault(key, previous.objects[key])
+
     def add(raw: Any, line: Optional[int]) -> None:
-        key = _identity(raw)
         try:
-            objs = convert(raw, shown, line)
-        except Exception as exc:  # noqa: BLE001 - one object's problem
-            if not isinstance(exc, ManifestError):
-                log.debug("converting an object of %s failed", shown, exc_info=True)
-                exc = ManifestError(f"cannot read this object: {type(exc).__name__}", shown,
-                                    line, _label(key))
+            skip = ignored(raw, shown, line, placements[0])
+        except ManifestError as exc:
             result.errors.append(stored(exc))
-            if key and previous is not None and key in previous.objects:
-                result.objects.setdefault(key, previous.objects[key])
+            # A typo in kind: the object it was keeps its last good version.
+            meant = meant_kind(raw.get("kind")) if isinstance(raw.get("kind"), str) else None
+            for placement in placements:
+                keep_previous(_identity(raw, placement, meant))
             return
-        if objs and key:
-            if key in result.objects:
-                result.errors.append(ManifestError(
-                    "defined twice in the same file; the first one is used", shown, line,
-                    _label(key)))
-                return
-            result.objects[key] = objs
+        if skip is not None:
+            result.ignored.append(skip)
+            return
+        for placement in placements:
+            key = _identity(raw, placement)
+            try:
+                objs = convert(raw, shown, line, placement)
+            except Exception as exc:  # noqa: BLE001 - one object's problem
+                if not isinstance(exc, ManifestError):
+                    log.debug("converting an object of %s failed", shown, exc_info=True)
+                    exc = ManifestError(f"cannot read this object: {type(exc).__name__}",
+                                        shown, line, _label(key))
+                result.errors.append(stored(exc))
+                keep_previous(key)
+                continue
+            if objs and key:
+                if key in result.objects:
+                    result.errors.append(ManifestError(
+                        "defined twice in the same file; the first one is used", shown, line,
+                        _label(key)))
+                    continue
+                result.objects[key] = objs
 
     for line, raw, item_lines in docs:
         if raw is None:
             continue  # an empty document (a stray ---)
-        if isinstance(raw, dict) and raw.get("kind") == "List" or (
-                isinstance(raw, dict) and str(raw.get("kind", "")).endswith("List")
-                and isinstance(raw.get("items"), list)):
+        if _is_list(raw):
             items = raw.get("items")
             if not isinstance(items, list):
                 result.errors.append(ManifestError("expected a list", shown, line, field="items"))
                 continue
             for i, item in enumerate(items):
-                add(item, item_lines[i] if i < len(item_lines) else line)
+                item_line = item_lines[i] if i < len(item_lines) else line
+                if not isinstance(item, dict):
+                    result.errors.append(ManifestError(
+                        "expected a Kubernetes object (a mapping)", shown, item_line,
+                        field=f"items[{i}]"))
+                    continue
+                add(item, item_line)
         else:
             add(raw, line)
     return result
@@ -222,16 +345,19 @@ class ManifestSource:
     """A folder of manifests, re-read incrementally on every ``load()``
     (an :class:`~coredns_py.source.ObjectSource`).
 
-    ``cache``: what the last run parsed (:mod:`coredns_py.source.parse_cache`).
+    ``default_namespace`` is where objects that name no namespace land
+    (``kubectl apply -n``); kustomizations in the folder may force another.
     ``max_file_bytes``: larger files are refused.  ``settle``: read a changed
     file only once it has stopped changing (:mod:`coredns_py.source.settle`),
     for a server that watches the folder; one-off commands read what is there.
     """
 
     def __init__(self, root: Path, log_errors: bool = True, cache: Optional[ParseCache] = None,
-                 *, max_file_bytes: int = MAX_FILE_BYTES, settle: Optional[Settling] = None):
+                 default_namespace: str = DEFAULT_NAMESPACE, *,
+                 max_file_bytes: int = MAX_FILE_BYTES, settle: Optional[Settling] = None):
         self.root = Path(root)
         self._cache = cache  # what the last run parsed (source/parse_cache.py)
+        self.default_namespace = default_namespace
         self.description = f"folder {self.root}"
         self.max_file_bytes = max_file_bytes
         self._settle = settle
@@ -240,6 +366,9 @@ class ManifestSource:
         self._generation = 0
         self._last: Optional[tuple] = None
         self._errors = OnceLog(log) if log_errors else None
+        self._notices = OnceLog(log, logging.WARNING) if log_errors else None
+        self._watcher: Optional[Watcher] = None
+        self._outside: list[Path] = []  # symlinked folders outside root, as last listed
 
     def reset(self) -> None:
         """Parse every file again at the next load (the generation keeps
@@ -253,15 +382,26 @@ class ManifestSource:
 
     def watch(self, changed):
         watcher = Watcher(self.root, changed, is_manifest_file)
+        watcher.follow(self._outside)
         watcher.start()
+        self._watcher = watcher
         if self._settle is None:
             return watcher
         self._settle.wake = changed  # a held-back change is looked at again
         return _Watching(watcher, self._settle)
 
+    def _placements(self, forced: tuple[str, ...]) -> tuple[Placement, ...]:
+        return tuple(Placement(self.default_namespace, force) for force in forced)
+
     def load(self) -> Loaded:
-        paths = list_files(self.root)  # raises SourceError when the folder is gone
-        files, parsed = self._read(paths)
+        listing = walk(self.root)  # raises SourceError when the folder is gone
+        self._outside = listing.outside
+        if self._watcher is not None:
+            self._watcher.follow(listing.outside)
+        plan = kustomize.plan(self.root, listing.kustomizations, listing.files,
+                              functools.partial(read_text, limit=self.max_file_bytes))
+        paths = listing.files
+        files, parsed = self._read(paths, plan)
         if self._last is None and self._settle is not None:
             # The first load: nothing is served yet, so wait a little for
             # files still being written rather than start without them.
@@ -269,15 +409,15 @@ class ManifestSource:
             while self._settle.due is not None and time.monotonic() < deadline:
                 time.sleep(min(self._settle.due, max(0.0, deadline - time.monotonic())))
                 self._files = files
-                paths = list_files(self.root)
-                files, more = self._read(paths)
+                files, more = self._read(paths, plan)
                 parsed += more
         self._files = files
         if self._cache is not None:
             self._cache.save(files, parsed)
 
         objects: list = []
-        errors: list[ManifestError] = []
+        errors: list[ManifestError] = list(plan.errors)
+        skipped: list[Ignored] = []
         owner: dict[tuple, Path] = {}
         listed = set(paths)
         for path in paths + [p for p in files if p not in listed]:  # then deletions held back
@@ -285,6 +425,7 @@ class ManifestSource:
             if res is None:
                 continue
             errors.extend(res.errors)
+            skipped.extend(res.ignored)
             for key, objs in res.objects.items():
                 first = owner.get(key)
                 if first is not None:
@@ -296,6 +437,7 @@ class ManifestSource:
                 owner[key] = path
                 objects.extend(objs)
         result = tuple(objects)
+        notices = tuple(listing.loops) + tuple(plan.notices)
         # A new generation when the objects change, or only the problems (a
         # file refused or broken now): /metrics and the status page show them.
         current = (result, tuple(map(str, errors)))
@@ -304,9 +446,11 @@ class ManifestSource:
             self._last = current
         if self._errors is not None:
             self._errors.report(errors)
-        return Loaded(result, tuple(errors), len(paths), self._generation)
+            self._notices.report(notices)
+        return Loaded(result, tuple(errors), len(paths) + len(listing.kustomizations),
+                      self._generation, tuple(skipped), notices)
 
-    def _read(self, paths: list[Path]) -> tuple[dict[Path, FileResult], int]:
+    def _read(self, paths: list[Path], plan) -> tuple[dict[Path, FileResult], int]:
         """Each file's result: parsed again if it changed (and has settled),
         else the last one; and how many files were parsed."""
         settle, limit = self._settle, self.max_file_bytes
@@ -314,16 +458,18 @@ class ManifestSource:
         files: dict[Path, FileResult] = {}
         todo = []
         for path in paths:
+            placements = self._placements(plan.forced.get(path, ("",)))
             try:
                 st = path.stat()
             except OSError:
                 continue  # deleted between the listing and now
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            # Where its objects land is part of what a file gave.
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino, placements)
             old = self._files.get(path)
             if old is not None and old.stamp == stamp and not reparse:
                 files[path] = old
                 continue
-            if settle is not None and (old is None or old.stamp != stamp):
+            if settle is not None and (old is None or old.stamp[:3] != stamp[:3]):
                 wait = settle.changed_wait(path, stamp)
                 if wait > 0:
                     settle.hold(path, stamp, wait)
@@ -349,7 +495,7 @@ class ManifestSource:
         parsed = parallel.parse_all(todo, functools.partial(parse_file, limit=limit))
         for path, stamp, old in todo:
             new = parsed[path]
-            if settle is not None and old is not None and old.stamp != stamp \
+            if settle is not None and old is not None and old.stamp[:3] != stamp[:3] \
                     and _looks_truncated(old, new):
                 wait = settle.truncated_wait(path, stamp)
                 if wait > 0:

@@ -84,11 +84,19 @@ class Service:
     # (SingleStack / PreferDualStack / RequireDualStack).
     ip_families: tuple[str, ...] = ()
     ip_family_policy: str = ""
+    # spec.allocateLoadBalancerNodePorts: false gives a LoadBalancer no nodePorts.
+    allocate_node_ports: bool = True
     origin: Optional[Origin] = field(default=None, compare=False)
 
     @property
     def kind(self) -> str:
         return "Service"
+
+    @property
+    def wants_node_ports(self) -> bool:
+        """NodePort Services have a node port per port; LoadBalancers too,
+        unless allocateLoadBalancerNodePorts is false."""
+        return self.type == NODE_PORT or self.type == LOAD_BALANCER and self.allocate_node_ports
 
     @property
     def headless(self) -> bool:

@@ -41,7 +41,29 @@ class Watcher:
         self.root = Path(root)
         self.observer = Observer()
         self.observer.daemon = True
-        self.observer.schedule(_Handler(callback, wanted), str(self.root), recursive=True)
+        self._handler = _Handler(callback, wanted)
+        self.observer.schedule(self._handler, str(self.root), recursive=True)
+        self._followed: dict[Path, object] = {}  # symlinked folder -> its watch
+
+    def follow(self, folders) -> None:
+        """Also watch these folders (reached through symlinks, outside the
+        root's own tree, which inotify does not follow); stop watching the
+        ones no longer listed."""
+        wanted = set(folders)
+        for path in list(self._followed):
+            if path not in wanted:
+                try:
+                    self.observer.unschedule(self._followed.pop(path))
+                except (KeyError, OSError):
+                    pass
+        for path in sorted(wanted - set(self._followed)):
+            try:
+                # The folder itself: a watch on the link would watch the link.
+                self._followed[path] = self.observer.schedule(
+                    self._handler, os.path.realpath(path), recursive=True)
+            except OSError as exc:
+                log.error("cannot watch %s (%s): changes there will not be picked up",
+                          path, exc)
 
     def start(self) -> None:
         try:

@@ -9,6 +9,12 @@ response after it (answer rotation), including one that arrives later from
 upstream (:func:`then`).  ``zone/`` stays pure and its prepared answers stay
 exact: every stage works on wire bytes from outside.
 
+A stage may tell the stages inside it what it learnt about the client by
+handing them the peer as a :class:`CookiePeer` (the same address tuple, so
+everything that reads the peer still works): the query carried a DNS
+cookie, and for a :class:`VerifiedPeer` one we issued to that address, so
+the address is not spoofed.
+
 A stage the configuration turns off is not in the chain at all, so it costs
 the hot path nothing.  The server builds the chain once, at start
 (:func:`chain`), outermost first, in CoreDNS's plugin order (plugin.cfg):
@@ -19,13 +25,29 @@ last, next to the answer.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import ipaddress
 from typing import Callable, Iterable, Optional
 
 from coredns_py.net.handler import Handler, HandlerResult
 
 Stage = Callable[[Handler], Handler]
 """``stage(inner) -> handler``: a handler that calls ``inner`` (or not)."""
+
+
+class CookiePeer(tuple):
+    """A client address whose query carried a DNS cookie (RFC 7873): a
+    client that can be told BADCOOKIE and come back with the cookie."""
+
+    __slots__ = ()
+
+
+class VerifiedPeer(CookiePeer):
+    """A client address that brought back a valid server cookie of ours:
+    it really is at that address (a spoofed source never saw the cookie)."""
+
+    __slots__ = ()
 
 
 def chain(core: Handler, stages: Iterable[Optional[Stage]]) -> Handler:
@@ -44,9 +66,57 @@ def then(result: HandlerResult, after: Callable[[bytes], Optional[bytes]]) -> Ha
         return None
     if isinstance(result, (bytes, bytearray)):
         return after(result)
+    if isinstance(result, asyncio.Future):
+        return _then_future(result, after)
     if inspect.isawaitable(result):
         async def later():
             out = await result
             return None if out is None else after(out)
         return later()
     return result  # not ours to judge: the transport logs what it cannot send
+
+
+def _then_future(result: asyncio.Future, after) -> asyncio.Future:
+    """then() for a task (a forwarded answer): a future, so that a transport
+    that cancels it (a client gone, the cap on pending answers) cancels the
+    task itself, as when no stage is in the chain."""
+    out = result.get_loop().create_future()
+
+    def finish(done: asyncio.Future) -> None:
+        if out.done():
+            return
+        if done.cancelled():
+            out.cancel()
+            return
+        exc = done.exception()
+        if exc is not None:
+            out.set_exception(exc)
+            return
+        try:
+            value = done.result()
+            out.set_result(None if value is None else after(value))
+        except Exception as exc:  # the stage's own bug: the transport logs it
+            out.set_exception(exc)
+
+    result.add_done_callback(finish)
+    out.add_done_callback(lambda o: result.cancel() if o.cancelled() else None)
+    return out
+
+
+def exposed(listens) -> bool:
+    """Whether any listen address is reachable from outside this host (not
+    loopback; 0.0.0.0 and :: are every address)."""
+    for host, _port in listens:
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return True
+        except ValueError:
+            return True
+    return False
+
+
+def wanted(switch: str, exposed_: bool) -> bool:
+    """A stage's config switch ("on", "off", "auto") decided: "auto" means on
+    when the server is exposed.  Abuse protections guard against other hosts;
+    on loopback only, every client is this host's own."""
+    return switch == "on" or (switch == "auto" and exposed_)
