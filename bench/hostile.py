@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shutil
 import signal
 import statistics
@@ -50,6 +49,18 @@ from benchlib.prober import Prober, latency_figures
 from benchlib.proc import Proc, free_port
 
 LOADED = re.compile(r"loaded \d+ files: .*\((\d+) ms\)")
+# `check`, with its peak RSS printed to stderr at exit.
+CHECK = """
+import resource, runpy, sys
+sys.argv = ["coredns_py"] + sys.argv[1:]
+code = 0
+try:
+    runpy.run_module("coredns_py", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+print("maxrss=%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
 
 
 def alias_bomb() -> str:
@@ -70,13 +81,16 @@ def write_big(path: Path, megabytes: int) -> None:
             fh.write(chunk)
 
 
-def big_services(n: int, seed: int) -> str:
+def big_services(n: int, seed: int) -> tuple[str, str]:
+    """n Services in namespaces big-*, without clusterIPs; and one of their names."""
     cluster = make_cluster(n, seed)
-    return "---\n".join(
+    text = "---\n".join(
         namespace_yaml(f"big-{ns}", [Svc(f"big-{ns}", s.name, s.kind, s.ip, s.ports,
                                          s.endpoints, s.external)
                                      for s in cluster.by_ns[ns]], False)
         for ns in cluster.namespaces)
+    probe = cluster.probe()
+    return text, f"{probe.name}.big-{probe.namespace}.svc.cluster.local."
 
 
 class Server:
@@ -187,14 +201,11 @@ def make_cases(args) -> dict:
     if args.big_mb:
         cases[f"{args.big_mb} MB file"] = ("huge.yaml", lambda p: write_big(p, args.big_mb))
     if args.big_services:
-        text = big_services(args.big_services, args.seed + 5)
+        text, name = big_services(args.big_services, args.seed + 5)
+        args.big_name = name
         cases[f"{args.big_services} Services ({len(text) / 1e6:.0f} MB)"] = (
             "zz-big.yaml", lambda p: p.write_text(text))
     return cases
-
-
-def child_max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def phase_files(args, work: Path, config: Path) -> None:
@@ -222,7 +233,9 @@ def phase_files(args, work: Path, config: Path) -> None:
                               or len(srv.loads()) > 1, args.file_timeout, 0.01)
             beside = Svc(cluster.namespaces[0], "beside", "ClusterIP", "10.111.200.1",
                          [("http", 80)])
-            (folder / "beside.yaml").write_text(namespace_yaml(beside.namespace, [beside], True))
+            (folder / "beside.yaml").write_text(
+                f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {beside.name}\n"
+                f"  namespace: {beside.namespace}\nspec:\n  clusterIP: {beside.ip}\n")
             served = srv.wait(lambda: srv.answers(beside.fqdn + ".", beside.ip),
                               args.file_timeout)
             t2 = time.monotonic()
@@ -232,30 +245,32 @@ def phase_files(args, work: Path, config: Path) -> None:
             extra = ""
             if name == "zz-big.yaml":  # a big valid file: what is left after removal
                 rss_with = srv.proc.status("VmRSS")
-                done = len(srv.loads())
                 (folder / name).unlink()
-                srv.wait(lambda: len(srv.loads()) > done, args.file_timeout, 0.05)
+                srv.wait(lambda: not srv.answers(args.big_name), args.file_timeout, 0.05)
                 time.sleep(2)
                 extra = (f"; RSS {fmt(rss_before, '.0f')} -> {fmt(rss_with, '.0f')} -> "
                          f"{fmt(srv.proc.status('VmRSS'), '.0f')} MB after removal")
             stop = srv.stop_seconds()
             c0 = time.monotonic()
             try:
-                res = subprocess.run([args.python, "-m", "coredns_py", "check", "--manifests",
+                res = subprocess.run([args.python, "-c", CHECK, "check", "--manifests",
                                       str(folder), "--config", str(config)],
                                      capture_output=True, text=True, env=repo_env(), cwd=REPO,
                                      timeout=args.file_timeout)
-                check = (f"check exit {res.returncode} in {time.monotonic() - c0:.1f} s"
+                peak = re.search(r"maxrss=(\d+)", res.stderr)
+                named = name == "zz-big.yaml" or str(folder / name) in res.stdout
+                check = (f"check exit {res.returncode} in {time.monotonic() - c0:.1f} s, "
+                         f"peak RSS {int(peak.group(1)) / 1024 if peak else 0:.0f} MB"
                          f"{' (traceback!)' if 'Traceback' in res.stdout + res.stderr else ''}"
-                         f"{'' if str(folder / name) in res.stdout else ' (file not named!)'}")
+                         f"{'' if named else ' (file not named!)'}")
             except subprocess.TimeoutExpired:
                 check = f"check still running after {args.file_timeout} s"
             traceback = " TRACEBACK in the log!" if "Traceback" in srv.text() else ""
             log(f"  {label:<28} error logged {fmt(logged, '.2f')} s | longest gap "
                 f"{gap * 1000:.0f} ms, p99 {fmt(lat.get('p99_ms'), '.1f')} ms, missed "
                 f"{lat.get('missed')} | beside served {fmt(served, '.2f')} s | peak RSS "
-                f"{fmt(rss_peak, '.0f')} MB | SIGTERM {fmt(stop, '.2f')} s | {check} "
-                f"(peak {child_max_rss_mb():.0f} MB so far){extra}{traceback}")
+                f"{fmt(rss_peak, '.0f')} MB | SIGTERM {fmt(stop, '.2f')} s | {check}"
+                f"{extra}{traceback}")
         finally:
             if prober is not None:
                 prober.stopping.set()
