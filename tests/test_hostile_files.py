@@ -389,3 +389,15 @@ def test_a_held_back_change_wakes_the_watcher(tmp_path):
         assert services(src.load()) == {"default/web": ("10.96.0.8",)}
     finally:
         settle.stop()
+
+
+@pytest.mark.parametrize("case", ["fifo", "nested-yaml", "alias-bomb-bad-scalar"])
+def test_a_hostile_kustomization_is_refused_like_a_manifest(tmp_path, case):
+    # kustomization.yaml is read and parsed as manifests are (its namespace
+    # decides where the files it lists land).
+    _name, make = HOSTILE[case]
+    (tmp_path / "good.yaml").write_text(service("good", cluster_ip="10.96.0.2"))
+    make(tmp_path / "kustomization.yaml")
+    loaded = within(10, ManifestSource(tmp_path, log_errors=False).load)
+    assert services(loaded) == {"default/good": ("10.96.0.2",)}
+    assert refused(loaded) == {"kustomization.yaml": EXPECTED_REASON[case]}
