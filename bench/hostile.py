@@ -235,7 +235,8 @@ def phase_files(args, work: Path, config: Path) -> None:
                          [("http", 80)])
             (folder / "beside.yaml").write_text(
                 f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {beside.name}\n"
-                f"  namespace: {beside.namespace}\nspec:\n  clusterIP: {beside.ip}\n")
+                f"  namespace: {beside.namespace}\nspec:\n  clusterIP: {beside.ip}\n"
+                "  ports:\n  - port: 80\n")
             served = srv.wait(lambda: srv.answers(beside.fqdn + ".", beside.ip),
                               args.file_timeout)
             t2 = time.monotonic()
