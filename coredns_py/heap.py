@@ -58,19 +58,31 @@ def after_swap() -> None:
        cleared, the state file is written without json's pure-Python
        encoder, whose closures are a cycle per write).
     2. ``gc.collect()``: with everything frozen it walks nothing (0.1 ms),
-       but it empties Python's free lists, whose thousands of spare tuples,
-       lists and dicts from the last build sit in memory arenas that cannot
-       go back to the system while one of them lives.  Measured after a 50k
-       Service file was removed (1k Services left): 220 MB resident with
-       ``freeze`` alone, 103 MB with this; 22 ms the one time it frees
-       that much.
+       but it empties Python's free lists, whose spare tuples, lists and
+       dicts from the last build sit in memory arenas that cannot go back
+       to the system while one of them lives.
     3. ``malloc_trim(0)`` (glibc): pages freed inside the C heap go back to
-       the system (101 MB above; ~1 ms, run without the GIL).
+       the system (~1 ms, run without the GIL).
 
-    ``gc.unfreeze(); gc.collect(); gc.freeze()`` gives the same memory back
-    but walks the whole heap each time: p99 query latency during reloads
-    74 ms against 29 ms at 1k Services, seconds at 100k.  Figures:
-    ``bench/reload_memory.py``.
+    Measured with ``bench/reload_memory.py`` at 1k Services (200 SIGHUPs, 100
+    one-file reloads, then a 50k-Service file added and removed), query
+    latency p99 / max during SIGHUPs, RSS after the big file was removed:
+
+    ====================  ===============  ================
+    after a build         p99 / max (ms)   RSS (MB), 288 ->
+    ====================  ===============  ================
+    freeze                21.9 / 87        206
+    freeze, collect       17.7 / 61         99
+    ... and trim (this)   18.9 / 127        95
+    unfreeze, collect,    34.9 / 68         96
+    freeze (walks the
+    whole heap)
+    nothing               18.9 / 55        208
+    ====================  ===============  ================
+
+    RSS over the 200 SIGHUPs: +0.8 MB with every strategy (43 MB); at 10k
+    Services +3 MB over 200 (117 MB), flattening.  The pause of walking the
+    whole heap grows with it (one-file p99 116 ms against 32 ms at 10k).
     """
     gc.freeze()
     gc.collect()
