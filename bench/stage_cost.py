@@ -12,7 +12,18 @@ hit (kubernetes.default.svc.cluster.local A, the hot path):
 - ``hosts answer``: a name the hosts table answers;
 - ``entry + cookies, rate limit``: the abuse stages on (as on an address
   beyond loopback; the rate too high to limit), a query without a cookie;
-- ``... valid cookie``: the same query with a valid server cookie.
+- ``... valid cookie``: the same query with a valid server cookie;
+- ``entry + loadbalance``: answer rotation on, for the one-address answer
+  (nothing to shuffle), then a headless Service's two addresses, and its
+  SRV answer (two SRV, two glue records of different owners);
+- ``handle, nginx A``: the same two-address answer without the stage;
+- ``entry + rewrite``: two rewrite rules (exact and suffix), a question
+  neither matches; then ``rewrite answer``, one the exact rule rewrites
+  (the answer written back, kept from the first time), and
+  ``... written back anew``, the same with nothing kept (every answer new);
+- ``entry + transfer (default)``: the default config's chain, where the
+  transfer stage looks at every question's type (zone transfers are on for
+  loopback by default).
 
 It is a script, not a test: nothing fails because the machine is slow.
 
@@ -23,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import tempfile
 import time
@@ -38,7 +50,7 @@ from coredns_py import config as config_mod  # noqa: E402
 from coredns_py import stages  # noqa: E402
 from coredns_py.cluster import local  # noqa: E402
 from coredns_py.server import Server  # noqa: E402
-from coredns_py.stages import hosts  # noqa: E402
+from coredns_py.stages import hosts, rewrite  # noqa: E402
 from coredns_py.stages.cookies import Cookies  # noqa: E402
 from coredns_py.stages.ratelimit import RateLimit  # noqa: E402
 
@@ -58,7 +70,10 @@ def per_call(fn, wire: bytes, calls: int) -> float:
 
 async def main(calls: int) -> None:
     state = tempfile.mkdtemp(prefix="stage-cost-")
-    cfg = config_mod.parse({"upstream": [], "state_file": f"{state}/state.json"})
+    # Zone transfers off (their stage is on by default, for loopback): each
+    # row below names the stages it has.
+    cfg = config_mod.parse({"upstream": [], "state_file": f"{state}/state.json",
+                            "transfer_to": []})
     server = Server(local.from_folder(ROOT / "zones", cfg), cfg, [("127.0.0.1", 0)])
     server.rebuild(full=True)
     server.entry = server.handle
@@ -86,6 +101,34 @@ async def main(calls: int) -> None:
     valid = dns.message.make_query("kubernetes.default.svc.cluster.local.", "A", use_edns=0,
                                    options=[dns.edns.CookieOption(client, got.server)])
     rows.append(("... valid cookie", per_call(server.entry, valid.to_wire(), calls)))
+    server.cookies, server.rate_limit = None, None
+    server.config = dataclasses.replace(cfg, loadbalance="round_robin")
+    server.entry = stages.chain(server.handle, server._stages())
+    rows.append(("entry + loadbalance", per_call(server.entry, wire, calls)))
+    two = dns.message.make_query("nginx.default.svc.cluster.local.", "A").to_wire()
+    rows.append(("... 2 addresses", per_call(server.entry, two, calls)))
+    srv = dns.message.make_query("nginx.default.svc.cluster.local.", "SRV").to_wire()
+    rows.append(("... SRV and glue", per_call(server.entry, srv, calls)))
+    rows.append(("handle, nginx A", per_call(server.handle, two, calls)))
+    server.config = dataclasses.replace(cfg, rewrite=rewrite.parse("bench", [
+        "name exact api.myapp.test kubernetes.default.svc.cluster.local",
+        "name suffix .shop.test .shop.svc.cluster.local answer auto"]))
+    server.entry = stages.chain(server.handle, server._stages())
+    rows.append(("entry + rewrite", per_call(server.entry, wire, calls)))
+    api = dns.message.make_query("api.myapp.test.", "A").to_wire()
+    rows.append(("rewrite answer", per_call(server.entry, api, calls)))
+    # Each question in other letters: nothing kept fits, written back anew.
+    variants = [dns.message.make_query("".join(c.upper() if i >> k & 1 else c
+                                               for k, c in enumerate("api.myapp.test.")),
+                                       "A").to_wire() for i in range(2000)]
+    started = time.perf_counter()
+    for query in variants:
+        server.entry(query, "udp", ("127.0.0.1", 40000))
+    rows.append(("... written back anew", (time.perf_counter() - started) / len(variants)
+                 * 1e9))
+    server.config = config_mod.parse({"upstream": [], "state_file": f"{state}/state.json"})
+    server.entry = stages.chain(server.handle, server._stages())
+    rows.append(("entry + transfer (default)", per_call(server.entry, wire, calls)))
     for name, ns in rows:
         print(f"{name:>30}: {ns:8.0f} ns per query")
 

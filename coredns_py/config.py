@@ -54,6 +54,7 @@ MAX_CACHE_TTL = 604800
 DEFAULT_PREFETCH_WINDOW = 60
 DEFAULT_PREFETCH_PERCENTAGE = 10
 STALE_MODES = ("immediate", "verify")
+LOADBALANCE_POLICIES = ("round_robin",)  # CoreDNS's `weighted` is not implemented
 
 # Abuse protection (coredns_py/stages): on, off, or on only when some listen
 # address is not loopback ("auto").
@@ -75,6 +76,30 @@ MAX_UDP_RECEIVE_BUFFER = 1 << 30
 @dataclass(frozen=True)
 class Config:
     zone: str = "cluster.local"
+    # More zones answering the same cluster (CoreDNS `kubernetes cluster.local
+    # example.internal`); PTR records name the first, `zone`.
+    extra_zones: tuple[str, ...] = ()
+    # Only these namespaces, only Services (and pods) with these labels, only
+    # namespaces with these labels (CoreDNS kubernetes `namespaces`, `labels`,
+    # `namespace_labels`; coredns_py/zone/exposed.py).
+    namespaces: tuple[str, ...] = ()
+    labels: str = ""
+    namespace_labels: str = ""
+    # Services' external addresses under zones of their own (CoreDNS
+    # k8s_external; coredns_py/zone/external.py).
+    k8s_external: tuple = ()
+    # Shuffle A, AAAA and MX records ("round_robin"; "": off), addresses in
+    # these networks first (CoreDNS loadbalance; stages/loadbalance.py).
+    loadbalance: str = ""
+    loadbalance_prefer: tuple[str, ...] = ()
+    # Query names rewritten before they are answered, the answer written
+    # back (CoreDNS rewrite `name` rules; stages/rewrite.py).
+    rewrite: tuple = ()
+    # Who may transfer our zones (AXFR, IXFR over TCP; "*": everybody, []:
+    # nobody), and which ([]: every zone of ours) (CoreDNS transfer;
+    # stages/transfer.py).
+    transfer_to: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    transfer_zones: tuple[str, ...] = ()
     ttl: int = 5
     pods: str = "disabled"
     endpoint_pod_names: bool = False
@@ -118,18 +143,6 @@ class Config:
     # and one log line per query (--log-queries turns it on too).
     lameduck: float = 5.0
     log_queries: bool = False
-    # Read from a Corefile, built later (README "Coming from CoreDNS"):
-    # `serve` refuses them, naming the line (coming_soon()).
-    rewrite: tuple = ()
-    k8s_external: tuple = ()
-    loadbalance: tuple = ()
-    transfer: tuple = ()
-    extra_zones: tuple = ()
-    namespaces: tuple = ()
-    labels: tuple = ()
-    namespace_labels: tuple = ()
-    # Where each of those was written ((key, "Corefile:12"), ...).
-    origins: tuple = ()
     # Response rate limiting (stages/ratelimit.py) and DNS cookies
     # (stages/cookies.py): "auto", "on" or "off"; see SWITCHES.
     rate_limit: str = "auto"
@@ -163,12 +176,13 @@ class Config:
         low, _, high = self.node_port_range.partition("-")
         return int(low), int(high)
 
-    def coming_soon(self) -> list[str]:
-        """What this config asks for that is not built yet, each naming
-        where it was written."""
-        where = dict(self.origins)
-        return [f"{where.get(key, 'config')}: {COMING[key]}: not implemented yet"
-                for key in COMING if getattr(self, key)]
+    # etcd (publish, serve/get/env --etcd): TLS files and the user; the
+    # password is read from a file, so it is never on a command line.
+    etcd_ca_file: str = ""
+    etcd_cert_file: str = ""
+    etcd_key_file: str = ""
+    etcd_username: str = ""
+    etcd_password_file: str = ""
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -188,12 +202,6 @@ class Config:
 
 _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
-
-# The Corefile's directives whose behaviour comes in a later version.
-COMING = {"rewrite": "rewrite", "k8s_external": "k8s_external", "loadbalance": "loadbalance",
-          "transfer": "transfer", "extra_zones": "kubernetes with several zones",
-          "namespaces": "kubernetes namespaces", "labels": "kubernetes labels",
-          "namespace_labels": "kubernetes namespace_labels"}
 
 
 def _cidrs(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -241,6 +249,66 @@ def check_mapping(where: str, data: Any, known, expected: str) -> None:
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
                           f"(known: {', '.join(sorted(known))})")
+
+
+def zone_name(text: str) -> str:
+    """A zone as the config keeps it: lower case, no leading or trailing dot;
+    ValueError when it is not a domain name."""
+    zone = text.strip().strip(".").lower()
+    if not zone or any(not label or len(label) > 63 for label in zone.split(".")) \
+            or len(zone) > 253:
+        raise ValueError(f"not a domain name: {text!r}")
+    return zone
+
+
+def _extra_zones(source: str, value: Any, key: str = "extra_zones") -> tuple[str, ...]:
+    out: list[str] = []
+    for item in _strings(source, key, value):
+        try:
+            zone = zone_name(item)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: config key {key}: {exc}") from None
+        if zone not in out:
+            out.append(zone)
+    return tuple(out)
+
+
+def _namespace_names(source: str, value: Any) -> tuple[str, ...]:
+    import re
+    out: list[str] = []
+    for item in _strings(source, "namespaces", value):
+        if len(item) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", item):
+            raise ConfigError(f"{source}: config key namespaces: {item!r} is not a namespace "
+                              "name")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _selector(source: str, key: str, value: Any) -> str:
+    from coredns_py.source.selectors import parse as parse_selector
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: config key {key}: expected a label selector "
+                          f"(\"app=web,tier in (a, b)\"), got {value!r}")
+    try:
+        parse_selector(value)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: config key {key}: {exc}") from None
+    return value.strip()
+
+
+def entry_ttl(where: str, value: Any, high: int) -> int:
+    """A list entry's ``ttl`` (a hosts table, an external zone): 0..high seconds."""
+    if type(value) is not int or not 0 <= value <= high:
+        raise ConfigError(f"{where}: ttl: expected 0..{high} seconds, got {value!r}")
+    return value
+
+
+def entry_flag(where: str, key: str, value: Any) -> bool:
+    """A list entry's true-or-false key."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
+    return value
 
 
 def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -292,8 +360,11 @@ RESTART_ONLY = ("listen", "health_listen", "ready_listen", "metrics_listen", "se
                 # the Services every cluster has, the node ports it hands out.
                 "default_namespace", "builtin_services", "apiserver_endpoint",
                 "kube_dns_endpoints", "node_port_range",
-                # and what the folder source was made with: the largest file read.
-                "max_file_bytes")
+                # and what the folder source was made with: the largest file read;
+                "max_file_bytes",
+                # etcd is connected to once, at start (serve --etcd).
+                "etcd_ca_file", "etcd_cert_file", "etcd_key_file", "etcd_username",
+                "etcd_password_file")
 
 
 def _addresses(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -343,11 +414,8 @@ def parse(data: Any, source: str = "config") -> Config:
         raise ConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key in COMING or key == "origins":
-            raise ConfigError(f"{source}: config key {key}: not implemented yet "
-                              "(README: Coming from CoreDNS)")
         if key not in _TYPES:
-            known = ", ".join(sorted(k for k in _TYPES if k not in COMING and k != "origins"))
+            known = ", ".join(sorted(_TYPES))
             raise ConfigError(f"{source}: unknown config key {key!r} (known keys: {known})")
         if key in ("service_cidr", "pod_cidr"):
             values[key] = _cidrs(source, key, value)
@@ -355,8 +423,26 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "upstream":
             values[key] = _upstream(source, value)
             continue
-        if key == "allow_recursion":
+        if key in ("allow_recursion", "loadbalance_prefer"):
             values[key] = _networks(source, key, value)
+            continue
+        if key == "transfer_to":
+            everyone = [v for v in _strings(source, key, value) if v == "*"]
+            values[key] = tuple(dict.fromkeys(
+                ("0.0.0.0/0", "::/0") * bool(everyone) + _networks(
+                    source, key, [v for v in _strings(source, key, value) if v != "*"])))
+            continue
+        if key == "transfer_zones":
+            values[key] = _extra_zones(source, value, key)
+            continue
+        if key == "extra_zones":
+            values[key] = _extra_zones(source, value)
+            continue
+        if key == "namespaces":
+            values[key] = _namespace_names(source, value)
+            continue
+        if key in ("labels", "namespace_labels"):
+            values[key] = _selector(source, key, value)
             continue
         if key in ("rate_limit", "cookies"):
             values[key] = _switch(source, key, value)
@@ -372,6 +458,14 @@ def parse(data: Any, source: str = "config") -> Config:
         if key == "hosts":
             from coredns_py.stages import hosts
             values[key] = hosts.parse(source, value)
+            continue
+        if key == "k8s_external":
+            from coredns_py.zone import external
+            values[key] = external.parse(source, value)
+            continue
+        if key == "rewrite":
+            from coredns_py.stages import rewrite
+            values[key] = rewrite.parse(source, value)
             continue
         if key == "forward":
             from coredns_py.resolver import forward_config
@@ -415,6 +509,24 @@ def parse(data: Any, source: str = "config") -> Config:
     if cfg.cache_serve_stale_mode not in STALE_MODES:
         raise ConfigError(f"{source}: config key cache_serve_stale_mode: must be one of "
                           f"{', '.join(STALE_MODES)}, got {cfg.cache_serve_stale_mode!r}")
+    try:
+        zone = zone_name(cfg.zone)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: config key zone: {exc}") from None
+    seen = [zone]
+    for extra in cfg.extra_zones:
+        if extra.split(".")[-2:] in (["in-addr", "arpa"], ["ip6", "arpa"]):
+            raise ConfigError(f"{source}: config key extra_zones: {extra} is a reverse zone "
+                              "(reverse names are always answered)")
+        # Nested zones would answer one name twice, differently.
+        for other in seen:
+            if extra == other or extra.endswith("." + other) or other.endswith("." + extra):
+                raise ConfigError(f"{source}: config key extra_zones: {extra} is, or is "
+                                  f"nested with, the zone {other}")
+        seen.append(extra)
+    if cfg.loadbalance not in ("",) + LOADBALANCE_POLICIES:
+        raise ConfigError(f"{source}: config key loadbalance: must be round_robin or \"\" "
+                          f"(off), got {cfg.loadbalance!r}")
     _bounded_int(source, cfg, "rate_limit_responses_per_second", MAX_RATE_LIMIT, low=1)
     _bounded_int(source, cfg, "rate_limit_slip", MAX_SLIP)
     _bounded_int(source, cfg, "udp_receive_buffer", MAX_UDP_RECEIVE_BUFFER)
@@ -424,10 +536,21 @@ def parse(data: Any, source: str = "config") -> Config:
             parse_secret(cfg.cookie_secret)
         except ValueError as exc:
             raise ConfigError(f"{source}: config key cookie_secret: {exc}") from None
-    zone = cfg.zone.strip(".").lower()
-    if not zone or any(not label for label in zone.split(".")):
-        raise ConfigError(f"{source}: config key zone: not a domain name: {cfg.zone!r}")
-    return Config(**{**values, "zone": zone})
+    from coredns_py.zone import external
+    external.check(source, cfg.k8s_external, seen)
+    cfg = Config(**{**values, "zone": zone})
+    ours = served_zones(cfg)
+    for z in cfg.transfer_zones:
+        if z not in ours:
+            raise ConfigError(f"{source}: config key transfer_zones: {z} is not a zone served "
+                              f"here ({', '.join(ours)})")
+    return cfg
+
+
+def served_zones(cfg: Config) -> tuple[str, ...]:
+    """The zones answered from the cluster: the cluster zones, then the
+    external ones."""
+    return (cfg.zone, *cfg.extra_zones, *(z for spec in cfg.k8s_external for z in spec.zones))
 
 
 def check_namespace(where: str, namespace: str) -> None:

@@ -34,11 +34,14 @@ class Generation:
     source: str  # what it was built from: "folder zones"
     built_at: float  # unix time of the swap
     build_seconds: float  # from reading the source to the swap
+    read_kinds: Optional[Mapping[str, int]] = None  # the source's own counts, if any
 
     @functools.cached_property
     def kinds(self) -> Mapping[str, int]:
         """Objects read, by kind: counted once per generation, when first asked
         (a folder may hold 100k objects; a scrape must not count them)."""
+        if self.read_kinds is not None:
+            return self.read_kinds
         kinds: dict[str, int] = {}
         for obj in self.objects:
             kinds[obj.kind] = kinds.get(obj.kind, 0) + 1
@@ -101,4 +104,4 @@ class Builder:
         self._number += 1
         return Generation(self._number, snap, load.cluster, tuple(load.errors), load.objects,
                           load.files, self.source.description, time.time(),
-                          time.monotonic() - started)
+                          time.monotonic() - started, load.kinds)

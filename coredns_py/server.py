@@ -96,6 +96,7 @@ class Server:
         self.metrics = metrics_mod.Metrics(current=lambda: self.generation,
                                            addresses=listens, answers=self.answers)
         self.observe = self.metrics.record
+        self.metrics.source_gauges = getattr(source, "gauges", None)
 
     # --- the core call: bytes in, bytes out ---------------------------------------
 
@@ -110,14 +111,29 @@ class Server:
           of the query, so everything inside sees a plain query and the
           prepared answers serve it;
         - rate limiting: every answer made inside (hosts' too), knowing the
-          clients a valid cookie vouches for (never limited).
+          clients a valid cookie vouches for (never limited);
+        - loadbalance: shuffles every answer made inside, forwarded ones too
+          (CoreDNS puts it before cache and the plugins that answer);
+        - rewrite: the question's name rewritten for everything inside (hosts
+          too), the answer written back;
+        - transfer: zone transfers, from the current generation (CoreDNS:
+          after rewrite, before hosts and the zones).
         """
-        from coredns_py.stages import hosts
+        from coredns_py.stages import hosts, loadbalance, rewrite, transfer
+        cfg = self.config
         return [
             self.cookies,
             self.rate_limit,
+            loadbalance.stage(cfg.loadbalance_prefer) if cfg.loadbalance else None,
+            rewrite.Rewrite(cfg.rewrite).stage if cfg.rewrite else None,
+            transfer.stage(cfg.transfer_to, cfg.transfer_zones, self._snapshot, self._observe),
             hosts.stage(self.hosts, self._observe) if self.hosts is not None else None,
         ]
+
+    def _snapshot(self):
+        """The current generation's snapshot (None before the first load)."""
+        gen = self.generation
+        return gen.snapshot if gen is not None else None
 
     def _observe(self, *args) -> None:
         """What a stage reports a query it answered to (the query log too)."""

@@ -109,3 +109,26 @@ def test_an_open_tcp_connection_gets_the_new_stages(tmp_path, state_home):
             assert [rd.to_text() for rs in r.answer for rd in rs] == ["192.0.2.7"]
     finally:
         srv.stop()
+
+
+def test_zones_filters_and_stages_follow_the_config(tmp_path, state_home):
+    """The second part's keys take effect on reload too: a zone added, a
+    namespace filtered out, a rewrite rule, zone transfers turned off."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("upstream: []\nreload: 1\n")
+    srv = ServerProcess(state_home=state_home, args=["--config", str(cfg)],
+                        logdir=tmp_path / "log").start()
+    try:
+        assert srv.query("kubernetes.default.svc.example.internal.").rcode() == 5  # not ours
+        assert "XFR size" in srv.dig("AXFR", "cluster.local")  # this host may, by default
+        assert srv.rrset_values("cart.shop.svc.cluster.local.") == ["10.96.120.15"]
+        write_atomic(cfg, "upstream: []\nreload: 1\nextra_zones: [example.internal]\n"
+                     "namespaces: [default]\ntransfer_to: []\n"
+                     "rewrite: ['name exact api.test kubernetes.default.svc.cluster.local']\n")
+        wait_until(lambda: srv.rrset_values("kubernetes.default.svc.example.internal.") == [
+            "10.96.0.1"], timeout=8, message="the new zone")
+        assert srv.rrset_values("api.test.") == ["10.96.0.1"]
+        assert srv.query("cart.shop.svc.cluster.local.").rcode() == 3  # filtered: NXDOMAIN
+        assert "Transfer failed" in srv.dig("AXFR", "cluster.local")
+    finally:
+        srv.stop()

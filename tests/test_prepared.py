@@ -25,6 +25,7 @@ from coredns_py.memo import Memo
 from coredns_py.source.folder import ManifestSource
 from coredns_py.zone import answer, snapshot
 from coredns_py.zone import wire as wire_mod
+from coredns_py.zone.external import ExternalSpec
 from coredns_py.zone.prepared import PreparedAnswers
 from helpers.manifests import deployment, namespace, service, write
 
@@ -74,19 +75,30 @@ def generated_cluster(folder: Path, rng: random.Random, namespaces: int = 4) -> 
 
 
 def names(snap) -> list[str]:
-    out = ["cluster.local", "svc.cluster.local", "pod.cluster.local",
-           "dns-version.cluster.local", "ns.dns.cluster.local", "nope.cluster.local",
-           "10-244-0-1.default.pod.cluster.local", "1-2-3-4.nope.pod.cluster.local",
-           "in-addr.arpa", "96.10.in-addr.arpa", "1.2.3.4.in-addr.arpa", "example.com"]
-    for (ns, name), view in snap.services.items():
-        base = f"{name}.{ns}.svc.cluster.local"
-        out += [base, f"{base}.svc.cluster.local", f"nope.{base}", f"{ns}.svc.cluster.local",
-                f"10-244-0-1.{ns}.pod.cluster.local"]
-        for p in view.ports:
-            if p.name:
-                out.append(f"_{p.name}._{p.protocol}.{base}")
-        for ep in view.endpoints[:2]:
-            out.append(f"{ep.name}.{base}")
+    out = ["in-addr.arpa", "96.10.in-addr.arpa", "1.2.3.4.in-addr.arpa", "example.com"]
+    for labels in snap.zones:  # every zone answering the cluster
+        z = b".".join(labels).decode()
+        out += [z, f"svc.{z}", f"pod.{z}", f"dns-version.{z}", f"ns.dns.{z}", f"nope.{z}",
+                f"10-244-0-1.default.pod.{z}", f"1-2-3-4.nope.pod.{z}"]
+        for (ns, name), view in snap.services.items():
+            base = f"{name}.{ns}.svc.{z}"
+            out += [base, f"{base}.svc.{z}", f"nope.{base}", f"{ns}.svc.{z}",
+                    f"10-244-0-1.{ns}.pod.{z}"]
+            for p in view.ports:
+                if p.name:
+                    out.append(f"_{p.name}._{p.protocol}.{base}")
+            for ep in view.endpoints[:2]:
+                out.append(f"{ep.name}.{base}")
+        for ns in snap.hidden:  # namespaces a filter hides
+            out += [f"s0.{ns}.svc.{z}", f"{ns}.svc.{z}", f"10-244-0-1.{ns}.pod.{z}"]
+    for ext in snap.externals:  # external zones (k8s_external)
+        z = b".".join(ext.zone).decode()
+        out += [z, f"dns.{z}", f"ns1.dns.{z}", f"x.dns.{z}", f"nope.{z}", f"nope.sub.{z}"]
+        for (ns, name), view in snap.services.items():
+            base = f"{name}.{ns}.{z}"
+            out += [base, f"x.{base}", f"{ns}.{z}", f"_http._tcp.{base}"]
+            out += [f"{ep.name}.{base}" for ep in view.endpoints[:2]]
+    for view in snap.services.values():
         for ip in list(view.ips) + [ep.address for ep in view.endpoints[:2]]:
             out.append(dns.reversename.from_address(ip).to_text())
     return sorted(set(out))
@@ -144,6 +156,14 @@ def zone_snapshots(tmp_path: Path):
     gen = tmp_path / "generated"
     generated_cluster(gen, random.Random(7))
     yield build(gen, cfg)
+    # External zones (k8s_external).
+    yield build(ROOT / "tests" / "fixtures" / "external",
+                Config(k8s_external=(ExternalSpec(("example.com",), headless=True,
+                                                  fallthrough=("sub.example.com",)),
+                                     ExternalSpec(("ext.test",), apex="x", ttl=30))))
+    # The same cluster answered under another zone too, one namespace hidden.
+    yield build(gen, Config(pods="verified", extra_zones=("example.internal",),
+                            namespaces=("gen0", "gen1", "gen2")))
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +216,7 @@ def test_truncated_over_udp_complete_over_tcp(snaps):
 
 def test_our_writer_writes_what_dnspython_writes(snaps):
     """The same reply written by zone/wire.py and by dnspython's renderer
-    (a fifth of the query set: dnspython takes ~0.4 ms a message), and every
+    (an eighth of the query set: dnspython takes ~0.4 ms a message), and every
     record type lookup makes among them."""
     rng = random.Random(5)
     checked = 0
@@ -204,10 +224,11 @@ def test_our_writer_writes_what_dnspython_writes(snaps):
     for snap in snaps:
         for wire in queries(snap, rng):
             query = answer.read(wire)
-            # The dns-version TXT and the apex (its NS) are always among them.
+            # The dns-version TXT and the apexes (their NS) are always among them.
             apex = query is not None and len(query.questions) == 1 and tuple(
-                label.lower() for label in query.questions[0][0]) == (b"cluster", b"local")
-            if query is None or query.pad or (rng.random() > 0.2 and b"dns-version" not in wire
+                label.lower() for label in query.questions[0][0]) in (
+                    snap.zones + tuple(ext.zone for ext in snap.externals))
+            if query is None or query.pad or (rng.random() > 0.12 and b"dns-version" not in wire
                                               and not apex):
                 continue
             out = answer.decide(snap, query, False)
@@ -368,6 +389,19 @@ def test_a_cname_into_another_namespace_follows_that_namespace(tmp_path):
     assert out == answer.answer(second, wire, "udp")
     assert [rd.to_text() for rs in dns.message.from_wire(out).answer for rd in rs][-1] == \
         "10.96.0.7"
+
+
+def test_a_config_change_remakes_the_answers_of_namespaces_that_do_not_exist():
+    """An NXDOMAIN for a namespace that does not exist depends on the config
+    (its SOA's TTL is min(ttl, 300)): a new ttl must not serve the old one."""
+    short, longer = build(ZONES, Config(ttl=5)), build(ZONES, Config(ttl=30))
+    cache = PreparedAnswers()
+    for name in ("web.nonexistent.svc.cluster.local", "1-2-3-4.nonexistent.pod.cluster.local"):
+        wire = dns.message.make_query(name, "A").to_wire()
+        assert cache.answer(short, wire, "udp") == answer.answer(short, wire, "udp")
+        out = cache.answer(longer, wire, "udp")
+        assert out == answer.answer(longer, wire, "udp")
+        assert dns.message.from_wire(out).authority[0].ttl == 30
 
 
 # --- EDNS options: the same answer whether or not the question is kept ----------

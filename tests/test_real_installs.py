@@ -80,7 +80,8 @@ def test_a_kubectl_dump_with_managed_fields_and_status(start_server, state_home)
     assert srv.dig_short(f"checkout.shop.{ZONE}") == ["10.96.44.9"]
     table = get_services(folder, state_home)
     assert table[("shop", "frontend")] == ["NodePort", "10.96.201.17", "<none>", "80:31645/TCP"]
-    assert table[("shop", "checkout")] == ["LoadBalancer", "10.96.44.9", "<pending>",
+    # its status.loadBalancer.ingress, as kubectl shows it
+    assert table[("shop", "checkout")] == ["LoadBalancer", "10.96.44.9", "172.18.255.200",
                                            "5050:30417/TCP"]
     eps = run_cli("get", "endpoints", "-n", "shop", "--manifests", folder,
                   state_home=state_home).stdout

@@ -75,7 +75,7 @@ def test_auto_is_on_only_when_exposed(switch, exposed, on):
     ([("127.0.0.1", 53)], {"rate_limit": True}, ["rate_limit"]),
 ])
 def test_the_server_builds_the_chain_cookies_first(listens, cfg, names):
-    server = Server(None, config.parse(cfg), listens)
+    server = Server(None, config.parse({"transfer_to": [], **cfg}), listens)
     server._start_stages()
     built = server._stages()
     assert [n for n, s in zip(["cookies", "rate_limit"], built) if s is not None] == names
@@ -98,7 +98,7 @@ def test_a_config_reload_keeps_stages_whose_settings_did_not_change():
     server._start_stages()
     assert server.rate_limit is not rate_limit and server.rate_limit.slip == 1
     assert server.cookies is not cookies and server.cookies.secret == bytes(16)
-    server.config = config.parse({"rate_limit": False, "cookies": False})
+    server.config = config.parse({"rate_limit": False, "cookies": False, "transfer_to": []})
     server._start_stages()
     assert (server.cookies, server.rate_limit, server.entry) == (None, None, server.handle)
 

@@ -525,4 +525,6 @@ def test_load_of_tricky_files_same_as_before(tmp_path, monkeypatch):
         """), encoding="utf-8")
     new, old = load_both(tmp_path, monkeypatch)
     assert_same_load(new, old)
-    assert len(new.errors) > 5 and len(new.objects) >= 3
+    # (Services a and b carry labels the API server refuses: `on: yes` is
+    # a boolean key and value in YAML 1.1.)
+    assert len(new.errors) > 5 and len(new.objects) >= 2

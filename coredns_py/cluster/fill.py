@@ -283,9 +283,11 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
     store = state_mod.store(store)
     by_ns: dict[str, list] = defaultdict(list)
     namespaces: set[str] = set()
+    namespace_labels: dict[str, tuple] = {}
     for obj in objects:
         if type(obj) is o.Namespace:
             namespaces.add(obj.name)
+            namespace_labels[obj.name] = obj.labels
         else:
             by_ns[obj.namespace].append(obj)
     namespaces.update(by_ns)
@@ -329,7 +331,7 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
         tuple(s for r in results.values() for s in r.slices),
         tuple(p for r in results.values() for p in r.pods),
         tuple(e for r in results.values() for e in r.errors),
-        results)
+        results, namespace_labels)
 
 
 def keep_served(memo: Memo, config: Config, store: "Store | Path | None") -> None:

@@ -1,5 +1,6 @@
 """The local fill-in as a cluster source: objects from an object source
-(a folder of manifests), filled in here, addresses kept in a state file."""
+(a folder of manifests), filled in here, addresses kept in a state store
+(the folder's state file; etcd for ``publish``)."""
 
 from __future__ import annotations
 
@@ -64,11 +65,13 @@ class LocalCluster:
 
 
 def from_folder(manifests: Path, config: Config, *, state: bool = True,
-                incremental: bool = True, log_errors: bool = True) -> LocalCluster:
+                incremental: bool = True, log_errors: bool = True,
+                store: Optional[Store] = None) -> LocalCluster:
     """The cluster of a folder of manifests, as ``serve`` and every other
     command reads it: objects that name no namespace land in
     ``config.default_namespace``; ``state=False`` allocates without reading
-    or writing the state file (``check``)."""
+    or writing the state file (``check``); ``store`` keeps the addresses
+    elsewhere than the folder's state file (``publish``: in etcd)."""
     from coredns_py.source.folder import ManifestSource
     from coredns_py.source.parse_cache import for_state
     from coredns_py.source.settle import Settling
@@ -79,5 +82,5 @@ def from_folder(manifests: Path, config: Config, *, state: bool = True,
                             default_namespace=config.default_namespace,
                             max_file_bytes=config.max_file_bytes,
                             settle=Settling() if incremental else None)
-    return LocalCluster(source, config, state_path, incremental=incremental,
-                        log_errors=log_errors)
+    return LocalCluster(source, config, store if store is not None else state_path,
+                        incremental=incremental, log_errors=log_errors)

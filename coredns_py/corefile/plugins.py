@@ -3,10 +3,7 @@
 Each directive we implement sets config keys; options that change nothing
 a local server answers are accepted and listed (``check`` prints them); a
 directive or option we do not implement is an error naming its line, so
-nothing is ever silently ignored.  Where a plugin's behaviour is built in a
-later version (rewrite, k8s_external, loadbalance, transfer, several zones
-or filters in kubernetes), its arguments are kept in the config and
-``serve`` refuses them, naming the line.
+nothing is ever silently ignored.
 
 How CoreDNS's server blocks map onto one coredns-py server:
 
@@ -35,6 +32,8 @@ from coredns_py.errors import ConfigError
 from coredns_py.resolver import forward_config
 from coredns_py.resolver.forward_config import ForwardDomain
 from coredns_py.stages import hosts as hosts_mod
+from coredns_py.stages import rewrite as rewrite_mod
+from coredns_py.zone import external as external_mod
 
 DNS_PORT = 53
 REVERSE = ("in-addr.arpa", "ip6.arpa")
@@ -138,11 +137,13 @@ class Mapper:
 
     def __init__(self, path: Path):
         self.base = Path(path).parent
-        self.data: dict[str, Any] = {"upstream": []}  # no forward: nothing forwarded
+        # No forward: nothing forwarded; no transfer: no zone transfers.
+        self.data: dict[str, Any] = {"upstream": [], "transfer_to": []}
+        self.transfer_line: Optional[Line] = None
         self.forward: list[ForwardDomain] = []
         self.hosts: list[hosts_mod.HostsSpec] = []
-        self.coming: dict[str, list] = {}
-        self.origins: dict[str, str] = {}
+        self.external: list = []  # k8s_external specs
+        self.rewrite: list = []  # rewrite rules, in order
         self.not_acted_on: list[str] = []
         self.kubernetes: Optional[Line] = None
         self.singletons: dict[str, Line] = {}
@@ -213,10 +214,6 @@ class Mapper:
     def ignored(self, line: Line, what: str, why: str) -> None:
         self.not_acted_on.append(f"{line.where}: {what} ({why})")
 
-    def later(self, key: str, line: Line, value) -> None:
-        self.coming.setdefault(key, []).append(value)
-        self.origins.setdefault(key, line.where)
-
     # --- directives -------------------------------------------------------------------
 
     def d_bind(self, b: _Block, line: Line) -> None:
@@ -283,9 +280,12 @@ class Mapper:
         if not cluster:
             raise fail(line, "kubernetes needs a cluster zone (e.g. cluster.local)")
         self.data["zone"] = cluster[0]
-        extra = cluster[1:] + [z for z in zones if z not in cluster and z not in REVERSE]
-        if extra:
-            self.later("extra_zones", line, tuple(extra))
+        if cluster[1:]:
+            self.data["extra_zones"] = cluster[1:]
+        for z in zones:
+            if z not in cluster and z not in REVERSE:
+                self.ignored(line, f"kubernetes {z}", "PTR records of every Service and "
+                                                      "endpoint address are answered")
         for opt in line.block:
             name, words = opt.name.text, opt.words()
             if name == "pods" and len(words) == 1:
@@ -302,7 +302,12 @@ class Mapper:
                                     "implemented: only `fallthrough in-addr.arpa ip6.arpa` "
                                     "(reverse names we do not know go upstream)")
             elif name in ("namespaces", "labels", "namespace_labels") and words:
-                self.later(name, opt, tuple(words))
+                value = words if name == "namespaces" else " ".join(words)
+                try:  # checked here, to name the line
+                    config_mod.parse({name: value})
+                    self.data[name] = value
+                except ConfigError as exc:
+                    raise fail(opt, str(exc).split(": ", 1)[1]) from None
             elif name in ("endpoint", "tls", "kubeconfig", "apiserver", "startup_timeout",
                           "upstream"):
                 self.ignored(opt, f"kubernetes {name}", "the cluster comes from the manifests "
@@ -451,28 +456,71 @@ class Mapper:
         self.hosts.append(spec)
 
     def d_rewrite(self, b: _Block, line: Line) -> None:
-        if not line.args:
-            raise fail(line, "rewrite needs a rule")
-        self.later("rewrite", line, (line.where, tuple(line.words()),
-                                     tuple(tuple([o.name.text] + o.words()) for o in line.block)))
+        # The block form's lines are the rule's words, one after the other
+        # (`rewrite stop {` / `name regex ...` / `answer name ...` / `}`).
+        words = line.words() + [w for o in line.block for w in [o.name.text] + o.words()]
+        self.rewrite.append(rewrite_mod.parse_rule(line.where, words))
 
     def d_k8s_external(self, b: _Block, line: Line) -> None:
-        zones = tuple(z for tok in line.args for z in zones_of(tok)) or tuple(b.zones)
-        self.later("k8s_external", line, (line.where, zones,
-                                          tuple(tuple([o.name.text] + o.words())
-                                                for o in line.block)))
+        zones = [z for tok in line.args for z in zones_of(tok)] or list(b.zones)
+        if "." in zones:
+            raise fail(line, "k8s_external needs its zones (e.g. `k8s_external example.com`)")
+        data: dict[str, Any] = {"zones": zones}
+        for opt in line.block:
+            name, words = opt.name.text, opt.words()
+            if name == "apex" and len(words) == 1:
+                data["apex"] = words[0]
+            elif name == "ttl" and len(words) == 1:
+                data["ttl"] = integer(opt.args[0], 0, external_mod.MAX_TTL)
+            elif name == "headless" and not words:
+                data["headless"] = True
+            elif name == "fallthrough":
+                data["fallthrough"] = [z for tok in opt.args for z in zones_of(tok)] or ["."]
+            else:
+                raise fail(opt, f"k8s_external option {name!r} "
+                                f"{'with these arguments ' if words else ''}is not implemented")
+        self.external.append(external_mod.parse_entry(line.where, data))
 
     def d_loadbalance(self, b: _Block, line: Line) -> None:
+        self.once(line)
         words = line.words() or ["round_robin"]
-        self.later("loadbalance", line, (line.where, tuple(words),
-                                         tuple(tuple([o.name.text] + o.words())
-                                               for o in line.block)))
+        if words != ["round_robin"]:
+            raise fail(line, f"loadbalance {' '.join(words)}: only round_robin is implemented "
+                             "(the `weighted` policy is not)")
+        self.data["loadbalance"] = "round_robin"
+        for opt in line.block:
+            if opt.name.text != "prefer" or not opt.args:
+                raise fail(opt, f"loadbalance option {opt.name.text!r}: only `prefer CIDR...`")
+            try:
+                self.data["loadbalance_prefer"] = list(config_mod.parse(
+                    {"loadbalance_prefer": opt.words()}).loadbalance_prefer)
+            except ConfigError as exc:
+                raise fail(opt, str(exc).split(": ", 1)[1]) from None
 
     def d_transfer(self, b: _Block, line: Line) -> None:
-        zones = tuple(z for tok in line.args for z in zones_of(tok)) or tuple(b.zones)
-        self.later("transfer", line, (line.where, zones,
-                                      tuple(tuple([o.name.text] + o.words())
-                                            for o in line.block)))
+        self.once(line)
+        zones = [z for tok in line.args for z in zones_of(tok)] or list(b.zones)
+        to: list[str] = []
+        for opt in line.block:
+            if opt.name.text == "to" and opt.args:
+                for tok in opt.args:
+                    text = tok.text
+                    if text != "*":  # an address, maybe with a port (used for NOTIFY)
+                        from coredns_py.resolver import upstreams
+                        try:
+                            text = upstreams.parse_address(text).host
+                        except ValueError:
+                            raise fail(tok, f"transfer to {tok.text}: expected *, an IP address "
+                                            "or IP:PORT") from None
+                    to.append(text)
+            elif opt.name.text == "source" and len(opt.args) == 1:
+                self.ignored(opt, "transfer source", "no NOTIFY is sent")
+            else:
+                raise fail(opt, f"transfer option {opt.name.text!r}: only `to ADDRESS...`")
+        self.data["transfer_to"] = to  # no `to`: nobody, as CoreDNS
+        if "." not in zones:
+            self.data["transfer_zones"] = zones
+        self.transfer_line = line
 
     # --- the whole server ---------------------------------------------------------------
 
@@ -539,9 +587,15 @@ def build(path: Path, servers: list[ServerBlock]) -> tuple[config_mod.Config, li
     """The Config of a Corefile's blocks, and what it accepted without acting on."""
     mapper = Mapper(path)
     mapper.run(servers)
+    transfer_zones = mapper.data.pop("transfer_zones", ())  # checked below, with the line
     cfg = config_mod.parse(mapper.data, str(path))
+    external_mod.check(str(path), mapper.external, (cfg.zone,) + cfg.extra_zones)
     cfg = dataclasses.replace(
         cfg, forward=tuple(mapper.forward), hosts=tuple(mapper.hosts),
-        origins=tuple(sorted(mapper.origins.items())),
-        **{k: tuple(v) for k, v in mapper.coming.items()})
-    return cfg, mapper.not_acted_on
+        k8s_external=tuple(mapper.external), rewrite=tuple(mapper.rewrite))
+    ours = config_mod.served_zones(cfg)
+    for z in transfer_zones:
+        if z not in ours:
+            raise fail(mapper.transfer_line, f"transfer {z}: not a zone served here "
+                                             f"({', '.join(ours)})")
+    return dataclasses.replace(cfg, transfer_zones=tuple(transfer_zones)), mapper.not_acted_on

@@ -3,8 +3,9 @@ answers it gives later.
 
 The core answers a query with the response wire, ``None`` for "send
 nothing", or -- when the answer needs an upstream server -- an awaitable of
-either.  A transport runs such an awaitable as a task and sends its result
-when done, answering other queries meanwhile.  This module holds what UDP
+either; over TCP, a zone transfer's several messages (:class:`Messages`).
+A transport runs such an awaitable as a task and sends its result when
+done, answering other queries meanwhile.  This module holds what UDP
 and TCP share about that: telling the kinds of result apart, collecting a
 finished task's answer, and the cap on answers pending over UDP.
 
@@ -17,15 +18,33 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Awaitable, Callable, Optional, Union
+from typing import Awaitable, Callable, Iterable, Iterator, Optional, Union
 
 from coredns_py.logs import IntervalLog
 
 log = logging.getLogger("coredns_py.transport")
 
-HandlerResult = Union[bytes, None, Awaitable[Optional[bytes]]]
+
+class Messages:
+    """A handler result that is several response messages to one query, sent
+    in order over TCP: a zone transfer (RFC 5936 section 2.2).  It wraps an
+    iterator of message wires that the TCP transport takes one at a time as
+    the client reads them, so a big zone is made as it is sent and never
+    held whole, in memory or in the send buffer; meanwhile that connection's
+    next queries wait (a transfer's messages are not interleaved with other
+    answers).  A handler never gives one for a UDP query (zone transfers
+    are TCP only: it answers REFUSED)."""
+
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: Iterable[bytes]):
+        self.messages: Iterator[bytes] = iter(messages)
+
+
+HandlerResult = Union[bytes, None, Messages, Awaitable[Optional[bytes]]]
 Handler = Callable[[bytes, str, tuple], HandlerResult]
-"""``handler(query_wire, proto, peer) -> response wire, None, or an awaitable of either``.
+"""``handler(query_wire, proto, peer) -> response wire, None, Messages (TCP
+only), or an awaitable of a response wire or None``.
 
 ``proto`` is ``"udp"`` or ``"tcp"``; ``peer`` is the client address tuple.
 """

@@ -24,7 +24,7 @@ from typing import Optional
 from coredns_py.errors import FramingError
 from coredns_py.logs import IntervalLog
 from coredns_py.net.framing import MAX_TCP_BUFFER, FrameDecoder, encode
-from coredns_py.net.handler import Handler, awaitable, outcome
+from coredns_py.net.handler import Handler, Messages, awaitable, outcome
 from coredns_py.zone.wire import MAX_MESSAGE
 
 log = logging.getLogger("coredns_py.transport")
@@ -221,6 +221,7 @@ class TcpProtocol(asyncio.Protocol):
         self._write_paused = False
         self._eof = False
         self._more = False  # complete messages left for the next turn
+        self._messages = None  # a multi-message answer being sent (handler.Messages)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._timer: Optional[asyncio.TimerHandle] = None
         self._last_message = 0.0
@@ -293,7 +294,7 @@ class TcpProtocol(asyncio.Protocol):
         """Nothing to do for this client: no query waiting or being answered,
         no answer unsent.  Such a connection may be closed to make room."""
         return (not self._closing and not self._tasks and not self._more
-                and not self._frames.has_complete_frame()
+                and self._messages is None and not self._frames.has_complete_frame()
                 and (self.transport is None or unsent(self.transport) == 0))
 
     def close(self) -> None:
@@ -327,7 +328,7 @@ class TcpProtocol(asyncio.Protocol):
         flow control hold the client back."""
         if self._closing:
             return
-        want = (not self._write_paused and not self._more
+        want = (not self._write_paused and not self._more and self._messages is None
                 and len(self._tasks) < self._max_pending)
         if want and not self._reading:
             self.transport.resume_reading()
@@ -336,9 +337,11 @@ class TcpProtocol(asyncio.Protocol):
         self._reading = want
 
     def _process(self) -> None:
+        if self._messages is not None:
+            self._send_messages()  # a transfer first: the next queries wait
         budget = self._batch
         answered = 0
-        while (not self._closing and not self._write_paused
+        while (not self._closing and not self._write_paused and self._messages is None
                and len(self._tasks) < self._max_pending):
             if answered == budget and self._loop is not None:
                 if self._frames.has_complete_frame() and not self._more:
@@ -366,7 +369,7 @@ class TcpProtocol(asyncio.Protocol):
         # At EOF, close once every complete query has been answered (a
         # trailing partial frame can never complete).
         if (self._eof and not self._write_paused and not self._tasks and not self._more
-                and not self._frames.has_complete_frame()):
+                and self._messages is None and not self._frames.has_complete_frame()):
             self._close()
 
     def _next_turn(self) -> None:
@@ -381,6 +384,10 @@ class TcpProtocol(asyncio.Protocol):
             log.exception("handler failed on TCP query from %s", self.peer)
             return
         if response is None:
+            return
+        if type(response) is Messages:
+            self._messages = response.messages
+            self._send_messages()
             return
         if not isinstance(response, (bytes, bytearray)):
             if not awaitable(response, self.peer):
@@ -401,6 +408,24 @@ class TcpProtocol(asyncio.Protocol):
         if self._loop is not None:
             self._last_message = self._loop.time()  # an answer is activity too
         self._process()  # reads again below the cap; closes after EOF when done
+
+    def _send_messages(self) -> None:
+        """Write the messages of a multi-message answer while the client
+        takes them: a full send buffer (pause_writing) leaves the rest for
+        resume_writing.  A message written counts as activity."""
+        try:
+            while not self._write_paused and not self._closing:
+                message = next(self._messages, None)
+                if message is None:
+                    self._messages = None
+                    return
+                self._write(message)
+                if self._loop is not None:
+                    self._last_message = self._loop.time()
+        except Exception:  # a bug of ours: the transfer cannot go on
+            log.exception("answer of several messages to %s failed; closing", self.peer)
+            self._messages = None
+            self._close(abort=True)
 
     def _write(self, response: bytes) -> None:
         if len(response) > MAX_MESSAGE:

@@ -216,6 +216,9 @@ class Metrics:
         self.listener_stats: Optional[Callable[[], dict]] = None
         self.cookies = None
         self.rate_limit = None
+        # The cluster source's own gauges, if it has any (a replica's etcd
+        # revision, connection, staleness): () -> [(name, help, value)].
+        self.source_gauges: Optional[Callable[[], Iterable]] = None
 
         # CoreDNS exports no *_created series; neither do we (process-wide switch).
         disable_created_metrics()
@@ -580,6 +583,11 @@ class Collector:
         for kind, n in sorted((gen.snapshot.counts if gen is not None else {}).items()):
             g.add_metric([kind], n)
         yield g
+
+        for name, help_text, value in (m.source_gauges() if m.source_gauges else ()):
+            g = GaugeMetricFamily(f"{OURS}_{name}", help_text)
+            g.add_metric([], value)
+            yield g
 
         g = GaugeMetricFamily(f"{OURS}_last_reload_timestamp_seconds", "When the served "
                               "snapshot was swapped in (unix time); 0 before the first load.")

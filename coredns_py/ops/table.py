@@ -31,11 +31,14 @@ def _ports(svc: o.Service) -> str:
 
 
 def _external_ip(svc: o.Service) -> str:
+    """What kubectl shows: the load balancer's ingress (a LoadBalancer only;
+    <pending> until its status has one) and spec.externalIPs."""
     if svc.type == o.EXTERNAL_NAME:
         return svc.external_name
-    if svc.type == o.LOAD_BALANCER:
-        return "<pending>"  # no cloud load balancer here
-    return "<none>"
+    shown = (svc.ingress if svc.type == o.LOAD_BALANCER else ()) + svc.external_ips
+    if shown:
+        return ",".join(shown)
+    return "<pending>" if svc.type == o.LOAD_BALANCER else "<none>"
 
 
 def _endpoints(cluster: Cluster, svc: o.Service) -> str:

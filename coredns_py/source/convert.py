@@ -4,8 +4,8 @@ One function per kind.  Each checks the fields we read as the API server
 validates them (:mod:`.validation`, with its wording) and raises
 :class:`ManifestError` naming the object and the field, so the rest of the
 code can trust what it gets; the first problem of an object is reported.
-Everything else in a manifest (``status`` of a dumped Service,
-``managedFields``, annotations ...) is ignored.
+Everything else in a manifest (a dumped Service's ``status`` but its load
+balancer's ingress, ``managedFields``, annotations ...) is ignored.
 
 :func:`ignored` says first what a document is: an object of a kind we serve,
 another kind (counted, not served), no Kubernetes object at all (a
@@ -310,10 +310,32 @@ def _ip_families(ctx: _Ctx, spec: dict, parsed: list[str]) -> tuple[list[str], s
     return families, policy
 
 
+def _load_balancer(ctx: _Ctx, raw: dict) -> tuple[str, ...]:
+    """status.loadBalancer.ingress: each entry's ip, or its hostname (what
+    k8s_external answers and `get services` shows)."""
+    status = _get(ctx, raw, "", "status", dict, {})
+    lb = _get(ctx, status, "status", "loadBalancer", dict, {})
+    out = []
+    for f, item in _mappings(ctx, lb, "status.loadBalancer", "ingress"):
+        if item.get("ip"):
+            out.append(_ip(ctx, item["ip"], f"{f}.ip"))
+            continue
+        host = _get(ctx, item, f, "hostname", str, "")
+        host = host[:-1] if host.endswith(".") else host
+        if not host:
+            raise ctx.error(f"{f}.hostname", v.required("an entry needs an ip or a hostname"))
+        ctx.check(f"{f}.hostname", host, v.dns1123_subdomain(host))
+        out.append(host)
+    return tuple(out)
+
+
 def service(ctx: _Ctx, raw: dict) -> o.Service:
     """A Service, checked as ValidateService does."""
-    _metadata(ctx, raw)
+    labels = _string_map(ctx, _metadata(ctx, raw).get("labels"), "metadata.labels")
     spec = _get(ctx, raw, "", "spec", dict, {})
+    external_ips = tuple(_ip(ctx, value, f"spec.externalIPs[{i}]")
+                         for i, value in enumerate(_list(ctx, spec, "spec", "externalIPs")))
+    ingress = _load_balancer(ctx, raw)
     stype = _get(ctx, spec, "spec", "type", str, o.CLUSTER_IP) or o.CLUSTER_IP
     if stype not in o.SERVICE_TYPES:
         raise ctx.error("spec.type", v.not_supported(stype, sorted(o.SERVICE_TYPES)))
@@ -331,7 +353,8 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
             raise ctx.error("spec.externalName", v.required())
         ctx.check("spec.externalName", clean, v.dns1123_subdomain(clean))
         return o.Service(ctx.namespace, ctx.name, stype, (), tuple(ports),
-                         external_name=clean, origin=ctx.origin)
+                         external_name=clean, origin=ctx.origin, labels=labels,
+                         external_ips=external_ips, ingress=ingress)
 
     families, policy = _ip_families(ctx, spec, parsed)
     allocate_node_ports = _get(ctx, spec, "spec", "allocateLoadBalancerNodePorts", bool, None)
@@ -343,7 +366,8 @@ def service(ctx: _Ctx, raw: dict) -> o.Service:
         selector=selector,
         publish_not_ready=bool(_get(ctx, spec, "spec", "publishNotReadyAddresses", bool, False)),
         ip_families=tuple(families), ip_family_policy=policy,
-        allocate_node_ports=allocate_node_ports is not False, origin=ctx.origin)
+        allocate_node_ports=allocate_node_ports is not False, origin=ctx.origin,
+        labels=labels, external_ips=external_ips, ingress=ingress)
 
 
 # --- EndpointSlice and Endpoints --------------------------------------------
@@ -560,9 +584,14 @@ def workload(ctx: _Ctx, raw: dict) -> o.Workload:
     return wl
 
 
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server
+
+
 def namespace(ctx: _Ctx, raw: dict) -> o.Namespace:
-    _metadata(ctx, raw, namespaced=False)
-    return o.Namespace(ctx.name, origin=ctx.origin)
+    meta = _metadata(ctx, raw, namespaced=False)
+    labels = dict(_string_map(ctx, meta.get("labels"), "metadata.labels"))
+    labels[NAMESPACE_NAME_LABEL] = ctx.name
+    return o.Namespace(ctx.name, origin=ctx.origin, labels=tuple(sorted(labels.items())))
 
 
 _CONVERTERS: dict[str, Callable] = {

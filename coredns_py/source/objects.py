@@ -87,6 +87,12 @@ class Service:
     # spec.allocateLoadBalancerNodePorts: false gives a LoadBalancer no nodePorts.
     allocate_node_ports: bool = True
     origin: Optional[Origin] = field(default=None, compare=False)
+    labels: tuple[tuple[str, str], ...] = ()  # metadata.labels (CoreDNS `labels` filter)
+    # spec.externalIPs, then status.loadBalancer.ingress (each entry's ip, or
+    # its hostname): what k8s_external serves and `get services` shows, in
+    # the order CoreDNS keeps them (object/service.go ExternalIPs).
+    external_ips: tuple[str, ...] = ()
+    ingress: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -213,6 +219,9 @@ class Workload:
 class Namespace:
     name: str
     origin: Optional[Origin] = field(default=None, compare=False)
+    # metadata.labels, with kubernetes.io/metadata.name, which the API
+    # server sets on every namespace (CoreDNS `namespace_labels` filter).
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def kind(self) -> str:

@@ -59,6 +59,39 @@ def chain(core: Handler, stages: Iterable[Optional[Stage]]) -> Handler:
     return handler
 
 
+def question(wire: bytes) -> Optional[tuple[str, int, int, int]]:
+    """(name as "a.b." in lower case, type, class, where the question ends)
+    of a one-question QUERY, read straight from the wire; None for anything
+    else, and for a name that is compressed or has a label holding a dot or
+    a byte that is not ASCII (such a query goes on to answer() untouched)."""
+    n = len(wire)
+    if n < 17 or wire[2] & 0xF8 or wire[4:6] != b"\x00\x01":
+        return None  # a response, another opcode, or not one question
+    pos = 12
+    labels = []
+    while True:
+        length = wire[pos]
+        if length == 0:
+            break
+        if length & 0xC0:
+            return None  # compressed or extended label in a question: let answer() judge
+        label = wire[pos + 1:pos + 1 + length]
+        if b"." in label:
+            return None
+        labels.append(label)
+        pos += length + 1
+        if pos >= n:
+            return None
+    if pos + 5 > n:
+        return None  # truncated
+    try:
+        name = b".".join(labels).decode("ascii").lower() + "."
+    except UnicodeDecodeError:
+        return None
+    return (name if labels else "."), int.from_bytes(wire[pos + 1:pos + 3], "big"), \
+        int.from_bytes(wire[pos + 3:pos + 5], "big"), pos + 5
+
+
 def then(result: HandlerResult, after: Callable[[bytes], Optional[bytes]]) -> HandlerResult:
     """``after(response)`` applied to a handler's result, now or when an
     awaitable one arrives (None stays None: nothing is sent)."""

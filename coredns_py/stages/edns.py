@@ -46,8 +46,11 @@ def _skip_name(wire: bytes, pos: int) -> int:
         pos += length + 1
 
 
-def locate(wire: bytes) -> tuple[int, int]:
-    """(end of the question section, offset of the OPT record or -1).
+def sections(wire: bytes) -> tuple[int, list[list[tuple[int, int, int]]]]:
+    """(end of the question section, the answer, authority and additional
+    sections: each record as (its start, the end of its owner name, its
+    end)).  The type, class, TTL and RDLENGTH are the 10 bytes after the
+    owner name.
 
     Raises ValueError when the message cannot be walked (counts that do
     not match, a record running past the end): ``answer()`` decides what
@@ -62,20 +65,29 @@ def locate(wire: bytes) -> tuple[int, int]:
     if pos > n:
         raise ValueError("question runs off the end")
     qend = pos
-    answers = int.from_bytes(wire[6:8], "big") + int.from_bytes(wire[8:10], "big")
-    records = answers + int.from_bytes(wire[10:12], "big")
-    opt = -1
-    for i in range(records):
-        start = pos
-        pos = _skip_name(wire, pos)
-        if pos + 10 > n:
-            raise ValueError("record runs off the end")
-        if opt < 0 and i >= answers and wire[pos:pos + 2] == b"\x00\x29" and start + 1 == pos:
-            opt = start
-        pos += 10 + int.from_bytes(wire[pos + 8:pos + 10], "big")
-        if pos > n:
-            raise ValueError("record data runs off the end")
-    return qend, opt
+    out: list[list[tuple[int, int, int]]] = [[], [], []]
+    for i, count in enumerate((wire[6:8], wire[8:10], wire[10:12])):
+        for _ in range(int.from_bytes(count, "big")):
+            start = pos
+            pos = _skip_name(wire, pos)
+            if pos + 10 > n:
+                raise ValueError("record runs off the end")
+            name_end = pos
+            pos += 10 + int.from_bytes(wire[pos + 8:pos + 10], "big")
+            if pos > n:
+                raise ValueError("record data runs off the end")
+            out[i].append((start, name_end, pos))
+    return qend, out
+
+
+def locate(wire: bytes) -> tuple[int, int]:
+    """(end of the question section, offset of the OPT record or -1); a
+    message that cannot be walked raises ValueError (see :func:`sections`)."""
+    qend, (_, _, additional) = sections(wire)
+    for start, name_end, _ in additional:
+        if start + 1 == name_end and wire[name_end:name_end + 2] == b"\x00\x29":
+            return qend, start
+    return qend, -1
 
 
 def plain_question(wire: bytes, qend: int) -> bool:

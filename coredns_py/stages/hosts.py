@@ -49,6 +49,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from coredns_py import stages
 from coredns_py.errors import ConfigError
 from coredns_py.logs import OnceLog
 from coredns_py.net.handler import Handler
@@ -110,7 +111,7 @@ def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
 
 
 def parse_entry(where: str, data: Any) -> HostsSpec:
-    from coredns_py.config import check_mapping
+    from coredns_py.config import check_mapping, entry_flag, entry_ttl
     check_mapping(where, data, _KEYS, "files, entries, ...")
     values: dict[str, Any] = {}
     if "files" in data:
@@ -131,10 +132,7 @@ def parse_entry(where: str, data: Any) -> HostsSpec:
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if "ttl" in data:
-        ttl = data["ttl"]
-        if type(ttl) is not int or not 0 <= ttl <= MAX_TTL:
-            raise ConfigError(f"{where}: ttl: expected 0..{MAX_TTL} seconds, got {ttl!r}")
-        values["ttl"] = ttl
+        values["ttl"] = entry_ttl(where, data["ttl"], MAX_TTL)
     if "reload" in data:
         r = data["reload"]
         if isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0:
@@ -142,9 +140,7 @@ def parse_entry(where: str, data: Any) -> HostsSpec:
         values["reload"] = float(r)
     for key in ("no_reverse", "fallthrough_unsupported"):
         if key in data:
-            if not isinstance(data[key], bool):
-                raise ConfigError(f"{where}: {key}: expected true or false, got {data[key]!r}")
-            values[key] = data[key]
+            values[key] = entry_flag(where, key, data[key])
     spec = HostsSpec(where=where, **values)
     validate(where, spec)
     return spec
@@ -321,36 +317,6 @@ class Hosts:
 # --- the stage ----------------------------------------------------------------------------
 
 
-def question(wire: bytes) -> Optional[tuple[str, int]]:
-    """(name as "a.b.", qtype) of a plain IN query, read straight from the
-    wire; None for anything else (which goes on to answer() untouched)."""
-    n = len(wire)
-    if n < 17 or wire[2] & 0xF8 or wire[4:6] != b"\x00\x01":
-        return None  # a response, another opcode, or not one question
-    pos = 12
-    labels = []
-    while True:
-        length = wire[pos]
-        if length == 0:
-            break
-        if length & 0xC0:
-            return None  # compressed or extended label in a question: let answer() judge
-        label = wire[pos + 1:pos + 1 + length]
-        if b"." in label:
-            return None
-        labels.append(label)
-        pos += length + 1
-        if pos >= n:
-            return None
-    if pos + 5 > n or wire[pos + 3:pos + 5] != b"\x00\x01":
-        return None  # truncated, or not class IN
-    try:
-        name = b".".join(labels).decode("ascii").lower() + "."
-    except UnicodeDecodeError:
-        return None
-    return ("." if name == "." else name), int.from_bytes(wire[pos + 1:pos + 3], "big")
-
-
 def respond(wire: bytes, proto: str, name: str, decision, ttl: int) -> Optional[bytes]:
     try:
         query = dns.message.from_wire(wire)
@@ -395,9 +361,9 @@ def stage(hosts: Hosts, observe: Callable) -> Callable[[Handler], Handler]:
                 out = wire[:2] + tail
                 observe(wire, out, proto, peer, clock() - started, PLUGIN)
                 return out
-            q = question(wire)
-            if q is not None:
-                found = hosts.decide(*q)
+            q = stages.question(wire)
+            if q is not None and q[2] == dns.rdataclass.IN:
+                found = hosts.decide(q[0], q[1])
                 if found is not None:
                     table, decision = found
                     out = respond(wire, proto, q[0], decision, table.spec.ttl)

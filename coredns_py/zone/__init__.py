@@ -8,6 +8,9 @@ function that answers a query from it.
 - ``wire``         -- size limits; rendering; FORMERR and SERVFAIL
 - ``records``      -- records as plain values: what lookup builds, wire writes
 - ``prepared``     -- the hot path: answers kept as bytes, across reloads
+- ``exposed``      -- which namespaces and Services the zones expose (filters)
+- ``external``     -- the k8s_external zones: their settings, as the snapshot keeps them
+- ``transfer``     -- what a zone transfer (AXFR) of one of our zones holds
 
 Nothing here reads a socket, a file or the clock.  A new record type goes in
 ``lookup`` (and, if it needs data precomputed, in ``snapshot``).

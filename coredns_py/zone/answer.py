@@ -33,7 +33,7 @@ import dns.rdataclass
 import dns.rdatatype as T
 
 from coredns_py.zone import records, wire as wire_mod
-from coredns_py.zone.lookup import STATIC, Result, in_reverse_zone, resolve, soa_rrset
+from coredns_py.zone.lookup import STATIC, Result, in_reverse_zone, resolve
 from coredns_py.zone.snapshot import Snapshot
 
 log = logging.getLogger("coredns_py.answer")
@@ -275,13 +275,14 @@ def respond(snap: Optional[Snapshot], query: Query):
     response.set_rcode(res.rcode)
     response.answer = res.answer
     response.additional = res.additional
-    if res.soa_zone is not None:
-        response.authority = [soa_rrset(snap, res.soa_zone)]
-    if res.nxdomain and res.reverse:
+    if res.soa is not None:
+        response.authority = [res.soa]
+    if res.nxdomain and res.through:
         # The stock Corefile's `fallthrough in-addr.arpa ip6.arpa`: a reverse
         # name that is no Service or endpoint IP of ours goes upstream (the
-        # host's own addresses, say); without forwarding, or for a client
-        # that may not recurse, it stays this NXDOMAIN.
+        # host's own addresses, say), as does a name of an external zone
+        # with fallthrough; without forwarding, or for a client that may not
+        # recurse, it stays this NXDOMAIN.
         return Upstream(qname, qtype, _reply(query), response)
     if res.chase is not None:
         return Upstream(res.chase, qtype, response, response)

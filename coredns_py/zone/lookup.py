@@ -33,6 +33,7 @@ import dns.rcode
 import dns.rdatatype as T
 import dns.reversename
 
+from coredns_py.source.objects import is_dotted_quad
 from coredns_py.zone import names
 from coredns_py.zone.records import RRset, address, rrset
 from coredns_py.zone.snapshot import ServiceView, Snapshot
@@ -64,13 +65,15 @@ class Result:
     rcode: int = dns.rcode.NOERROR
     answer: list = field(default_factory=list)
     additional: list = field(default_factory=list)
-    soa_zone: Optional[tuple] = None  # zone (as sent) whose SOA goes in authority
+    soa: Optional[RRset] = None  # the zone's SOA, for the authority section
     # An ExternalName pointing outside our zones: the answer holds the CNAME,
     # and the target's records can only come from upstream.
     chase: Optional[tuple] = None
     why: str = ""  # for an NXDOMAIN: the reason, in words (status page, query box)
     scope: object = STATIC  # what the answer depends on (STATIC, GLOBAL, a namespace)
-    reverse: bool = False  # the name is in a reverse zone (in-addr.arpa, ip6.arpa)
+    # An NXDOMAIN that goes upstream when it can (a `fallthrough`): reverse
+    # names, and names of an external zone with fallthrough.
+    through: bool = False
 
     @property
     def nxdomain(self) -> bool:
@@ -126,6 +129,7 @@ def _srv(candidates, ttl: int, qname) -> Result:
             glue[target].append(ip)
     res = Result(answer=[rrset(qname, T.SRV, srv, ttl)] if srv else [])
     for target, ips in glue.items():
+        ips = [ip for ip in ips if _is_address(ip)]  # a hostname target has no glue here
         for rdtype in ADDRESS_TYPES:
             res.additional += _addresses(target, ips, rdtype, ttl)
     return res
@@ -135,13 +139,29 @@ def _port_match(port, name: Optional[str], proto: Optional[str]) -> bool:
     return name is None or (port.name == name and port.protocol == proto)
 
 
-class _Zone:
-    """Lookups in the cluster zone for one snapshot."""
+def _port_match_any(port, name: Optional[str], proto: Optional[str]) -> bool:
+    """As _port_match, but an empty name or protocol matches any
+    (CoreDNS matchPortAndProtocol, which k8s_external uses)."""
+    return (not name or port.name == name) and (not proto or port.protocol == proto)
 
-    def __init__(self, snap: Snapshot):
+
+def _is_address(host: str) -> bool:
+    """An address, not a hostname (addresses are canonical text already)."""
+    return ":" in host or is_dotted_quad(host)
+
+
+def _name_labels(host: str) -> tuple:
+    return tuple(label.encode() for label in host.split("."))
+
+
+class _Zone:
+    """Lookups in one cluster zone (``zone``: its labels, lower case) of a
+    snapshot; every zone of ``snap.zones`` answers the same cluster."""
+
+    def __init__(self, snap: Snapshot, zone: tuple):
         self.snap = snap
         self.ttl = snap.ttl
-        self.zone = snap.zone_labels
+        self.zone = zone
 
     def lookup(self, qname: tuple, labels: list[str], qtype: int,
                depth: int = 0) -> Result:
@@ -160,7 +180,8 @@ class _Zone:
         if labels == ["dns-version"] and qtype == T.TXT:
             return Result(answer=[rrset(qname, T.TXT, [(SCHEMA_VERSION,)], SCHEMA_TTL)])
         if labels == ["ns", "dns"] and qtype in ADDRESS_TYPES:
-            # The same addresses as the apex NS glue (CoreDNS ns.go).
+            # The same addresses as the apex NS glue (CoreDNS ns.go), in
+            # every zone.
             addrs = [a for _, addrs in self.snap.nameservers for a in addrs]
             return Result(answer=_addresses(qname, list(dict.fromkeys(addrs)), qtype, self.ttl),
                           scope=GLOBAL)
@@ -172,11 +193,11 @@ class _Zone:
         if qtype == T.SOA:
             return Result(answer=[soa_rrset(self.snap, qname)])
         if qtype == T.NS:
-            ns = [name.labels[:-1] for name, _ in self.snap.nameservers]
+            ns = [rel + self.zone for rel, _ in self.snap.nameservers]
             res = Result(answer=[rrset(qname, T.NS, ns, self.ttl)], scope=GLOBAL)
-            for name, addrs in self.snap.nameservers:
+            for rel, addrs in self.snap.nameservers:
                 for rdtype in ADDRESS_TYPES:
-                    res.additional += _addresses(name.labels[:-1], addrs, rdtype, self.ttl)
+                    res.additional += _addresses(rel + self.zone, addrs, rdtype, self.ttl)
             return res
         if qtype == T.TXT:
             # CoreDNS: TXT is NXDOMAIN where no record of any type exists,
@@ -193,16 +214,21 @@ class _Zone:
         if n > 4:
             return _nx("too many labels for the cluster schema")
         ns = labels[-1]
+        if ns not in self.snap.namespaces:
+            return _nx(self.no_namespace(ns), ns)
         res = self.in_namespace(qname, labels, ns, qtype, depth)
         if res.scope == STATIC:
             res.scope = ns  # decided by that namespace's objects, or its absence
         return res
 
+    def no_namespace(self, ns: str) -> str:
+        if ns in self.snap.hidden:
+            return "namespace not exposed (config keys namespaces, namespace_labels)"
+        return "no such namespace"
+
     def in_namespace(self, qname, labels, ns, qtype, depth) -> Result:
         n = len(labels)
         if n == 1:  # <ns>.svc.<zone>: NODATA when the namespace exists
-            if ns not in self.snap.namespaces:
-                return _nx("no such namespace")
             if qtype == T.TXT:
                 return _nx("TXT where no record exists")
             return Result()
@@ -300,13 +326,13 @@ class _Zone:
         if qtype not in ADDRESS_TYPES:
             # SRV for ExternalName is not implemented in CoreDNS: NODATA.
             return Result()
-        inside = names.below(target, self.zone)
+        zone, inside = cluster_zone(self.snap, target)
         if inside is not None:
             # The answer now depends on another name, maybe in another
-            # namespace: GLOBAL.
+            # namespace (or another of our zones): GLOBAL.
             if depth >= MAX_CNAME_DEPTH or _same_name(target, qname):
                 return Result(scope=GLOBAL)
-            inner = self.lookup(target, inside, qtype, depth + 1)
+            inner = _Zone(self.snap, zone).lookup(target, inside, qtype, depth + 1)
             if not inner.answer:
                 # CoreDNS emits the CNAME only when the in-zone target has
                 # records of the asked type; otherwise NODATA without it.
@@ -331,7 +357,7 @@ class _Zone:
         ns = labels[-1]
         # Decided by that namespace: whether it exists, its pods.
         if ns not in self.snap.namespaces:
-            return _nx("no such namespace", ns)
+            return _nx(self.no_namespace(ns), ns)
         if n == 1:
             return _nx("TXT where no record exists", ns) if qtype == T.TXT else Result(scope=ns)
         # Up to two extra labels in front are ignored: CoreDNS parses them as
@@ -349,9 +375,9 @@ class _Zone:
 def soa_rrset(snap: Snapshot, owner: tuple) -> RRset:
     """The zone's SOA, as CoreDNS synthesizes it, on the zone name as sent.
 
-    It ends with the serial and the four timers (SOA_TAIL bytes): the only
-    part of an answer that changes at every reload, which the prepared
-    answers write anew (:mod:`coredns_py.zone.prepared`)."""
+    It ends with the serial and the four timers (SOA_TAIL bytes); the serial
+    is the only part of an answer that changes at every reload, which the
+    prepared answers write anew (:mod:`coredns_py.zone.prepared`)."""
     soa = (names.nameserver_labels(owner), names.hostmaster_labels(owner), snap.serial,
            SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, snap.ttl)
     # The SOA's own TTL is min(ttl, 300); its minimum field (the negative
@@ -362,10 +388,10 @@ def soa_rrset(snap: Snapshot, owner: tuple) -> RRset:
 SOA_TAIL = 20  # serial, refresh, retry, expire, minimum: 5 x 32 bits
 
 
-def soa_tail(snap: Snapshot) -> bytes:
-    """The last SOA_TAIL bytes of the zone's SOA record in this snapshot."""
-    return b"".join(v.to_bytes(4, "big") for v in (snap.serial, SOA_REFRESH, SOA_RETRY,
-                                                      SOA_EXPIRE, snap.ttl))
+def soa_serial(snap: Snapshot) -> bytes:
+    """The serial of every SOA of this snapshot, as written (the first 4 of
+    the SOA record's last SOA_TAIL bytes)."""
+    return snap.serial.to_bytes(4, "big")
 
 
 def reverse_lookup(snap: Snapshot, qname: tuple, rel: list, qtype: int) -> Result:
@@ -390,26 +416,158 @@ def reverse_lookup(snap: Snapshot, qname: tuple, rel: list, qtype: int) -> Resul
     return Result(answer=[rrset(qname, T.PTR, targets, snap.ttl)], scope=GLOBAL)
 
 
+def cluster_zone(snap: Snapshot, qname: tuple) -> tuple[tuple, Optional[list[str]]]:
+    """(the cluster zone holding ``qname``, qname's labels below it), or
+    ((), None) when it is in none of them."""
+    for zone in snap.zones:
+        rel = names.below(qname, zone)
+        if rel is not None:
+            return zone, rel
+    return (), None
+
+
 def resolve(snap: Snapshot, qname: tuple, qtype: int) -> Optional[Result]:
     """The zone lookup for one question (``qname``: labels as sent); None
     when no zone of ours holds qname."""
-    rel = names.below(qname, snap.zone_labels)
+    zone, rel = cluster_zone(snap, qname)
     if rel is not None:
-        res = _Zone(snap).lookup(qname, rel, qtype)
-        zone_len = len(snap.zone_labels)
+        res = _Zone(snap, zone).lookup(qname, rel, qtype)
+        zone_len = len(zone)
     else:
+        for ext in snap.externals:
+            rel = names.below(qname, ext.zone)
+            if rel is not None:
+                return _External(snap, ext).resolve(qname, rel, qtype)
         for rzone in REVERSE_ZONES:
             rel = names.below(qname, rzone)
             if rel is not None:
                 res = reverse_lookup(snap, qname, rel, qtype)
-                res.reverse = True
+                res.through = True
                 zone_len = len(rzone)
                 break
         else:
             return None
     if not res.answer:
         # NXDOMAIN and NODATA carry the SOA (RFC 2308), on the zone as sent.
-        res.soa_zone = qname[len(qname) - zone_len:]
+        res.soa = soa_rrset(snap, qname[len(qname) - zone_len:])
     return res
+
+
+# --- external zones (CoreDNS k8s_external) -------------------------------------------
+
+
+class _External:
+    """Lookups in an external zone (coredns_py/zone/external.py), as
+    CoreDNS's k8s_external answers them (plugin/k8s_external, and
+    plugin/kubernetes/external.go):
+
+        (apex)                      SOA, NS ns1.<apex>.<zone>; NODATA else
+        <apex>, ns1.<apex>          NODATA; the name server's addresses
+        <ns>                        NODATA when the namespace is exposed
+        <svc>.<ns>                  A/AAAA of its external addresses (an
+                                    ingress hostname: a CNAME), SRV per port
+        _<port>._<proto>.<svc>.<ns> SRV of that port
+        <ep>.<svc>.<ns>             with ``headless``: a headless Service's
+                                    endpoint (A/AAAA, SRV)
+
+    Only A, AAAA and SRV have records; other types on a name that exists
+    are NODATA.  Every record has the zone's ttl.
+    """
+
+    def __init__(self, snap: Snapshot, ext):
+        self.snap = snap
+        self.ext = ext
+        self.ttl = ext.ttl
+
+    def soa(self, zone: tuple) -> RRset:
+        """The zone's SOA: mname ns1.<apex>.<zone>, rname hostmaster.<apex>.<zone>
+        (k8s_external apex.go), the snapshot's serial, the ttl as minimum."""
+        apex = (self.ext.apex,) + zone
+        return rrset(zone, T.SOA, [((b"ns1",) + apex, (b"hostmaster",) + apex, self.snap.serial,
+                                    SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, self.ttl)], self.ttl)
+
+    def resolve(self, qname: tuple, rel: list[str], qtype: int) -> Result:
+        res = self.lookup(qname, rel, qtype)
+        zone = qname[len(qname) - len(self.ext.zone):]
+        if not res.answer:
+            res.soa = self.soa(zone)
+        if res.nxdomain and any(names.below(qname, z) is not None
+                                for z in self.ext.fallthrough):
+            res.through = True
+        return res
+
+    def lookup(self, qname, rel, qtype) -> Result:
+        n = len(rel)
+        zone = qname[len(qname) - len(self.ext.zone):]  # as sent
+        ns1 = (b"ns1", self.ext.apex) + self.ext.zone
+        if n == 0:
+            if qtype == T.SOA:
+                return Result(answer=[self.soa(zone)])
+            if qtype == T.NS:
+                res = Result(answer=[rrset(qname, T.NS, [ns1], self.ttl)], scope=GLOBAL)
+                for rdtype in ADDRESS_TYPES:
+                    res.additional += _addresses(ns1, self.ext.nameservers, rdtype, self.ttl)
+                return res
+            return Result()
+        if rel[-1] == self.ext.apex.decode("latin-1"):
+            # The zone's own names (apex.go serveSubApex).
+            if n == 1:
+                return Result()
+            if n == 2 and rel[0] == "ns1":
+                if qtype in ADDRESS_TYPES:
+                    return Result(answer=_addresses(qname, self.ext.nameservers, qtype,
+                                                    self.ttl), scope=GLOBAL)
+                return Result()
+            return _nx("not a name server of the external zone")
+        ns = rel[-1]
+        if ns not in self.snap.namespaces:
+            return _nx("namespace not exposed (config keys namespaces, namespace_labels)"
+                       if ns in self.snap.hidden else "no such namespace", ns)
+        if n == 1:
+            return Result(scope=ns)
+        if n > 4:
+            return _nx("too many labels for the external zone", ns)
+        svc = self.snap.services.get((ns, rel[-2]))
+        res = self.service(qname, svc, rel, qtype) if svc is not None else \
+            _nx("no such Service")
+        res.scope = ns
+        return res
+
+    def service(self, qname, svc: ServiceView, rel, qtype) -> Result:
+        n = len(rel)
+        endpoint = rel[0] if n == 3 else None
+        port = proto = None
+        if n == 4:  # _<port>._<proto>: CoreDNS strips one leading "_" from each
+            port = rel[0][1:] if rel[0].startswith("_") else rel[0]
+            proto = rel[1][1:] if rel[1].startswith("_") else rel[1]
+        base = (svc.name.encode(), svc.namespace.encode()) + self.ext.zone
+        # (SRV target, address or hostname, port) for each match.
+        found = []
+        if self.ext.headless and not svc.external_ips and (svc.kind == "Headless" or endpoint):
+            for ep in svc.endpoints:
+                if endpoint is None or ep.name == endpoint:
+                    found += [((ep.name.encode(),) + base, ep.address, p) for p in ep.ports
+                              if _port_match_any(p, port, proto)]
+        elif endpoint is None:
+            # (CoreDNS answers any <x>.<svc>.<ns> with the Service's addresses
+            # here; an endpoint name is only served with `headless`.)
+            found = [(base if _is_address(host) else _name_labels(host), host, p)
+                     for host in svc.external_ips for p in svc.ports
+                     if _port_match_any(p, port, proto)]
+        if not found:
+            return _nx("no external address (spec.externalIPs, status.loadBalancer)"
+                       if n == 2 else "no such endpoint or port")
+        if qtype == T.SRV:
+            return _srv(found, self.ttl, qname)
+        if qtype not in ADDRESS_TYPES:
+            return Result()
+        hosts = list(dict.fromkeys(host for _, host, _ in found))
+        ips = [h for h in hosts if _is_address(h)]
+        if ips:
+            return Result(answer=_addresses(qname, ips, qtype, self.ttl))
+        # Only hostnames (a load balancer's ingress): a CNAME to the first,
+        # and the target's records from upstream, as CoreDNS asks its own.
+        target = _name_labels(hosts[0])
+        return Result(answer=[rrset(qname, T.CNAME, [target], self.ttl)], chase=target)
 
 

@@ -48,13 +48,9 @@ def port(namespace: str, name: str, port_name: str, protocol: str,
                          + service(namespace, name, zone).labels)
 
 
-def nameserver(zone: dns.name.Name) -> dns.name.Name:
-    """``ns.dns.<zone>``: the name server when no Service holds our address (CoreDNS ns.go)."""
-    return dns.name.Name((b"ns", b"dns") + zone.labels)
-
-
 def nameserver_labels(zone: tuple) -> tuple:
-    """``ns.dns.<zone>`` as labels (the SOA's mname, on the zone as asked)."""
+    """``ns.dns.<zone>`` as labels: the SOA's mname, on the zone as asked,
+    and the name server when no Service holds our address (CoreDNS ns.go)."""
     return (b"ns", b"dns") + zone
 
 

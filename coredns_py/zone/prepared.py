@@ -15,10 +15,11 @@ them all:
   the question;
 - an OPT record (payload 1232, the query's DO echoed) ends the answer when
   the query had one; the records do not depend on it either;
-- an answer that ends with the zone's SOA (every NXDOMAIN and NODATA, and
-  SOA at the apex) is kept without the SOA's last 20 bytes, the serial and
-  the timers, which are written from the current snapshot: the serial
-  changes at every reload, and the rest of such an answer need not.
+- an answer that ends with a zone's SOA (every NXDOMAIN and NODATA, and
+  SOA at the apex) is kept without the SOA's serial, which is written from
+  the current snapshot: the serial changes at every reload, and the rest of
+  such an answer need not.  The timers after it are kept with the header
+  variants (a zone's own ``ttl`` is its SOA's minimum).
 
 An entry is good as long as what the answer was made from is unchanged:
 lookup tags every answer with its scope (the config, one namespace, or the
@@ -44,7 +45,7 @@ from typing import Optional
 
 from coredns_py.zone import answer as answer_mod
 from coredns_py.zone import wire as wire_mod
-from coredns_py.zone.lookup import SOA_TAIL, soa_tail
+from coredns_py.zone.lookup import SOA_TAIL, STATIC, soa_serial
 from coredns_py.zone.records import RRset
 
 # Bound on kept answers.  Each costs about 250 bytes (its question as the
@@ -72,25 +73,25 @@ def _share(value):
     return _shared.setdefault(value, value)
 
 
-def _heads(flags: int, counts: bytes, negative: bool) -> tuple:
+def _heads(flags: int, counts: bytes, timers: bytes) -> tuple:
     """The 10 header bytes after the ID for each (RD, CD, EDNS) of a query,
-    indexed RD | CD >> 3 | EDNS << 2, and whether the answer ends with the
-    SOA's tail."""
-    key = (flags, counts, negative)
+    indexed RD | CD >> 3 | EDNS << 2, and, when the answer ends with a
+    zone's SOA, the SOA's timers that follow its serial (else b"")."""
+    key = (flags, counts, timers)
     heads = _shared.get(key)
     if heads is None:
-        heads = _shared[key] = _make_heads(flags, counts, negative)
+        heads = _shared[key] = _make_heads(flags, counts, timers)
     return heads
 
 
-def _make_heads(flags: int, counts: bytes, negative: bool) -> tuple:
+def _make_heads(flags: int, counts: bytes, timers: bytes) -> tuple:
     an_ns, ar = counts[:4], int.from_bytes(counts[4:6], "big")
     heads = []
     for i in range(8):
         f = flags | (0x100 if i & 1 else 0) | (0x10 if i & 2 else 0)
         heads.append(_share(f.to_bytes(2, "big") + b"\x00\x01" + an_ns
                             + (ar + (i >> 2)).to_bytes(2, "big")))
-    return _share((*heads, negative))
+    return _share((*heads, timers))
 
 
 def _ends_with_soa(reply: answer_mod.Reply) -> bool:
@@ -109,8 +110,8 @@ class PreparedAnswers:
         # question (name lower-cased, type, class) -> (scope, its value,
         # heads, records, the question's type and class as sent)
         self._entries: dict[bytes, tuple] = {}
-        self._tail_of = None  # the snapshot whose SOA tail is in _tail
-        self._tail = b""
+        self._serial_of = None  # the snapshot whose SOA serial is in _serial
+        self._serial = b""
         self.hits = 0
         self.misses = 0
 
@@ -141,7 +142,8 @@ class PreparedAnswers:
             return answer_mod.answer(snap, wire, proto, forwarding=forwarding)
         key = wire[12:qend].lower()
         entry = self._entries.get(key)
-        if (entry is None or snap.scopes.get(entry[0]) is not entry[1]
+        scopes = snap.scopes
+        if (entry is None or scopes.get(entry[0], scopes[STATIC]) is not entry[1]
                 or not wire.endswith(entry[4], 0, qend)):
             entry = self._prepare(snap, wire, key, forwarding)
             if entry is None:  # nothing to keep: answer()'s own
@@ -151,10 +153,10 @@ class PreparedAnswers:
             self.hits += 1
         heads, body = entry[2], entry[3]
         head = heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3) | (4 if opt else 0)]
-        if heads[8]:  # ends with the zone's SOA: its serial is this snapshot's
-            if snap is not self._tail_of:
-                self._tail, self._tail_of = soa_tail(snap), snap
-            body += self._tail
+        if heads[8]:  # ends with a zone's SOA: its serial is this snapshot's
+            if snap is not self._serial_of:
+                self._serial, self._serial_of = soa_serial(snap), snap
+            body += self._serial + heads[8]
         if qend + len(body) + len(opt) > limit:
             # Too big for this client: answer() truncates it.
             return answer_mod.answer(snap, wire, proto, forwarding=forwarding)
@@ -182,11 +184,11 @@ class PreparedAnswers:
         if plain[2] & 0x02:  # truncated even over TCP
             return None
         body = plain[qend:]
-        negative = _ends_with_soa(out)
-        if negative:
-            body = body[:-SOA_TAIL]
-        entry = (out.scope, snap.scopes.get(out.scope),
-                 _heads((plain[2] << 8) | plain[3], plain[6:12], negative), body,
+        timers = b""
+        if _ends_with_soa(out):
+            body, timers = body[:-SOA_TAIL], body[-SOA_TAIL + 4:]
+        entry = (out.scope, snap.scopes.get(out.scope, snap.scopes[STATIC]),
+                 _heads((plain[2] << 8) | plain[3], plain[6:12], timers), body,
                  _share(wire[qend - 4:qend]))
         if len(self._entries) >= self.max_entries:
             self._entries = {}

@@ -20,7 +20,8 @@ from coredns_py.source import objects as o
 from coredns_py.cluster import Cluster
 from coredns_py.config import Config
 from coredns_py.memo import Memo, NoMemo
-from coredns_py.zone import names
+from coredns_py.zone import external, names
+from coredns_py.zone.exposed import Exposed
 
 
 
@@ -52,6 +53,9 @@ class ServiceView:
     external: Optional[dns.name.Name] = None  # ExternalName target
     external_is_ip: bool = False
     type: str = o.CLUSTER_IP
+    # spec.externalIPs, then the load balancer's ingress IPs and hostnames
+    # (lower case): what the external zones answer (CoreDNS k8s_external).
+    external_ips: tuple[str, ...] = ()
 
     def fqdn(self, zone: dns.name.Name) -> dns.name.Name:
         return names.service(self.namespace, self.name, zone)
@@ -74,12 +78,17 @@ class Snapshot:
     ptr: Mapping[str, tuple[tuple, ...]]
     # Primary pod IP (canonical text) per namespace, for `pods verified`.
     pod_ips: Mapping[str, frozenset[str]]
-    # The apex NS records and ns.dns.<zone>: (name server, its addresses),
-    # worked out from this server's own addresses by _nameservers().
-    nameservers: tuple[tuple[dns.name.Name, tuple[str, ...]], ...] = ()
+    # The apex NS records and ns.dns.<zone>: (name server's labels below
+    # the zone, its addresses), worked out from this server's own addresses
+    # by _nameservers(); the same in every zone.
+    nameservers: tuple[tuple[tuple, tuple[str, ...]], ...] = ()
     generation: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
     zone_labels: tuple = ()  # the zone's labels, lower case, without the root label
+    # Every zone answering the cluster, as labels: zone_labels first, then
+    # the config's extra_zones (CoreDNS serves each zone of its kubernetes
+    # line alike; PTR records name the first).
+    zones: tuple = ()
     # What the answers depend on (lookup.Result.scope) -> a value that stays
     # the same object for as long as that input does: each namespace's
     # share of the snapshot (reused by the memo while its objects are
@@ -88,6 +97,11 @@ class Snapshot:
     # answer prepared as bytes is good while its scope's value is the same
     # (coredns_py.zone.prepared).
     scopes: Mapping = field(default_factory=dict)
+    # Namespaces that exist but are not exposed (config keys namespaces,
+    # namespace_labels): NXDOMAIN, with that reason.
+    hidden: frozenset = frozenset()
+    # The external zones (CoreDNS k8s_external), the longest first.
+    externals: tuple = ()
 
 
 def _ports(ports) -> tuple[PortView, ...]:
@@ -120,7 +134,8 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
         is_ip = _is_ip(svc.external_name)
         target = None if is_ip else dns.name.from_text(svc.external_name)
         return ServiceView(svc.namespace, svc.name, "ExternalName", external=target,
-                           external_is_ip=is_ip, type=svc.type), []
+                           external_is_ip=is_ip, type=svc.type,
+                           external_ips=svc.external_ips + svc.ingress), []
     eps = []
     owners = []
     seen = set()
@@ -143,7 +158,8 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
                                                               names.zone_labels(zone), name)))
     view = ServiceView(svc.namespace, svc.name, "Headless" if svc.headless else "ClusterIP",
                        ips=() if svc.headless else svc.cluster_ips, ports=_ports(svc.ports),
-                       endpoints=tuple(eps), type=svc.type)
+                       endpoints=tuple(eps), type=svc.type,
+                       external_ips=svc.external_ips + svc.ingress)
     return view, owners
 
 
@@ -198,11 +214,18 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     endpoint_ptr: dict[str, list[tuple]] = defaultdict(list)
     scopes: dict = {}
     pod_ips: dict[str, frozenset[str]] = {}
-    tag = ("namespace", zone.to_text(), config.endpoint_pod_names)
+    exposed = Exposed.of(config)
+    shown = cluster.namespaces if exposed.everything else frozenset(
+        ns for ns in cluster.namespaces
+        if exposed.namespace(ns, cluster.namespace_labels.get(ns)))
+    tag = ("namespace", zone.to_text(), config.endpoint_pod_names, exposed.labels)
     for ns, result in cluster.by_namespace.items():
+        if ns not in shown:
+            continue  # not exposed: its names are NXDOMAIN (CoreDNS namespaceExposed)
         part = memo.get(tag, (result,),
-                        lambda: namespace_view(result.services, result.slices, result.pods,
-                                               zone, config.endpoint_pod_names, memo))
+                        lambda: namespace_view(exposed.services(result.services), result.slices,
+                                               exposed.pods(result.pods), zone,
+                                               config.endpoint_pod_names, memo))
         services.update(part.services)
         scopes[ns] = part
         for ip, name in part.cluster_ptr:
@@ -211,18 +234,24 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         for ip, owner in part.endpoint_ptr:
             endpoint_ptr[ip].append(owner)
         pod_ips.update(part.pod_ips)
-    for ns in cluster.namespaces:
+    for ns in shown:
         scopes.setdefault(ns, EXISTS)
     # Scope keys as lookup.py names them: 0 the config, 1 everything else.
-    scopes[0] = memo.get(("static", zone.to_text(), config.ttl, config.pods,
-                          config.ignore_empty_service, config.endpoint_pod_names), (), object)
+    scopes[0] = memo.get(("static", zone.to_text(), config.extra_zones, config.ttl, config.pods,
+                          config.ignore_empty_service, config.endpoint_pod_names, exposed),
+                         (), object)
     scopes[1] = object()
     memo.rotate()
     for ip, owners in endpoint_ptr.items():
         if ip not in ptr:
             ptr[ip] = owners
 
-    nameservers = _nameservers(services, zone, ns_addresses)
+    nameservers = _nameservers(services, ns_addresses)
+    externals = external.zones_of(
+        config.k8s_external, lambda headless: _external_nameservers(services, ns_addresses,
+                                                                    headless))
+    zones = (names.zone_labels(zone),) + tuple(
+        tuple(label.encode() for label in extra.split(".")) for extra in config.extra_zones)
 
     counts = {
         "namespaces": len(cluster.namespaces),
@@ -233,28 +262,52 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     return Snapshot(
         zone=zone, ttl=config.ttl, serial=serial, pods_mode=config.pods,
         ignore_empty_service=config.ignore_empty_service,
-        namespaces=frozenset(cluster.namespaces), services=services,
+        namespaces=frozenset(shown), services=services,
         ptr={k: tuple(v) for k, v in ptr.items()},
         pod_ips=pod_ips,
         nameservers=nameservers, generation=generation,
-        counts=counts, zone_labels=names.zone_labels(zone), scopes=scopes)
+        counts=counts, zone_labels=zones[0], zones=zones, scopes=scopes,
+        hidden=frozenset(cluster.namespaces) - shown,
+        externals=tuple(sorted(externals, key=lambda e: -len(e.zone))))
 
 
-def _nameservers(services: Mapping[tuple[str, str], ServiceView], zone: dns.name.Name,
-                 ns_addresses) -> tuple:
+def _nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses) -> tuple:
     """The apex NS: the Services whose endpoints hold this server's own
     address (kube-dns, in a cluster), with their cluster IPs as glue (the
     endpoint address for a headless one); otherwise ns.dns.<zone> with the
-    server's addresses (CoreDNS ns.go nsAddrs)."""
+    server's addresses (CoreDNS ns.go nsAddrs).  Names as labels below the
+    zone: the same Services name the name servers of every zone."""
     own = set(ns_addresses)
-    found: dict[dns.name.Name, list[str]] = {}
+    found: dict[tuple, list[str]] = {}
     for view in services.values():
         for ep in view.endpoints:
             if ep.address in own:
-                addrs = found.setdefault(view.fqdn(zone), [])
+                addrs = found.setdefault(names.service_labels(view.namespace, view.name, ()),
+                                         [])
                 for ip in (view.ips or (ep.address,)):
                     if ip not in addrs:
                         addrs.append(ip)
     if found:
         return tuple((name, tuple(addrs)) for name, addrs in found.items())
-    return ((names.nameserver(zone), tuple(ns_addresses)),)
+    return ((names.nameserver_labels(()), tuple(ns_addresses)),)
+
+
+def _external_nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses,
+                          headless: bool) -> tuple[str, ...]:
+    """The addresses of an external zone's name server: the external IPs of
+    the Services whose endpoints hold this server's address (the endpoints'
+    own addresses for a headless one, with ``headless``); this server's
+    addresses when no Service has one (CoreDNS ns.go nsAddrs, external)."""
+    own = set(ns_addresses)
+    found = False
+    out: list[str] = []
+    for view in services.values():
+        if not any(ep.address in own for ep in view.endpoints):
+            continue
+        found = True
+        if headless and view.kind == "Headless":
+            addrs = [ep.address for ep in view.endpoints]
+        else:
+            addrs = [ip for ip in view.external_ips if _is_ip(ip)]
+        out.extend(a for a in addrs if a not in out)
+    return tuple(out) if found else tuple(ns_addresses)

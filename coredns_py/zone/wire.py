@@ -195,3 +195,51 @@ def render_records(qid: int, flags: int, questions: Sequence[tuple],
         counts[2] += 1
     out[0:12] = struct.pack("!HHHHHH", qid, flags, len(questions), *counts)
     return bytes(out)
+
+
+# --- zone transfers: one answer in several messages ----------------------------------
+
+# The most one message of a zone transfer holds (a record bigger than that
+# goes alone): BIND's transfer-message-size default.  Bigger messages save
+# little (each repeats only a header and the question), and each is built
+# whole before it is sent.
+XFR_MESSAGE_SIZE = 20480
+
+
+def xfr_messages(qid: int, flags: int, questions: Sequence[tuple], rrsets,
+                 opt: Optional[bytes], size: int = XFR_MESSAGE_SIZE):
+    """The messages of a zone transfer (RFC 5936 2.2): the records of
+    ``rrsets`` in the order given, as many as fit ``size`` bytes in each
+    message, every message with the question and ``opt``.  A generator:
+    each message is made when the transport asks for it."""
+    budget = size - (len(opt) if opt else 0)
+    out, compress, count = _xfr_start(questions)
+    for rs in rrsets:
+        for rd in rs.rdatas:
+            one = rs._replace(rdatas=(rd,))
+            start = len(out)
+            write_rrset(out, one, compress)
+            if len(out) > budget and count:
+                del out[start:]
+                yield _xfr_finish(out, qid, flags, len(questions), count, opt)
+                out, compress, count = _xfr_start(questions)
+                write_rrset(out, one, compress)
+            count += 1
+    yield _xfr_finish(out, qid, flags, len(questions), count, opt)
+
+
+def _xfr_start(questions) -> tuple[bytearray, dict, int]:
+    out = bytearray(12)
+    compress: dict = {}
+    for name, qtype, qclass in questions:
+        write_name(out, name, compress)
+        out += _HH.pack(qtype, qclass)
+    return out, compress, 0
+
+
+def _xfr_finish(out: bytearray, qid: int, flags: int, qdcount: int, count: int,
+                opt: Optional[bytes]) -> bytes:
+    if opt:
+        out += opt
+    out[0:12] = struct.pack("!HHHHHH", qid, flags, qdcount, count, 0, 1 if opt else 0)
+    return bytes(out)

@@ -32,10 +32,13 @@ def _dump(obj: dict) -> str:
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
 
 
-def _metadata(name: str, namespace: Optional[str]) -> dict:
-    meta = {"name": name}
+def _metadata(name: str, namespace: Optional[str],
+              labels: Optional[Mapping[str, str]] = None) -> dict:
+    meta: dict = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = dict(labels)
     return meta
 
 
@@ -45,10 +48,12 @@ def _ports(ports: Iterable[Port], key: str) -> list[dict]:
 
 def service(name: str, namespace: Optional[str] = None, *, cluster_ip: Optional[str] = None,
             type: Optional[str] = None, selector: Optional[Mapping[str, str]] = None,
-            ports: Iterable[Port] = (80,), **spec: object) -> str:
+            ports: Iterable[Port] = (80,), labels: Optional[Mapping[str, str]] = None,
+            status: Optional[Mapping[str, object]] = None, **spec: object) -> str:
     """A Service.  ``cluster_ip="None"`` makes it headless; other ``spec``
     fields are given as the manifest spells them (``ipFamilyPolicy=...``)
-    and written after the selector; ``ports=()`` writes no ports."""
+    and written after the selector; ``ports=()`` writes no ports;
+    ``labels`` are its metadata.labels, ``status`` its status."""
     body: dict = {}
     if type is not None:
         body["type"] = type
@@ -60,8 +65,11 @@ def service(name: str, namespace: Optional[str] = None, *, cluster_ip: Optional[
     ports = _ports(ports, "port")
     if ports:
         body["ports"] = ports
-    return _dump({"apiVersion": "v1", "kind": "Service",
-                  "metadata": _metadata(name, namespace), "spec": body})
+    doc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": _metadata(name, namespace, labels), "spec": body}
+    if status is not None:
+        doc["status"] = dict(status)
+    return _dump(doc)
 
 
 def deployment(name: str, namespace: Optional[str] = None, *, replicas: int = 1,
@@ -80,9 +88,10 @@ def deployment(name: str, namespace: Optional[str] = None, *, replicas: int = 1,
                                         "spec": {"containers": [container]}}}})
 
 
-def namespace(name: str) -> str:
-    """A Namespace."""
-    return _dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+def namespace(name: str, labels: Optional[Mapping[str, str]] = None) -> str:
+    """A Namespace (with these metadata.labels)."""
+    return _dump({"apiVersion": "v1", "kind": "Namespace",
+                  "metadata": _metadata(name, None, labels)})
 
 
 def documents(*docs: str) -> str:
