@@ -17,6 +17,7 @@ from typing import Mapping, Optional
 
 from coredns_py.cluster import Cluster, ClusterSource
 from coredns_py.config import Config
+from coredns_py.errors import REFUSED_REASONS, RefusedFile
 from coredns_py.memo import Memo
 from coredns_py.zone import snapshot as snapshot_mod
 from coredns_py.zone.snapshot import Snapshot
@@ -45,6 +46,15 @@ class Generation:
         for obj in self.objects:
             kinds[obj.kind] = kinds.get(obj.kind, 0) + 1
         return kinds
+
+    @functools.cached_property
+    def refused(self) -> Mapping[str, int]:
+        """Files not read at all (a FIFO, over a limit), by reason."""
+        out = dict.fromkeys(REFUSED_REASONS, 0)
+        for err in self.errors:
+            if isinstance(err, RefusedFile):
+                out[err.reason] += 1
+        return out
 
     @functools.cached_property
     def errors_by_file(self) -> Mapping[str, int]:

@@ -52,6 +52,11 @@ class LocalCluster:
         return ClusterLoad(cluster, loaded.errors + cluster.errors, loaded.objects,
                            loaded.files, loaded.generation, loaded.ignored, loaded.notices)
 
+    def close(self) -> None:
+        """The server stops: the state says what was served (it is written
+        again if it was damaged or changed since the last build)."""
+        fill.keep_served(self._memo, self.config, self.store)
+
     def ready(self) -> tuple[bool, str]:
         return self.objects.ready()
 
@@ -69,8 +74,13 @@ def from_folder(manifests: Path, config: Config, *, state: bool = True,
     elsewhere than the folder's state file (``publish``: in etcd)."""
     from coredns_py.source.folder import ManifestSource
     from coredns_py.source.parse_cache import for_state
+    from coredns_py.source.settle import Settling
     state_path = config.state_path(manifests) if state else None
+    # The server waits for a changed file to stop changing; a one-off
+    # command reads the folder as it is.
     source = ManifestSource(manifests, log_errors=log_errors, cache=for_state(state_path),
-                            default_namespace=config.default_namespace)
+                            default_namespace=config.default_namespace,
+                            max_file_bytes=config.max_file_bytes,
+                            settle=Settling() if incremental else None)
     return LocalCluster(source, config, store if store is not None else state_path,
                         incremental=incremental, log_errors=log_errors)
