@@ -16,7 +16,7 @@ from typing import Optional
 
 from coredns_py import __version__
 from coredns_py import config as config_mod
-from coredns_py.errors import CorednsPyError, ListenError
+from coredns_py.errors import ConfigError, CorednsPyError, ListenError
 
 log = logging.getLogger("coredns_py")
 
@@ -37,6 +37,17 @@ def _common(p: argparse.ArgumentParser, manifests: bool = True) -> None:
                    help="YAML configuration (default: config/coredns_py.yaml)")
     p.add_argument("--corefile", type=Path, default=None, metavar="FILE",
                    help="a CoreDNS Corefile instead of --config (README: Coming from CoreDNS)")
+
+
+def _etcd_options(p: argparse.ArgumentParser, required: bool = False) -> None:
+    from coredns_py.etcd.layout import DEFAULT_PREFIX
+    what = ("where to publish" if required else
+            "read the cluster a publisher keeps in etcd instead of a folder")
+    p.add_argument("--etcd", required=required, default=None, metavar="URLS",
+                   help=f"{what}: client URLs of the etcd members, comma-separated "
+                   "(TLS and user from the config keys etcd_*)")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, metavar="P",
+                   help=f"key prefix in etcd (default {DEFAULT_PREFIX})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log one line per query (client, name, type, rcode, size, duration)")
     p.add_argument("--log-format", default="text", choices=["text", "json"],
                    help="log lines as plain text or JSON lines")
+    _etcd_options(p)
+
+    p = sub.add_parser("publish", help="publish the folder's cluster to etcd for replicas "
+                       "(serve --etcd) on other hosts")
+    _common(p)
+    _etcd_options(p, required=True)
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="log lines as plain text or JSON lines")
 
     p = sub.add_parser("check", help="load the folder as the server would and report problems")
     _common(p)
@@ -74,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-n", "--namespace", default="default")
     scope.add_argument("-A", "--all-namespaces", action="store_true")
     _common(p)
+    _etcd_options(p)
 
     p = sub.add_parser("env", help="print the service environment variables a pod sees")
     p.add_argument("--namespace", "-n", required=True, metavar="NS")
@@ -81,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as enableServiceLinks: false (only default/kubernetes)")
     p.add_argument("--format", choices=["env", "sh", "json"], default="env")
     _common(p)
+    _etcd_options(p)
 
     p = sub.add_parser("resolv-conf", help="print the resolv.conf a pod in NS gets")
     p.add_argument("--namespace", "-n", required=True, metavar="NS")
@@ -97,10 +120,25 @@ def _setup_logging(level: str = "info", fmt: str = "text") -> None:
 
 
 def load_cluster(args, config, state: bool = True, log_errors: bool = True):
-    """Load the folder and fill it in, exactly as ``serve`` does."""
+    """Load the folder and fill it in, exactly as ``serve`` does (or, with
+    ``--etcd``, read what a publisher keeps there)."""
     from coredns_py.cluster import local
+    if getattr(args, "etcd", None):
+        return etcd_source(args, config, log_errors=log_errors).load()
     return local.from_folder(args.manifests, config, state=state, incremental=False,
                              log_errors=log_errors).load()
+
+
+def etcd_source(args, config, log_errors: bool = True):
+    """The replica's cluster source of ``--etcd URLS --prefix P``."""
+    from coredns_py.cluster.replica import EtcdCluster
+    from coredns_py.etcd import client
+    from coredns_py.etcd.layout import Layout
+    if args.manifests != config_mod.DEFAULT_MANIFESTS:
+        raise ConfigError("--etcd reads the cluster from etcd: give it --manifests on the "
+                          "publisher (coredns-py publish), not here")
+    return EtcdCluster(client.connect(args.etcd, config), Layout(args.prefix),
+                       log_errors=log_errors)
 
 
 def cmd_serve(args, config, config_file) -> int:
@@ -127,9 +165,12 @@ def cmd_serve(args, config, config_file) -> int:
     except ValueError as exc:
         print(f"coredns-py: --http: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    list_files(args.manifests)  # an unreadable folder fails now, with one line
-    server = Server(local.from_folder(args.manifests, config), config, listens,
-                    config_file=config_file)
+    if args.etcd:
+        source = etcd_source(args, config)
+    else:
+        list_files(args.manifests)  # an unreadable folder fails now, with one line
+        source = local.from_folder(args.manifests, config)
+    server = Server(source, config, listens, config_file=config_file)
     if args.log_queries:
         server.force_query_log()
 
@@ -283,7 +324,30 @@ def cmd_resolv_conf(args, config, config_file) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "get": cmd_get, "env": cmd_env,
+def cmd_publish(args, config, config_file) -> int:
+    from coredns_py.etcd import client
+    from coredns_py.etcd.layout import Layout
+    from coredns_py.publish.publisher import Publisher
+    from coredns_py.source.folder import list_files
+
+    list_files(args.manifests)  # an unreadable folder fails now, with one line
+    publisher = Publisher(args.manifests, config, client.connect(args.etcd, config),
+                          Layout(args.prefix))
+    log.info("publishing %s to etcd %s under %s as %s", args.manifests,
+             publisher.etcd.describe(), publisher.layout.prefix, publisher.identity)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, publisher.stop)
+        loop.add_signal_handler(signal.SIGINT, publisher.stop)
+        loop.add_signal_handler(signal.SIGHUP, publisher.republish)
+        await publisher.run()
+
+    asyncio.run(run())
+    return EXIT_OK
+
+
+COMMANDS = {"serve": cmd_serve, "publish": cmd_publish, "check": cmd_check, "get": cmd_get, "env": cmd_env,
             "resolv-conf": cmd_resolv_conf}
 
 

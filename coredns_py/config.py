@@ -18,6 +18,7 @@ from typing import Any, Optional
 import yaml
 
 from coredns_py.errors import ConfigError
+from coredns_py.source.reading import MAX_FILE_BYTES
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # The bundled example cluster: zones/ of a checkout, or, installed from a
@@ -92,7 +93,7 @@ class Config:
     loadbalance: str = ""
     loadbalance_prefer: tuple[str, ...] = ()
     # Query names rewritten before they are answered, the answer written
-    # back (CoreDNS rewrite `name` rules; stages/rewrite.py).
+    # back (CoreDNS rewrite `name` rules; stages/rewrite_rules.py).
     rewrite: tuple = ()
     # Who may transfer our zones (AXFR, IXFR over TCP; "*": everybody, []:
     # nobody), and which ([]: every zone of ours) (CoreDNS transfer;
@@ -116,6 +117,8 @@ class Config:
     # Upstream answers cached (0: no cache) and their longest life in seconds.
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_max_ttl: int = DEFAULT_CACHE_MAX_TTL
+    # Larger manifest files are refused (see coredns_py/source/reading.py).
+    max_file_bytes: int = MAX_FILE_BYTES
     # Per-domain forwarding (coredns_py/resolver/forward_config.py).
     forward: tuple = ()
     # Refresh answers asked this often before they expire (0: off), and
@@ -172,6 +175,14 @@ class Config:
         """node_port_range as (first, last), both included (checked by parse)."""
         low, _, high = self.node_port_range.partition("-")
         return int(low), int(high)
+
+    # etcd (publish, serve/get/env --etcd): TLS files and the user; the
+    # password is read from a file, so it is never on a command line.
+    etcd_ca_file: str = ""
+    etcd_cert_file: str = ""
+    etcd_key_file: str = ""
+    etcd_username: str = ""
+    etcd_password_file: str = ""
 
     def state_path(self, manifests: Path) -> Path:
         """The allocation state file for a manifests folder.
@@ -348,7 +359,12 @@ RESTART_ONLY = ("listen", "health_listen", "ready_listen", "metrics_listen", "se
                 # and what the cluster source was made with: where objects land,
                 # the Services every cluster has, the node ports it hands out.
                 "default_namespace", "builtin_services", "apiserver_endpoint",
-                "kube_dns_endpoints", "node_port_range")
+                "kube_dns_endpoints", "node_port_range",
+                # and what the folder source was made with: the largest file read;
+                "max_file_bytes",
+                # etcd is connected to once, at start (serve --etcd).
+                "etcd_ca_file", "etcd_cert_file", "etcd_key_file", "etcd_username",
+                "etcd_password_file")
 
 
 def _addresses(source: str, key: str, value: Any) -> tuple[str, ...]:
@@ -448,8 +464,8 @@ def parse(data: Any, source: str = "config") -> Config:
             values[key] = external.parse(source, value)
             continue
         if key == "rewrite":
-            from coredns_py.stages import rewrite
-            values[key] = rewrite.parse(source, value)
+            from coredns_py.stages import rewrite_rules
+            values[key] = rewrite_rules.parse(source, value)
             continue
         if key == "forward":
             from coredns_py.resolver import forward_config
@@ -477,6 +493,9 @@ def parse(data: Any, source: str = "config") -> Config:
     _check_builtins(source, cfg)
     _bounded_int(source, cfg, "cache_size", MAX_CACHE_SIZE)
     _bounded_int(source, cfg, "cache_max_ttl", MAX_CACHE_TTL)
+    if cfg.max_file_bytes < 1:
+        raise ConfigError(f"{source}: config key max_file_bytes: must be at least 1, "
+                          f"got {cfg.max_file_bytes}")
     _bounded_int(source, cfg, "reload", MAX_CACHE_TTL)
     if not 0 <= cfg.lameduck <= MAX_TTL:
         raise ConfigError(f"{source}: config key lameduck: must be 0..{MAX_TTL} seconds, "

@@ -49,6 +49,50 @@ class ManifestError(CorednsPyError):
         return ": ".join(parts)
 
 
+class RefusedFile(ManifestError):
+    """A manifest file was not read at all: it is not a regular file, or it
+    is over a limit (size, nesting, alias expansion).
+
+    ``reason`` is one of :data:`REFUSED_REASONS`, the label of the
+    ``coredns_py_manifest_files_refused`` metric.
+    """
+
+    def __init__(self, message: str, path: str = "", reason: str = "",
+                 line: Optional[int] = None):
+        # (Defaults: unpickling, after a file was read in another process,
+        # calls this with the message alone, then restores the attributes.)
+        self.reason = reason
+        super().__init__(message, path, line)
+
+
+NOT_REGULAR, TOO_LARGE, TOO_DEEP, TOO_MANY_ALIASES = (
+    "not_regular_file", "too_large", "too_deep", "too_many_aliases")
+REFUSED_REASONS = (NOT_REGULAR, TOO_LARGE, TOO_DEEP, TOO_MANY_ALIASES)
+
+# Values shown in a message are cut to this many characters: a message names
+# a value so the user finds it, it never prints a 100 MB string back.
+SHOWN_CHARS = 60
+
+
+def shown(value) -> str:
+    """A value as an error message shows it: a scalar's repr, cut short; a
+    mapping or a list by its kind only.  Never walks a collection (one
+    reached through YAML aliases may expand to gigabytes when printed) and
+    never copies a long string whole."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:SHOWN_CHARS])
+        return text if len(value) <= SHOWN_CHARS else text + "[...]"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return "a very long integer"  # str() of 4300 digits or more raises
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 class ManifestWarning(ManifestError):
     """A manifest is read, but not quite as a cluster would read it (a
     kustomize field that is not applied, a symlink loop); said, never fatal."""

@@ -17,6 +17,7 @@ from typing import Mapping, Optional
 
 from coredns_py.cluster import Cluster, ClusterSource
 from coredns_py.config import Config
+from coredns_py.errors import REFUSED_REASONS, RefusedFile
 from coredns_py.memo import Memo
 from coredns_py.zone import snapshot as snapshot_mod
 from coredns_py.zone.snapshot import Snapshot
@@ -33,15 +34,27 @@ class Generation:
     source: str  # what it was built from: "folder zones"
     built_at: float  # unix time of the swap
     build_seconds: float  # from reading the source to the swap
+    read_kinds: Optional[Mapping[str, int]] = None  # the source's own counts, if any
 
     @functools.cached_property
     def kinds(self) -> Mapping[str, int]:
         """Objects read, by kind: counted once per generation, when first asked
         (a folder may hold 100k objects; a scrape must not count them)."""
+        if self.read_kinds is not None:
+            return self.read_kinds
         kinds: dict[str, int] = {}
         for obj in self.objects:
             kinds[obj.kind] = kinds.get(obj.kind, 0) + 1
         return kinds
+
+    @functools.cached_property
+    def refused(self) -> Mapping[str, int]:
+        """Files not read at all (a FIFO, over a limit), by reason."""
+        out = dict.fromkeys(REFUSED_REASONS, 0)
+        for err in self.errors:
+            if isinstance(err, RefusedFile):
+                out[err.reason] += 1
+        return out
 
     @functools.cached_property
     def errors_by_file(self) -> Mapping[str, int]:
@@ -91,4 +104,4 @@ class Builder:
         self._number += 1
         return Generation(self._number, snap, load.cluster, tuple(load.errors), load.objects,
                           load.files, self.source.description, time.time(),
-                          time.monotonic() - started)
+                          time.monotonic() - started, load.kinds)

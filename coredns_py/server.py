@@ -15,11 +15,10 @@ forwarder, new stages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import gc
 import ipaddress
 import logging
+import threading
 import time
 from typing import Optional
 
@@ -27,6 +26,7 @@ from coredns_py.cluster import ClusterSource
 from coredns_py.config import RESTART_ONLY, Config
 from coredns_py.errors import ConfigError, SourceError
 from coredns_py.generation import Builder, Generation
+from coredns_py import heap
 from coredns_py.ops import metrics as metrics_mod
 from coredns_py import stages
 from coredns_py.reloads import Reloads
@@ -37,39 +37,9 @@ log = logging.getLogger("coredns_py.server")
 
 _clock = time.perf_counter
 
-
-def _freeze_heap() -> None:
-    """After a build: keep the cyclic garbage collector off the snapshot.
-
-    ``gc.freeze()`` moves every object alive now (the snapshot, the parsed
-    files) out of the collector's reach.  Without it the first collection
-    after a build walks everything the build made (the build runs with the
-    collector paused): measured 170 ms at 10k Services, during which no
-    query is answered; and every later full collection walks it again.
-    The price: cyclic garbage frozen here is never collected.  Measured: 7
-    objects per one-file reload, about 1,400 per full reload (SIGHUP),
-    which we accept.
-    """
-    gc.freeze()
-
-
-@contextlib.contextmanager
-def _no_cyclic_gc():
-    """Pause the cyclic garbage collector while a snapshot is built.
-
-    A build allocates tens of thousands of objects next to a heap of the same
-    size (the current snapshot, the parsed files); every few hundred
-    allocations the collector would walk that heap again. Measured on 10k
-    Services this halved a reload. Reference counting still frees garbage
-    meanwhile, and the collector runs again as soon as the build ends.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+# The most stopping waits for the source to save what it keeps (the state
+# file, behind a lock another process may hold).
+CLOSE_SECONDS = 2.0
 
 
 def _show(value) -> str:
@@ -126,6 +96,7 @@ class Server:
         self.metrics = metrics_mod.Metrics(current=lambda: self.generation,
                                            addresses=listens, answers=self.answers)
         self.observe = self.metrics.record
+        self.metrics.source_gauges = getattr(source, "gauges", None)
 
     # --- the core call: bytes in, bytes out ---------------------------------------
 
@@ -223,7 +194,7 @@ class Server:
         source that cannot be read keeps the current generation (and logs
         why): serving the last good data beats serving nothing.
         """
-        with _no_cyclic_gc():
+        with heap.build_paused():
             try:
                 gen = self._builder.build(full)
             except SourceError as exc:
@@ -233,7 +204,7 @@ class Server:
             if gen is None:
                 return False
             self.generation = gen  # the swap: one reference assignment
-            _freeze_heap()
+            heap.after_swap()
         self.metrics.reloads.inc()
         self.metrics.build_seconds.observe(gen.build_seconds)
         log.info("loaded %d files: %s (%.0f ms)", gen.files,
@@ -397,6 +368,22 @@ class Server:
 
     # --- life cycle ------------------------------------------------------------------
 
+    def _close_source(self) -> None:
+        """Let the source write what it keeps (the state file), in a thread of
+        its own and for at most CLOSE_SECONDS: stopping never hangs on a lock."""
+        close = getattr(self.source, "close", None)
+        if close is None:
+            return
+
+        def run() -> None:
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - stopping goes on
+                log.warning("could not save the allocation state on the way out: %s", exc)
+        worker = threading.Thread(target=run, name="coredns-py-close", daemon=True)
+        worker.start()
+        worker.join(CLOSE_SECONDS)
+
     async def start(self) -> None:
         from coredns_py.net import descriptors, listeners
         loop = asyncio.get_running_loop()
@@ -424,6 +411,7 @@ class Server:
             self.reloads.cancel()
         if self.watcher is not None:
             self.watcher.stop()
+        self._close_source()
         if self.listeners is not None:
             await self.listeners.close()
         if self.forwarder is not None:

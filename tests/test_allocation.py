@@ -1,6 +1,6 @@
 """ClusterIP and pod IP allocation: stable across reloads, restarts, file
 moves; freed only by deletion; conflicts reported; a corrupt state file is
-rebuilt, never fatal."""
+moved aside and rebuilt, never fatal."""
 
 import ipaddress
 import json
@@ -119,7 +119,10 @@ def test_corrupt_state_file_is_rebuilt(folder, tmp_path, content, caplog):
         cl = build(folder, state)
     assert len(ips(cl)) == 20
     if content:
-        assert "corrupt" in caplog.text
+        # Never written over: kept aside, as it was, and said so.
+        [aside] = tmp_path.glob("state.json.damaged-*")
+        assert aside.read_text(encoding="latin-1") == content
+        assert "is damaged" in caplog.text and f"moved aside to {aside.name}" in caplog.text
     data = json.loads(state.read_text())  # rewritten as valid JSON
     assert data["version"] == state_mod.VERSION and len(data["services"]) == 20
 
@@ -128,8 +131,10 @@ def test_state_file_is_written_atomically(folder, tmp_path):
     state = tmp_path / "dir" / "state.json"
     build(folder, state)
     leftovers = [p.name for p in state.parent.iterdir()
-                 if p.name not in ("state.json", "state.json.lock")]
+                 if p.name not in ("state.json", "state.json.lock", "state.json.bak")]
     assert leftovers == []
+    # The backup copy, read when the state file is damaged, says the same.
+    assert (state.parent / "state.json.bak").read_text() == state.read_text()
 
 
 def test_unwritable_state_is_not_fatal(folder, tmp_path, caplog):

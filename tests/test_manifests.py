@@ -267,7 +267,7 @@ def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
     parsed = []
     real = manifests.parse_file
     monkeypatch.setattr(manifests, "parse_file",
-                        lambda path, *a: parsed.append(path.name) or real(path, *a))
+                        lambda path, *a, **kw: parsed.append(path.name) or real(path, *a, **kw))
     unchanged = src.load()
     assert parsed == []
     write(tmp_path, "s3.yaml", service("s3", cluster_ip="10.96.1.1"))
@@ -276,11 +276,25 @@ def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
     assert changed.generation == unchanged.generation + 1
 
 
-def test_a_bad_value_nested_too_deep_to_walk_is_still_reported(tmp_path):
-    depth = 3000  # beyond Python's recursion limit
+def test_a_bad_value_nested_near_the_limit_is_reported_with_its_field(tmp_path):
+    # Deeper than the fast constructor recurses (Python's recursion limit),
+    # within the nesting limit: PyYAML builds it, the bad scalar is found.
+    depth = 990
     write(tmp_path, "deep.yaml", "a: " + "[" * depth + "2024-13-45" + "]" * depth + "\n")
     write(tmp_path, "b.yaml", service("b", cluster_ip="10.96.0.3"))
     loaded = ManifestSource(tmp_path).load()
     assert services(loaded) == {"default/b": ("10.96.0.3",)}
     [err] = messages(loaded)
-    assert err.startswith(f"{tmp_path / 'deep.yaml'}:1: invalid YAML: cannot read this document")
+    assert err.startswith(f"{tmp_path / 'deep.yaml'}:1: invalid YAML: a[0][0]"), err
+    assert "[...]" in err and "cannot read '2024-13-45' as timestamp" in err, err
+
+
+def test_a_document_nested_beyond_the_limit_is_refused(tmp_path):
+    depth = 3000
+    write(tmp_path, "deep.yaml", "a: " + "[" * depth + "2024-13-45" + "]" * depth + "\n")
+    write(tmp_path, "b.yaml", service("b", cluster_ip="10.96.0.3"))
+    loaded = ManifestSource(tmp_path).load()
+    assert services(loaded) == {"default/b": ("10.96.0.3",)}
+    [err] = messages(loaded)
+    assert err == f"{tmp_path / 'deep.yaml'}:1: nested more than 1000 levels deep (the limit " \
+                  "for a document)"

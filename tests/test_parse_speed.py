@@ -81,9 +81,9 @@ def test_restart_takes_unchanged_files_from_the_cache(tmp_path, monkeypatch):
 
     parsed = []
 
-    def counting(path, stamp, old):
+    def counting(path, stamp, old, **limits):
         parsed.append(path.name)
-        return parse_file(path, stamp, old)
+        return parse_file(path, stamp, old, **limits)
 
     monkeypatch.setattr(folder, "parse_file", counting)
     edited = folder.list_files(root)[0]

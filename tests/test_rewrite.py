@@ -23,7 +23,7 @@ from coredns_py.cluster import fill
 from coredns_py.config import Config, parse
 from coredns_py.errors import ConfigError
 from coredns_py.source.folder import ManifestSource
-from coredns_py.stages import rewrite
+from coredns_py.stages import rewrite, rewrite_rules
 from coredns_py.zone import answer, snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
@@ -33,8 +33,8 @@ from conftest import ServerProcess, ZONES  # noqa: E402
 PEER = ("127.0.0.1", 40000)
 
 
-def rule(text: str) -> rewrite.NameRule:
-    return rewrite.parse_rule("test", text.split())
+def rule(text: str) -> rewrite_rules.NameRule:
+    return rewrite_rules.parse_rule("test", text.split())
 
 
 # name, rule -> the new name (None: no match).  From CoreDNS's name_test.go.
@@ -67,8 +67,8 @@ def test_rules_rewrite_as_coredns_reads_them(name, text, new):
 def test_stop_and_continue():
     rules = [rule("continue name suffix .a.test .b.test"), rule("name suffix .b.test .c.test"),
              rule("name suffix .c.test .d.test")]
-    assert rewrite.apply(rules, "x.a.test.")[0] == "x.c.test."
-    assert rewrite.apply(rules[1:], "x.a.test.")[0] is None
+    assert rewrite_rules.apply(rules, "x.a.test.")[0] == "x.c.test."
+    assert rewrite_rules.apply(rules[1:], "x.a.test.")[0] is None
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -95,7 +95,7 @@ def snap():
 
 
 def chain(snap, *texts, forwarding=False):
-    rules = [rewrite.parse_rule("test", t.split()) for t in texts]
+    rules = [rewrite_rules.parse_rule("test", t.split()) for t in texts]
     return stages.chain(lambda w, p, peer: answer.answer(snap, w, p, forwarding=forwarding),
                         [rewrite.Rewrite(rules).stage])
 

@@ -78,6 +78,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU dnsperf is pinned to")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs coredns-py")
+    p.add_argument("--several-hosts", action="store_true",
+                   help="also run etcd, one publisher and three replicas (serve --etcd): "
+                        "change-to-answer on every replica, a replica's start-up and UDP "
+                        "throughput (needs etcd: apt-get install etcd-server)")
+    p.add_argument("--hosts-changes", type=int, default=100,
+                   help="one-file changes timed on the replicas (--several-hosts)")
     p.add_argument("--profile", action="store_true",
                    help="also run coredns-py under cProfile for one UDP saturation run at "
                         "the first load size and print the top functions")

@@ -28,16 +28,18 @@ def repo_env() -> dict:
 
 def start_coredns(args, name: str, manifests: Path, config: Path, state_dir: Path,
                   port: int, tools: Tools, workdir: Path,
-                  profile_out: Optional[Path] = None, pinned: bool = True) -> Proc:
+                  profile_out: Optional[Path] = None, pinned: bool = True,
+                  source: Optional[list] = None) -> Proc:
     """coredns-py, pinned to the server CPU; ``pinned=False``: on every CPU
     (start-up, which may parse on every core while nothing else runs: pin it
-    with :func:`pin_after_start` once it answers)."""
+    with :func:`pin_after_start` once it answers).  ``source``: options
+    instead of ``--manifests`` (``["--etcd", URL]`` for a replica)."""
     env = repo_env()
     env["XDG_STATE_HOME"] = str(state_dir)
     py = [args.python]
     if profile_out is not None:
         py += ["-m", "cProfile", "-o", str(profile_out)]
-    cmd = py + ["-m", "coredns_py", "serve", "--manifests", str(manifests),
+    cmd = py + ["-m", "coredns_py", "serve", *(source or ["--manifests", str(manifests)]),
                 "--listen", f"127.0.0.1:{port}", "--config", str(config)] + args.serve_extra
     return Proc(name, tools.pin(cmd, tools.server_cpu if pinned else None),
                 workdir / f"{name}.log", env=env, cwd=REPO)

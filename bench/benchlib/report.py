@@ -128,6 +128,14 @@ def print_summary(results: list, targets: list) -> None:
         ra = a.get("reload_add")
         if ra and ra["times_ms"]:
             log(f"  reload, one Service added (allocated IP): median {ra['median_ms']:.0f} ms")
+        h = r.get("several_hosts")
+        if h and "changes" in h:
+            c = h["changes"]
+            log(f"  several hosts: first publish {fmt(h.get('first_publish_s'), '.2f')} s; "
+                f"a replica answers {fmt(h.get('replica_ready_s'), '.2f')} s after start; "
+                f"a change answered by all 3 replicas: median {fmt(c['all_median_ms'], '.0f')}"
+                f" ms, p99 {fmt(c['all_p99_ms'], '.0f')} ms over {c['count']}; a replica over "
+                f"UDP {fmt(h.get('udp', {}).get('qps'), '.0f')} q/s")
         load = r.get("load")
         if load:
             log(f"  {'proto':5} {'server':10} {'q/s (median)':>12} {'loss':>6} "

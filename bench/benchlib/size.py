@@ -15,6 +15,7 @@ from benchlib.equivalence import check_answers
 from benchlib.load import phase_load
 from benchlib.proc import Proc
 from benchlib.reload import phase_reload_ip
+from benchlib.several_hosts import phase_several_hosts
 from benchlib.startup import startup_coredns, startup_knotd
 from benchlib.tools import Tools
 
@@ -61,6 +62,9 @@ def run_size(args, tools: Tools, n: int, workdir: Path, config: Path, load: bool
 
         if not args.skip_allocated:
             result["allocated"] = phase_allocated(args, tools, data, config, sdir, servers)
+        if args.several_hosts:
+            args.folder_startup_s = st["first_answer_s"]
+            result["several_hosts"] = phase_several_hosts(args, tools, data, config, sdir)
     finally:
         for p in servers.values():
             p.stop()

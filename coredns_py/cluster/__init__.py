@@ -2,13 +2,13 @@
 objects between ``kubectl apply`` and the first DNS answer (ClusterIPs, pods
 of workloads, endpoints of selectors), and the second seam of the data flow.
 
-A :class:`ClusterSource` gives a filled-in :class:`Cluster`.  Today it is
-:class:`~coredns_py.cluster.local.LocalCluster`: objects from an object
-source (:mod:`coredns_py.source`), filled in here, addresses kept in a
-state file.  A source that holds the cluster after allocation (a shared
-store that replicas read) plugs in at the same seam, so that replicas never
-allocate; nothing downstream (the snapshot, the answers, the status page)
-knows which one fed it.
+A :class:`ClusterSource` gives a filled-in :class:`Cluster`: either
+:class:`~coredns_py.cluster.local.LocalCluster` (objects from an object
+source, :mod:`coredns_py.source`, filled in here, addresses kept in a state
+store), or :class:`~coredns_py.cluster.replica.EtcdCluster` (the cluster a
+publisher filled in and wrote to etcd), so that replicas never allocate;
+nothing downstream (the snapshot, the answers, the status page) knows which
+one fed it.
 """
 
 from __future__ import annotations
@@ -48,10 +48,18 @@ class ClusterLoad:
     revision: int  # increases whenever the objects change
     ignored: tuple = ()  # source.Ignored: documents read but not served
     notices: tuple = ()  # ManifestWarning: said, never fatal
+    # Objects read, by kind, when the source counted them itself (a replica
+    # has the publisher's counts, not its objects); None: count ``objects``.
+    kinds: Optional[dict] = None
 
 
 class ClusterSource(Protocol):
-    """Where the server's filled-in cluster comes from."""
+    """Where the server's filled-in cluster comes from.
+
+    A source may also have ``gauges() -> [(name, help, value)]``, figures of
+    its own that ``/metrics`` reports as ``coredns_py_<name>`` (a replica's
+    etcd revision and connection, :mod:`coredns_py.cluster.replica`).
+    """
 
     description: str  # for logs and the status page: "folder zones"
 

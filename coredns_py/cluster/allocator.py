@@ -67,22 +67,40 @@ class Pool:
 
 # Address text -> (family, integer). Parsing with ipaddress costs micro-
 # seconds, and a reload sees the same tens of thousands of addresses again.
+# Kept from one build to the next for the addresses that build used (see
+# new_build()): those of a big file that was removed are forgotten, rather
+# than pinning the memory it took.
 _PARSED: dict[str, tuple[int, int]] = {}
+_PARSED_BEFORE: dict[str, tuple[int, int]] = {}
 _PARSED_MAX = 1 << 20
 
 
 def _parse(text: str) -> tuple[int, int]:
     hit = _PARSED.get(text)
     if hit is None:
-        if o.is_dotted_quad(text):
-            hit = (4, int.from_bytes(socket.inet_aton(text), "big"))
-        else:
-            ip = ipaddress.ip_address(text)  # ValueError for junk from a state file
-            hit = (ip.version, int(ip))
+        hit = _PARSED_BEFORE.get(text)
+        if hit is None:
+            if o.is_dotted_quad(text):
+                hit = (4, int.from_bytes(socket.inet_aton(text), "big"))
+            else:
+                ip = ipaddress.ip_address(text)  # ValueError for junk from a state file
+                hit = (ip.version, int(ip))
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
         _PARSED[text] = hit
     return hit
+
+
+def new_build() -> None:
+    """A build starts: what the last build parsed is kept aside, and forgotten
+    at end_build() unless this build parses it again."""
+    global _PARSED, _PARSED_BEFORE
+    _PARSED_BEFORE, _PARSED = _PARSED, {}
+
+
+def end_build() -> None:
+    global _PARSED_BEFORE
+    _PARSED_BEFORE = {}
 
 
 class Addresses:
@@ -195,8 +213,8 @@ class FixedConflict(Exception):
 
 
 def allocate(kind: str, requests: list[Request], space: Space,
-             store: "state_mod.Store | None" = None, fixed: Optional[dict[str, list]] = None
-             ) -> None:
+             store: "state_mod.Store | None" = None, fixed: Optional[dict[str, list]] = None,
+             served: Optional[dict[str, list]] = None) -> None:
     """Fill ``request.result`` (and ``request.error``) for every request.
 
     ``kind`` is the table in the state ("services", "pods", "node_ports").
@@ -208,8 +226,16 @@ def allocate(kind: str, requests: list[Request], space: Space,
     around them. When an explicit value of a request is one of them, who
     keeps it depends on path order, which only a full run knows:
     FixedConflict is raised and the caller runs again with everything.
+
+    ``served`` holds the allocated (not explicit) values the running server
+    serves now, changed holders' included.  A request keeps what it is
+    served before what the state says, and the state is written from
+    ``served`` and the requests, never from itself: a state file that was
+    damaged (moved aside, read in part) cannot take a value away from a
+    holder that is being served with it.
     """
     fixed = fixed or {}
+    served = served or {}
     store = state_mod.store(store)
     pools = space.pools
     with store.locked():
@@ -248,11 +274,12 @@ def allocate(kind: str, requests: list[Request], space: Space,
                 # keeps its name in DNS) until the conflict is fixed.
                 req.explicit = []
 
-        # 2. Remembered values, unless an explicit claim took them.
+        # 2. Remembered values (served now, else in the state), unless an
+        # explicit claim took them.
         for req in requests:
             if req.explicit:
                 continue
-            for value in table.get(req.key, ()):
+            for value in served.get(req.key) or table.get(req.key, ()):
                 try:
                     fam, n = space.parse(value)
                 except ValueError:
@@ -282,7 +309,10 @@ def allocate(kind: str, requests: list[Request], space: Space,
             order = {fam: i for i, fam in enumerate(req.families)}
             req.result.sort(key=lambda value: order.get(space.family(value), 9))
 
-        new_table = {key: table[key] for key in fixed if key in table}
+        # The whole current view: untouched holders as served (or, with no
+        # server behind, as the state had them), then the requests.
+        new_table = {key: served.get(key) or table[key] for key in fixed
+                     if key in served or key in table}
         new_table.update((r.key, r.result) for r in requests if r.result and not r.explicit)
         if new_table != table:
             store.save({**data, kind: new_table})

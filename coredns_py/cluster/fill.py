@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from coredns_py.source import objects as o
-from coredns_py.cluster import builtin, state as state_mod
+from coredns_py.cluster import allocator, builtin, state as state_mod
 from coredns_py.cluster.allocator import (Addresses, FixedConflict, NodePorts, Request, Space,
                                           allocate)
 from coredns_py.cluster.state import Store
@@ -201,6 +201,24 @@ _TABLES = (("pods", "pod_requests", "pods"), ("services", "svc_requests", "servi
            ("node_ports", "node_port_requests", "services"))
 
 
+def served_values(previous: dict, field: str) -> dict[str, list]:
+    """The allocated (not explicit) values of the previous build, by key:
+    what the server serves now (``field``: one of ``_TABLES``' fields)."""
+    out = {}
+    for result in previous.values():
+        for ask, (values, error) in zip(getattr(result["parts"], field), result[field]):
+            if values and not ask.explicit and not error:
+                out[ask.key] = list(values)
+    return out
+
+
+def _spaces(config: Config) -> dict:
+    """What each table hands out, for this config."""
+    return {"pods": Addresses("pods", config.pod_cidr, builtin.reserved_pod_addresses(config)),
+            "services": Addresses("services", config.service_cidr),
+            "node_ports": NodePorts(*config.node_ports)}
+
+
 def _allocate(kind: str, parts: dict, changed: set, previous: dict, space: Space,
               store: Store, field: str, objects_of: str, position: dict) -> dict:
     """Values for every request of every namespace: namespaces a reload did
@@ -228,16 +246,17 @@ def _allocate(kind: str, parts: dict, changed: set, previous: dict, space: Space
             for ask, (values, error) in zip(getattr(part, field), previous[ns][field]):
                 if values and not error:
                     fixed[ask.key] = list(values)
+    served = served_values(previous, field)
     todo = [ns for ns in parts if ns in changed]
     reqs, ordered = requests(todo)
     try:
-        allocate(kind, ordered, space, store, fixed)
+        allocate(kind, ordered, space, store, fixed, served)
     except FixedConflict:
         # An explicit value now claims what an untouched object holds:
         # path order decides, so everything is worked out again.
         todo = list(parts)
         reqs, ordered = requests(todo)
-        allocate(kind, ordered, space, store)
+        allocate(kind, ordered, space, store, served=served)
     out = {ns: previous[ns][field] for ns in parts if ns not in todo}
     for ns in todo:
         out[ns] = tuple((tuple(r.result), r.error) for r in reqs[ns])
@@ -260,6 +279,7 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
     """
     objects = tuple(objects)
     objects = builtin.missing(objects, config) + objects
+    allocator.new_build()
     store = state_mod.store(store)
     by_ns: dict[str, list] = defaultdict(list)
     namespaces: set[str] = set()
@@ -281,9 +301,7 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
     same_config = memo.config == (config, store)
     changed = {ns for ns, part in parts.items()
                if not same_config or ns not in previous or previous[ns]["parts"] is not part}
-    spaces = {"pods": Addresses("pods", config.pod_cidr, builtin.reserved_pod_addresses(config)),
-              "services": Addresses("services", config.service_cidr),
-              "node_ports": NodePorts(*config.node_ports)}
+    spaces = _spaces(config)
     results_of = {field: _allocate(kind, parts, changed, previous, spaces[kind], store, field,
                                    objects_of, position)
                   for kind, field, objects_of in _TABLES}
@@ -302,6 +320,7 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
         results[ns] = result
         current[ns] = {"parts": part, "result": result, **mine}
     memo.rotate()
+    allocator.end_build()
     if not isinstance(memo, NoMemo):
         memo.namespaces = current
         memo.config = (config, store)
@@ -313,3 +332,17 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
         tuple(p for r in results.values() for p in r.pods),
         tuple(e for r in results.values() for e in r.errors),
         results, namespace_labels)
+
+
+def keep_served(memo: Memo, config: Config, store: "Store | Path | None") -> None:
+    """Write the state again from what the last build serves, if it says
+    otherwise: damaged, truncated or deleted since that build (the server
+    calls this as it stops, so a restart keeps every value it served)."""
+    previous = memo.namespaces
+    if not previous:
+        return
+    store = state_mod.store(store)
+    spaces = _spaces(config)
+    for kind, field, _objects_of in _TABLES:
+        served = served_values(previous, field)
+        allocate(kind, [], spaces[kind], store, fixed=served, served=served)

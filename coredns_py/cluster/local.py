@@ -1,5 +1,6 @@
 """The local fill-in as a cluster source: objects from an object source
-(a folder of manifests), filled in here, addresses kept in a state file."""
+(a folder of manifests), filled in here, addresses kept in a state store
+(the folder's state file; etcd for ``publish``)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,11 @@ class LocalCluster:
         return ClusterLoad(cluster, loaded.errors + cluster.errors, loaded.objects,
                            loaded.files, loaded.generation, loaded.ignored, loaded.notices)
 
+    def close(self) -> None:
+        """The server stops: the state says what was served (it is written
+        again if it was damaged or changed since the last build)."""
+        fill.keep_served(self._memo, self.config, self.store)
+
     def ready(self) -> tuple[bool, str]:
         return self.objects.ready()
 
@@ -59,15 +65,22 @@ class LocalCluster:
 
 
 def from_folder(manifests: Path, config: Config, *, state: bool = True,
-                incremental: bool = True, log_errors: bool = True) -> LocalCluster:
+                incremental: bool = True, log_errors: bool = True,
+                store: Optional[Store] = None) -> LocalCluster:
     """The cluster of a folder of manifests, as ``serve`` and every other
     command reads it: objects that name no namespace land in
     ``config.default_namespace``; ``state=False`` allocates without reading
-    or writing the state file (``check``)."""
+    or writing the state file (``check``); ``store`` keeps the addresses
+    elsewhere than the folder's state file (``publish``: in etcd)."""
     from coredns_py.source.folder import ManifestSource
     from coredns_py.source.parse_cache import for_state
+    from coredns_py.source.settle import Settling
     state_path = config.state_path(manifests) if state else None
+    # The server waits for a changed file to stop changing; a one-off
+    # command reads the folder as it is.
     source = ManifestSource(manifests, log_errors=log_errors, cache=for_state(state_path),
-                            default_namespace=config.default_namespace)
-    return LocalCluster(source, config, state_path, incremental=incremental,
-                        log_errors=log_errors)
+                            default_namespace=config.default_namespace,
+                            max_file_bytes=config.max_file_bytes,
+                            settle=Settling() if incremental else None)
+    return LocalCluster(source, config, store if store is not None else state_path,
+                        incremental=incremental, log_errors=log_errors)

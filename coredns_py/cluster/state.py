@@ -13,8 +13,18 @@ anything with the same contract (:class:`Store`), such as a shared store a
 it loads, allocates and saves, so two processes never hand out one address
 twice.  A store never throws allocations away: :func:`upgrade` reads every
 older format and gives the current one; a file of an unknown newer format
-is left alone (read as empty, never overwritten); a missing or corrupt one
-is logged and rebuilt.
+is left alone (read as empty, never overwritten); a missing one is rebuilt.
+
+:class:`FileStore` also replaces a backup copy beside the file at every
+write (``<name>.bak``).  A damaged state file (corrupt, truncated) is never
+overwritten: it is moved aside as ``<name>.damaged-<UTC time>`` (logged, and
+counted in ``coredns_py_state_files_moved_aside_total``), and its values
+come from the backup, plus every complete entry still readable in the
+damaged file, so a restart after the damage keeps them.  The running server
+keeps the values it serves whatever the file says, and writes the file
+again from everything it serves (:func:`coredns_py.cluster.allocator.allocate`).
+A state file that is simply gone (deleted to start afresh) is not restored
+from the backup.
 """
 
 from __future__ import annotations
@@ -23,11 +33,15 @@ import fcntl
 import json
 import logging
 import os
+import re
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ContextManager, Iterator, Optional, Protocol
+
+from coredns_py import tally
 
 log = logging.getLogger("coredns_py.allocator")
 
@@ -147,10 +161,8 @@ class FileStore:
             log.warning("allocation state %s has %s; it is not used and not overwritten: "
                         "addresses may differ from the newer program's", self.path, exc)
             return {"version": VERSION, "read_only": True}
-        except ValueError as exc:  # JSON and UTF-8 errors are ValueErrors too
-            log.warning("allocation state %s is corrupt (%s); rebuilding it: addresses may "
-                        "change", self.path, exc)
-            return {}
+        except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
+            return self._move_aside(raw, str(exc))
         if found.get("version") != VERSION:
             # Keep what the older format held, in the new one, now.
             log.info("allocation state %s upgraded from format version %s to %s", self.path,
@@ -167,27 +179,94 @@ class FileStore:
             log.warning("cannot write allocation state %s (%s); addresses may change on "
                         "restart", self.path, exc.strerror)
 
+    def _move_aside(self, raw: bytes, why: str) -> dict:
+        """Keep a damaged state file out of the way (never write over it);
+        what its backup copy and the readable part of it say, saved as the
+        state from now on."""
+        path = self.path
+        moved = path.with_name(f"{path.name}.damaged-"
+                               f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        for n in range(1, 100):
+            if not moved.exists():
+                break
+            moved = moved.with_name(f"{moved.name.rsplit('.', 1)[0]}.{n}")
+        try:
+            os.rename(path, moved)
+        except FileNotFoundError:
+            return {}  # another process moved it first
+        except OSError as exc:
+            log.warning("allocation state %s is damaged (%s) and cannot be moved aside (%s)",
+                        path, why, exc.strerror)
+        else:
+            tally.count(tally.STATE_MOVED_ASIDE)
+        data = _recover(path, raw)
+        log.warning("allocation state %s is damaged (%s): moved aside to %s; %d values read "
+                    "from its backup and from what is left of it are kept, with those being "
+                    "served", path, why, moved.name,
+                    sum(len(t) for k, t in data.items() if k in TABLES))
+        self.save(data)  # the state from now on, for every table's reader
+        return data
+
+
+def backup_path(path: Path) -> Path:
+    """The copy written beside the state file, read when the file is damaged."""
+    return path.with_name(path.name + ".bak")
+
+
+def _recover(path: Path, raw: bytes) -> dict:
+    """The backup copy (complete as of the last write), with every entry that
+    can still be read from the damaged file added where the backup lacks it."""
+    try:
+        backup = upgrade(json.loads(backup_path(path).read_bytes().decode("utf-8")))
+    except (OSError, ValueError, RecursionError):
+        backup = {}
+    out: dict = {"version": VERSION}
+    for kind in TABLES:
+        out[kind] = {**salvage(raw).get(kind, {}), **backup.get(kind, {})}
+    return out
+
+
+# What the writer below writes: a table per kind at one space of indentation,
+# an entry per holder at two ("ns/name": [values]).  Each part of the entry
+# pattern matches one way only: no backtracking blow-up on any input.
+_TABLE = re.compile(r'^ "(\w+)": \{', re.M)
+_ENTRY = re.compile(r'"((?:[^"\\\n]|\\.)+)": (\[[^\[\]\n]*\])')
+
+
+def salvage(raw: bytes) -> dict:
+    """Every complete entry of a damaged state file, by table, whose values
+    have the table's type: ``{"services": {"ns/name": [address, ...]}, ...}``.
+    (Addresses are checked where they are used: the allocator skips what
+    does not parse.)"""
+    text = raw.decode("utf-8", "replace")
+    tables = [(m.end(), m.group(1)) for m in _TABLE.finditer(text)]
+    out: dict = {}
+    for i, (start, name) in enumerate(tables):
+        value_type = TABLES.get(name)
+        if value_type is None:
+            continue
+        end = tables[i + 1][0] if i + 1 < len(tables) else len(text)
+        entries = out.setdefault(name, {})
+        for m in _ENTRY.finditer(text, start, end):
+            try:
+                values = json.loads(m.group(2))
+            except ValueError:
+                continue
+            if all(isinstance(v, value_type) and not isinstance(v, bool) for v in values):
+                entries[m.group(1)] = values
+    return out
+
 
 def _write(path: Path, data: dict) -> None:
+    """The state file, then its backup copy, each replaced atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        stamp = _stamp(path)
-        if stamp is not None:
-            _STATE_CACHE[path] = (stamp, data)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    # fsync the directory so the rename itself survives a crash.
+    text = _dumps(data)
+    _replace(path, text)
+    stamp = _stamp(path)
+    if stamp is not None:
+        _STATE_CACHE[path] = (stamp, data)
+    _replace(backup_path(path), text)
+    # fsync the directory so the renames themselves survive a crash.
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -196,6 +275,39 @@ def _write(path: Path, data: dict) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _replace(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _dumps(data: dict) -> str:
+    """The state as JSON, a line per entry of each table (diffs well, and a
+    file cut short loses only its tail), made by json's C encoder: its
+    pretty-printer (``indent=``) is pure Python and leaves reference cycles
+    behind on every write, which the server's frozen heap never collects."""
+    parts = []
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, dict) and value:
+            text = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(value[k], sort_keys=True)}"
+                                      for k in sorted(value)) + "\n }"
+        else:
+            text = json.dumps(value, sort_keys=True)
+        parts.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 @contextmanager

@@ -27,12 +27,14 @@ from typing import Any, Optional
 
 from coredns_py import config as config_mod
 from coredns_py import hostport
+from coredns_py.corefile import arguments
+from coredns_py.corefile.arguments import duration, fail, integer, is_under, zones_of
 from coredns_py.corefile.blocks import Line, ServerBlock
 from coredns_py.errors import ConfigError
 from coredns_py.resolver import forward_config
 from coredns_py.resolver.forward_config import ForwardDomain
 from coredns_py.stages import hosts as hosts_mod
-from coredns_py.stages import rewrite as rewrite_mod
+from coredns_py.stages import rewrite_rules
 from coredns_py.zone import external as external_mod
 
 DNS_PORT = 53
@@ -48,78 +50,6 @@ SERVE_STALE_DEFAULT = 3600  # seconds (CoreDNS cache serve_stale)
 IMPLEMENTED = ("bind", "cache", "errors", "forward", "health", "hosts", "k8s_external",
                "kubernetes", "loadbalance", "log", "loop", "prometheus", "ready", "reload",
                "rewrite", "transfer")
-
-
-def fail(line_or_token, message: str) -> ConfigError:
-    return ConfigError(f"{line_or_token.where}: {message}")
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def duration(tok, bare_seconds: bool = True) -> float:
-    """A Go duration ("5s", "1.5h", "2h45m", "300ms"); a bare number is seconds."""
-    text = tok.text.strip()
-    if bare_seconds and re.fullmatch(r"\d+", text):
-        return float(text)
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise fail(tok, f"{text!r} is not a duration (e.g. 5s, 300ms, 1h)")
-    return total
-
-
-def integer(tok, low: int = 0, high: Optional[int] = None) -> int:
-    if not re.fullmatch(r"\d+", tok.text):
-        raise fail(tok, f"{tok.text!r} is not a whole number")
-    value = int(tok.text)
-    if value < low or (high is not None and value > high):
-        raise fail(tok, f"{value} is not within {low}..{high}")
-    return value
-
-
-def zone_of(tok) -> str:
-    """A zone in the table's form ("." or "corp.example"); a CIDR is its first
-    reverse zone's parent list (see zones_of)."""
-    try:
-        return forward_config.domain_name(tok.text)
-    except ValueError as exc:
-        raise fail(tok, str(exc)) from None
-
-
-def zones_of(tok) -> list[str]:
-    try:
-        return forward_config.domains_of(tok.text)
-    except ValueError as exc:
-        raise fail(tok, str(exc)) from None
-
-
-def is_under(name: str, zone: str) -> bool:
-    return forward_config.is_under(name, zone)
-
-
-def _http_address(line: Line, default: str) -> str:
-    """CoreDNS's [HOST]:PORT for health, ready, prometheus, as HOST:PORT
-    (":8080" is every IPv4 address, as CoreDNS listens on all)."""
-    if len(line.args) > 1:
-        raise fail(line, f"{line.name.text} takes at most one address")
-    text = line.args[0].text if line.args else default
-    host, _, port = text.rpartition(":")
-    if host.startswith("["):
-        host = host[1:-1]
-    host = {"": "0.0.0.0", "localhost": "127.0.0.1"}.get(host, host)
-    try:
-        ipaddress.ip_address(host)
-        if not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError
-    except ValueError:
-        raise fail(line, f"{line.name.text} {text}: expected [HOST]:PORT with an IP address")
-    return hostport.join(host, int(port))
 
 
 @dataclass
@@ -256,7 +186,7 @@ class Mapper:
 
     def d_health(self, b: _Block, line: Line) -> None:
         self.once(line)
-        self.data["health_listen"] = _http_address(line, HEALTH_DEFAULT)
+        self.data["health_listen"] = arguments.http_address(line, HEALTH_DEFAULT)
         for opt in line.block:
             if opt.name.text != "lameduck" or len(opt.args) != 1:
                 raise fail(opt, f"health option {opt.name.text!r}: only `lameduck DURATION`")
@@ -265,12 +195,12 @@ class Mapper:
     def d_ready(self, b: _Block, line: Line) -> None:
         self.once(line)
         self.no_block(line)
-        self.data["ready_listen"] = _http_address(line, READY_DEFAULT)
+        self.data["ready_listen"] = arguments.http_address(line, READY_DEFAULT)
 
     def d_prometheus(self, b: _Block, line: Line) -> None:
         self.once(line)
         self.no_block(line)
-        self.data["metrics_listen"] = _http_address(line, PROMETHEUS_DEFAULT)
+        self.data["metrics_listen"] = arguments.http_address(line, PROMETHEUS_DEFAULT)
 
     def d_kubernetes(self, b: _Block, line: Line) -> None:
         self.once(line)
@@ -334,7 +264,7 @@ class Mapper:
         for tok in to_toks:
             text = tok.text
             if not re.match(r"^[a-z]+://", text) and not text.startswith("/") \
-                    and not _looks_like_address(text):
+                    and not arguments.looks_like_address(text):
                 text = str(self.base / text)  # a resolv.conf next to the Corefile
             to.append(text)
         values: dict[str, Any] = {"policy": "random"}  # CoreDNS's default
@@ -459,7 +389,7 @@ class Mapper:
         # The block form's lines are the rule's words, one after the other
         # (`rewrite stop {` / `name regex ...` / `answer name ...` / `}`).
         words = line.words() + [w for o in line.block for w in [o.name.text] + o.words()]
-        self.rewrite.append(rewrite_mod.parse_rule(line.where, words))
+        self.rewrite.append(rewrite_rules.parse_rule(line.where, words))
 
     def d_k8s_external(self, b: _Block, line: Line) -> None:
         zones = [z for tok in line.args for z in zones_of(tok)] or list(b.zones)
@@ -572,15 +502,6 @@ class Mapper:
                     specs.append(ForwardDomain(domain=z, to=(), where=b.server.where))
         forward_config.check_unique("Corefile", specs)
         self.forward = specs
-
-
-def _looks_like_address(text: str) -> bool:
-    try:
-        from coredns_py.resolver import upstreams
-        upstreams.parse_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 def build(path: Path, servers: list[ServerBlock]) -> tuple[config_mod.Config, list[str]]:

@@ -44,7 +44,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
-from coredns_py import hostport
+from coredns_py import hostport, tally
+from coredns_py.errors import REFUSED_REASONS
 from coredns_py import __version__
 
 NAMESPACE = "coredns"
@@ -215,6 +216,9 @@ class Metrics:
         self.listener_stats: Optional[Callable[[], dict]] = None
         self.cookies = None
         self.rate_limit = None
+        # The cluster source's own gauges, if it has any (a replica's etcd
+        # revision, connection, staleness): () -> [(name, help, value)].
+        self.source_gauges: Optional[Callable[[], Iterable]] = None
 
         # CoreDNS exports no *_created series; neither do we (process-wide switch).
         disable_created_metrics()
@@ -550,12 +554,40 @@ class Collector:
             g.add_metric([path], n)
         yield g
 
+        g = GaugeMetricFamily(f"{OURS}_manifest_files_refused", "Manifest files not read at "
+                              "all, by reason: not_regular_file (a FIFO, a device, a "
+                              "socket), too_large (max_file_bytes), too_deep (nesting), "
+                              "too_many_aliases (alias expansion).", labels=["reason"])
+        for reason, n in (gen.refused if gen is not None else
+                          dict.fromkeys(REFUSED_REASONS, 0)).items():
+            g.add_metric([reason], n)
+        yield g
+
+        counted, gauges = tally.counters(), tally.gauges()
+        g = GaugeMetricFamily(f"{OURS}_{tally.SETTLING}", "Changed manifest files held back "
+                              "now, until they stop changing (their last version is served).")
+        g.add_metric([], gauges.get(tally.SETTLING, 0))
+        yield g
+        for name, help_text in (
+                (tally.HELD_BACK, "Changes of manifest files held back until the file stopped "
+                 "changing (a file caught while being written)."),
+                (tally.STATE_MOVED_ASIDE, "Damaged allocation state files moved aside "
+                 "(renamed <name>.damaged-<time>).")):
+            c = CounterMetricFamily(f"{OURS}_{name.removesuffix('_total')}", help_text)
+            c.add_metric([], counted.get(name, 0))
+            yield c
+
         g = GaugeMetricFamily(f"{OURS}_snapshot_objects", "Objects the served snapshot was "
                               "built from, after filling in what a cluster would (pods of "
                               "Deployments, endpoints of selectors), by kind.", labels=["kind"])
         for kind, n in sorted((gen.snapshot.counts if gen is not None else {}).items()):
             g.add_metric([kind], n)
         yield g
+
+        for name, help_text, value in (m.source_gauges() if m.source_gauges else ()):
+            g = GaugeMetricFamily(f"{OURS}_{name}", help_text)
+            g.add_metric([], value)
+            yield g
 
         g = GaugeMetricFamily(f"{OURS}_last_reload_timestamp_seconds", "When the served "
                               "snapshot was swapped in (unix time); 0 before the first load.")

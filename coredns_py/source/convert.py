@@ -24,7 +24,7 @@ from coredns_py.source import Ignored, objects as o
 from coredns_py.source import validation as v
 from coredns_py.source.namespaces import DEFAULT_PLACEMENT, Placement
 from coredns_py.source.selectors import matches
-from coredns_py.errors import ManifestError
+from coredns_py.errors import ManifestError, shown
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -72,11 +72,11 @@ def _get(ctx: _Ctx, data: Any, field: str, key: str, kind: type | tuple, default
         return default
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        shown = {"dict": "mapping", "list": "list", "str": "string", "int": "integer",
+        words = {"dict": "mapping", "list": "list", "str": "string", "int": "integer",
                  "bool": "boolean"}
-        expected = "/".join(shown.get(n, n) for n in names.split("/"))
+        expected = "/".join(words.get(n, n) for n in names.split("/"))
         raise ctx.error(f"{field}.{key}" if field else key,
-                        f"expected {expected}, got {value!r}")
+                        f"expected {expected}, got {shown(value)}")
     return value
 
 
@@ -104,7 +104,7 @@ def _metadata(ctx: _Ctx, raw: dict, namespaced: bool = True) -> dict:
         ns = ctx.namespace
         if ctx.named_namespace is not None and not isinstance(ctx.named_namespace, str):
             raise ctx.error("metadata.namespace",
-                            f"expected string, got {ctx.named_namespace!r}")
+                            f"expected string, got {shown(ctx.named_namespace)}")
         ctx.check("metadata.namespace", ns, v.dns1123_label(ns))
     return meta
 
@@ -116,11 +116,11 @@ def _string_map(ctx: _Ctx, data: Any, field: str, labels: bool = True
     if data is None:
         return ()
     if not isinstance(data, dict):
-        raise ctx.error(field, f"expected a mapping of strings, got {data!r}")
+        raise ctx.error(field, f"expected a mapping of strings, got {shown(data)}")
     out = []
     for key, value in data.items():
         if not isinstance(key, str) or isinstance(value, (dict, list)) or value is None:
-            raise ctx.error(f"{field}.{key}", f"expected a string, got {value!r}")
+            raise ctx.error(f"{field}.{key}", f"expected a string, got {shown(value)}")
         # YAML turns `tier: 1` or `enabled: true` into non-strings; the API
         # server would reject them, but users mean the text.
         text = value if isinstance(value, str) else _yaml_text(value)
@@ -142,7 +142,7 @@ _IP_EXAMPLE = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
 
 def _ip(ctx: _Ctx, value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise ctx.error(field, f"expected an IP address, got {value!r}")
+        raise ctx.error(field, f"expected an IP address, got {shown(value)}")
     if o.is_dotted_quad(value):
         return value  # canonical already
     try:
@@ -153,7 +153,7 @@ def _ip(ctx: _Ctx, value: Any, field: str) -> str:
 
 def _port_number(ctx: _Ctx, value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ctx.error(field, f"expected a port number, got {value!r}")
+        raise ctx.error(field, f"expected a port number, got {shown(value)}")
     ctx.check(field, value, v.port_number(value))
     return value
 
@@ -198,7 +198,7 @@ def _target_port(ctx: _Ctx, item: dict, field: str) -> int | str | None:
         return None
     if isinstance(target, bool) or not isinstance(target, (int, str)):
         raise ctx.error(f"{field}.targetPort", f"expected a number or a port name, "
-                        f"got {target!r}")
+                        f"got {shown(target)}")
     if isinstance(target, int):
         return _port_number(ctx, target, f"{field}.targetPort")
     ctx.check(f"{field}.targetPort", target, v.port_name(target))
@@ -678,7 +678,7 @@ def ignored(raw: Any, path: str, line: Optional[int],
             missing = "Kind" if key == "kind" else "apiVersion"
             raise ManifestError(f"Object '{missing}' is missing", path, line, field=key)
         if not isinstance(value, str):
-            raise ManifestError(f"expected a string, got {value!r}", path, line, field=key)
+            raise ManifestError(f"expected a string, got {shown(value)}", path, line, field=key)
     group = api.rpartition("/")[0]
     meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     name = meta.get("name") if isinstance(meta.get("name"), str) else "?"

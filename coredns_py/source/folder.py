@@ -4,7 +4,11 @@ It walks a folder, parses each file on its own and caches the result by
 (mtime, size, inode), so a reload re-reads only what changed.  When a file
 stops parsing it keeps that file's last good objects and reports the error;
 when one object in a file turns bad, the others are used and the bad one keeps
-its last good version.  Nothing downstream knows where objects came from, so
+its last good version.  A file is read without trusting it (regular files
+only, bounded in size: :mod:`.reading`; in nesting and aliases: :mod:`.bounds`),
+whatever fails while reading it is that file's error, and a changed file is
+read once it has stopped changing (:mod:`.settle`).  Nothing downstream knows
+where objects came from, so
 another source plugs in at the same seam (:class:`coredns_py.source.ObjectSource`).
 (CoreDNS ``plugin/hosts/hostsfile.go`` and ``plugin/file/reload.go`` do the
 same for their files.)
@@ -12,9 +16,11 @@ same for their files.)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,18 +29,26 @@ import yaml
 
 from coredns_py.source import kustomize
 from coredns_py.source.convert import convert, ignored, meant_kind
-from coredns_py.errors import ManifestError, ManifestWarning, SourceError
+from coredns_py.errors import TOO_LARGE, ManifestError, ManifestWarning, RefusedFile, SourceError
 from coredns_py.source import Ignored, Loaded
 from coredns_py.source.namespaces import DEFAULT_NAMESPACE, DEFAULT_PLACEMENT, Placement
 from coredns_py.logs import OnceLog
 from coredns_py.source import parallel
 from coredns_py.source.documents import documents
+from coredns_py.source import reading
 from coredns_py.source.parse_cache import ParseCache
+from coredns_py.source.reading import MAX_FILE_BYTES, refuse_unless_regular
+from coredns_py.source.settle import Settling
 from coredns_py.source.watch import Watcher
 
 log = logging.getLogger("coredns_py.manifests")
 
 SUFFIXES = (".yaml", ".yml", ".json")
+
+# The first load waits at most this many settle times for files still being
+# written (a folder being copied in as the server starts); what is still
+# changing after that is read once it settles.
+FIRST_LOAD_WAIT = 3
 
 
 def is_manifest_file(name: str) -> bool:
@@ -160,9 +174,10 @@ def folder_readable(path) -> bool:
     return True
 
 
-def read_text(path: Path) -> str:
-    """A file's text: every file the source reads is read here."""
-    return path.read_text(encoding="utf-8")
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """A file's text: every file the source reads is read here, without
+    trusting it (:func:`coredns_py.source.reading.read_text`)."""
+    return reading.read_text(path, limit)
 
 
 @dataclass
@@ -194,37 +209,79 @@ def _is_list(raw: Any) -> bool:
         str(raw.get("kind", "")).endswith("List") and isinstance(raw.get("items"), list)))
 
 
-def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> FileResult:
+def _label(key: Optional[tuple]) -> str:
+    """``Kind namespace/name`` of an object's identity ("" when unknown)."""
+    if key is None:
+        return ""
+    kind, ns, name = key
+    return f"{kind} {ns + '/' if ns else ''}{name}"
+
+
+def stored(error: ManifestError) -> ManifestError:
+    """An error as it is kept until the file changes: without its traceback
+    and the exceptions it was raised from, whose frames would keep the file's
+    text and documents alive (and this module's closures, in reference
+    cycles that the frozen heap never collects)."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
+def failed(result: FileResult, error: ManifestError, previous: Optional[FileResult]) -> FileResult:
+    """``result`` for a file that could not be read at all: its error, and the
+    last good objects of the file (an editor's half-saved file, a file swapped
+    for a FIFO, must not make names vanish)."""
+    result.syntax_error = True
+    result.errors.append(stored(error))
+    if previous is not None:
+        result.objects = previous.objects
+        result.ignored = previous.ignored
+    return result
+
+
+def _looks_truncated(old: Optional[FileResult], new: FileResult) -> bool:
+    """A rewrite of a file that held objects that gives fewer of them, more
+    errors, or nothing readable: what a file caught mid-write looks like."""
+    return old is not None and bool(old.objects) and (
+        new.syntax_error or len(new.objects) < len(old.objects)
+        or len(new.errors) > len(old.errors))
+
+
+def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult],
+               limit: int = MAX_FILE_BYTES) -> FileResult:
     """Parse one file. ``stamp`` is (mtime_ns, size, inode, placements):
     the file's objects land in each namespace its placements give (one,
     unless kustomizations put the file in several). Bad objects keep their
-    last good version from ``previous``."""
+    last good version from ``previous``.
+
+    Nothing in a file can fail more than that file: whatever reading it
+    raises is its error (a limit, a parser's error, an exception we did not
+    foresee), and the other files are served as before."""
     placements = stamp[3] if len(stamp) > 3 else (DEFAULT_PLACEMENT,)
     shown = str(path)
     result = FileResult(stamp)
     try:
-        text = read_text(path)
+        text = read_text(path, limit)
         docs = documents(text, shown)
+    except RefusedFile as exc:
+        return failed(result, exc, previous)
     except (OSError, UnicodeDecodeError) as exc:
-        result.syntax_error = True
-        result.errors.append(ManifestError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
-                                           shown))
+        return failed(result, ManifestError(
+            f"cannot read: {getattr(exc, 'strerror', None) or exc}", shown), previous)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        result.syntax_error = True
-        result.errors.append(ManifestError(f"invalid YAML: {problem}", shown,
-                                           mark.line + 1 if mark else None))
+        return failed(result, ManifestError(f"invalid YAML: {problem}", shown,
+                                            mark.line + 1 if mark else None), previous)
     except json.JSONDecodeError as exc:
-        result.syntax_error = True
-        result.errors.append(ManifestError(f"invalid JSON: {exc.msg}", shown, exc.lineno))
-    if result.syntax_error:
-        if previous is not None:
-            # Keep the last good objects of the file: an editor's half-saved
-            # file must not make names vanish.
-            result.objects = previous.objects
-            result.ignored = previous.ignored
-        return result
+        return failed(result, ManifestError(f"invalid JSON: {exc.msg}", shown, exc.lineno),
+                      previous)
+    except MemoryError:
+        return failed(result, ManifestError("cannot read: out of memory while loading it",
+                                            shown), previous)
+    except Exception as exc:  # noqa: BLE001 - one file's problem, never the reload's
+        log.debug("reading %s failed", shown, exc_info=True)
+        return failed(result, ManifestError(f"cannot read: {type(exc).__name__}: {exc}",
+                                            shown), previous)
 
     def keep_previous(key: Optional[tuple]) -> None:
         if key and previous is not None and key in previous.objects:
@@ -234,7 +291,7 @@ def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> File
         try:
             skip = ignored(raw, shown, line, placements[0])
         except ManifestError as exc:
-            result.errors.append(exc)
+            result.errors.append(stored(exc))
             # A typo in kind: the object it was keeps its last good version.
             meant = meant_kind(raw.get("kind")) if isinstance(raw.get("kind"), str) else None
             for placement in placements:
@@ -247,15 +304,19 @@ def parse_file(path: Path, stamp: tuple, previous: Optional[FileResult]) -> File
             key = _identity(raw, placement)
             try:
                 objs = convert(raw, shown, line, placement)
-            except ManifestError as exc:
-                result.errors.append(exc)
+            except Exception as exc:  # noqa: BLE001 - one object's problem
+                if not isinstance(exc, ManifestError):
+                    log.debug("converting an object of %s failed", shown, exc_info=True)
+                    exc = ManifestError(f"cannot read this object: {type(exc).__name__}",
+                                        shown, line, _label(key))
+                result.errors.append(stored(exc))
                 keep_previous(key)
                 continue
             if objs and key:
                 if key in result.objects:
                     result.errors.append(ManifestError(
                         "defined twice in the same file; the first one is used", shown, line,
-                        f"{key[0]} {key[1] + '/' if key[1] else ''}{key[2]}"))
+                        _label(key)))
                     continue
                 result.objects[key] = objs
 
@@ -286,25 +347,33 @@ class ManifestSource:
 
     ``default_namespace`` is where objects that name no namespace land
     (``kubectl apply -n``); kustomizations in the folder may force another.
+    ``max_file_bytes``: larger files are refused.  ``settle``: read a changed
+    file only once it has stopped changing (:mod:`coredns_py.source.settle`),
+    for a server that watches the folder; one-off commands read what is there.
     """
 
     def __init__(self, root: Path, log_errors: bool = True, cache: Optional[ParseCache] = None,
-                 default_namespace: str = DEFAULT_NAMESPACE):
+                 default_namespace: str = DEFAULT_NAMESPACE, *,
+                 max_file_bytes: int = MAX_FILE_BYTES, settle: Optional[Settling] = None):
         self.root = Path(root)
         self._cache = cache  # what the last run parsed (source/parse_cache.py)
         self.default_namespace = default_namespace
         self.description = f"folder {self.root}"
+        self.max_file_bytes = max_file_bytes
+        self._settle = settle
         self._files: dict[Path, FileResult] = {}
+        self._reparse = False
         self._generation = 0
-        self._last_objects: Optional[tuple] = None
+        self._last: Optional[tuple] = None
         self._errors = OnceLog(log) if log_errors else None
         self._notices = OnceLog(log, logging.WARNING) if log_errors else None
         self._watcher: Optional[Watcher] = None
         self._outside: list[Path] = []  # symlinked folders outside root, as last listed
 
     def reset(self) -> None:
-        """Parse every file again at the next load (the generation keeps counting)."""
-        self._files = {}
+        """Parse every file again at the next load (the generation keeps
+        counting, and a file that no longer parses keeps its last good objects)."""
+        self._reparse = True
 
     def ready(self) -> tuple[bool, str]:
         if folder_readable(self.root):
@@ -316,7 +385,10 @@ class ManifestSource:
         watcher.follow(self._outside)
         watcher.start()
         self._watcher = watcher
-        return watcher
+        if self._settle is None:
+            return watcher
+        self._settle.wake = changed  # a held-back change is looked at again
+        return _Watching(watcher, self._settle)
 
     def _placements(self, forced: tuple[str, ...]) -> tuple[Placement, ...]:
         return tuple(Placement(self.default_namespace, force) for force in forced)
@@ -326,36 +398,29 @@ class ManifestSource:
         self._outside = listing.outside
         if self._watcher is not None:
             self._watcher.follow(listing.outside)
-        plan = kustomize.plan(self.root, listing.kustomizations, listing.files, read_text)
+        plan = kustomize.plan(self.root, listing.kustomizations, listing.files,
+                              functools.partial(read_text, limit=self.max_file_bytes))
         paths = listing.files
-        files: dict[Path, FileResult] = {}
-        todo = []
-        for path in paths:
-            placements = self._placements(plan.forced.get(path, ("",)))
-            try:
-                st = path.stat()
-                # Where its objects land is part of what a file gave.
-                stamp = (st.st_mtime_ns, st.st_size, st.st_ino, placements)
-            except OSError:
-                continue  # deleted between the listing and now
-            old = self._files.get(path)
-            if old is not None and old.stamp == stamp:
-                files[path] = old
-                continue
-            todo.append((path, stamp, old))
-        if self._cache is not None:
-            kept, todo = self._cache.take(todo)
-            files.update(kept)
-        files.update(parallel.parse_all(todo, parse_file))  # on every core, when many
+        files, parsed = self._read(paths, plan)
+        if self._last is None and self._settle is not None:
+            # The first load: nothing is served yet, so wait a little for
+            # files still being written rather than start without them.
+            deadline = time.monotonic() + FIRST_LOAD_WAIT * self._settle.seconds
+            while self._settle.due is not None and time.monotonic() < deadline:
+                time.sleep(min(self._settle.due, max(0.0, deadline - time.monotonic())))
+                self._files = files
+                files, more = self._read(paths, plan)
+                parsed += more
         self._files = files
         if self._cache is not None:
-            self._cache.save(files, len(todo))
+            self._cache.save(files, parsed)
 
         objects: list = []
         errors: list[ManifestError] = list(plan.errors)
         skipped: list[Ignored] = []
         owner: dict[tuple, Path] = {}
-        for path in paths:
+        listed = set(paths)
+        for path in paths + [p for p in files if p not in listed]:  # then deletions held back
             res = files.get(path)
             if res is None:
                 continue
@@ -364,21 +429,102 @@ class ManifestSource:
             for key, objs in res.objects.items():
                 first = owner.get(key)
                 if first is not None:
-                    kind, ns, name = key
                     errors.append(ManifestError(
                         f"also defined in {first}; the one in {first} is used", str(path),
                         getattr(objs[0].origin, "line", None) if objs else None,
-                        f"{kind} {ns + '/' if ns else ''}{name}"))
+                        _label(key)))
                     continue
                 owner[key] = path
                 objects.extend(objs)
         result = tuple(objects)
-        if result != self._last_objects:
-            self._generation += 1
-            self._last_objects = result
         notices = tuple(listing.loops) + tuple(plan.notices)
+        # A new generation when the objects change, or only the problems (a
+        # file refused or broken now): /metrics and the status page show them.
+        current = (result, tuple(map(str, errors)))
+        if current != self._last:
+            self._generation += 1
+            self._last = current
         if self._errors is not None:
             self._errors.report(errors)
             self._notices.report(notices)
         return Loaded(result, tuple(errors), len(paths) + len(listing.kustomizations),
                       self._generation, tuple(skipped), notices)
+
+    def _read(self, paths: list[Path], plan) -> tuple[dict[Path, FileResult], int]:
+        """Each file's result: parsed again if it changed (and has settled),
+        else the last one; and how many files were parsed."""
+        settle, limit = self._settle, self.max_file_bytes
+        reparse, self._reparse = self._reparse, False
+        files: dict[Path, FileResult] = {}
+        todo = []
+        for path in paths:
+            placements = self._placements(plan.forced.get(path, ("",)))
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # deleted between the listing and now
+            # Where its objects land is part of what a file gave.
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino, placements)
+            old = self._files.get(path)
+            if old is not None and old.stamp == stamp and not reparse:
+                files[path] = old
+                continue
+            if settle is not None and (old is None or old.stamp[:3] != stamp[:3]):
+                wait = settle.changed_wait(path, stamp)
+                if wait > 0:
+                    settle.hold(path, stamp, wait)
+                    if old is not None:
+                        files[path] = old
+                    continue
+            try:
+                refuse_unless_regular(path, st)  # a device is never even opened
+            except RefusedFile as exc:
+                files[path] = failed(FileResult(stamp), exc, old)
+                continue
+            todo.append((path, stamp, old))
+        if self._cache is not None:
+            kept, todo = self._cache.take(todo)
+            for path, res in kept.items():
+                # Read under another max_file_bytes: read again.
+                if (res.stamp[1] > limit) != any(getattr(e, "reason", "") == TOO_LARGE
+                                                 for e in res.errors):
+                    todo.append((path, res.stamp, None))
+                else:
+                    files[path] = res
+        # On every core when there is much to read (source/parallel.py).
+        parsed = parallel.parse_all(todo, functools.partial(parse_file, limit=limit))
+        for path, stamp, old in todo:
+            new = parsed[path]
+            if settle is not None and old is not None and old.stamp[:3] != stamp[:3] \
+                    and _looks_truncated(old, new):
+                wait = settle.truncated_wait(path, stamp)
+                if wait > 0:
+                    settle.hold(path, stamp, wait)
+                    files[path] = old
+                    continue
+            if settle is not None:
+                settle.published(path)
+            files[path] = new
+        if settle is not None:
+            listed = set(paths)
+            for path, old in self._files.items():
+                if path not in listed:  # deleted, or moved away
+                    wait = settle.gone_wait(path)
+                    if wait > 0:
+                        settle.hold(path, None, wait)
+                        files[path] = old
+                    else:
+                        settle.published(path)
+            settle.end_load(listed)
+        return files, len(todo)
+
+
+class _Watching:
+    """The watcher, and the settle timer that wakes the server for held-back changes."""
+
+    def __init__(self, watcher: Watcher, settle: Settling):
+        self.watcher, self.settle = watcher, settle
+
+    def stop(self) -> None:
+        self.settle.stop()
+        self.watcher.stop()

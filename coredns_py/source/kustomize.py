@@ -23,8 +23,9 @@ from typing import Callable, Iterable, Optional
 
 import yaml
 
-from coredns_py.errors import ManifestError, ManifestWarning
+from coredns_py.errors import ManifestError, ManifestWarning, RefusedFile, shown as brief
 from coredns_py.source import validation as v
+from coredns_py.source.documents import documents
 
 # The file names kustomize looks for in a folder (konfig.RecognizedKustomizationFileNames).
 NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -60,7 +61,17 @@ class Plan:
 def _parse(path: Path, read: Callable[[Path], str], plan: Plan) -> Optional[Kustomization]:
     shown = str(path)
     try:
-        data = yaml.load(read(path), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        # Read and parsed as manifests are: a regular file, within the size,
+        # nesting and alias limits (a kustomization.yaml can be hostile too).
+        docs = documents(read(path), shown)
+        if len(docs) > 1:
+            raise yaml.composer.ComposerError(
+                None, None, "expected a single document in the stream", None)
+        data = docs[0][1] if docs else None
+    except RefusedFile as exc:
+        exc.__traceback__ = exc.__context__ = None
+        plan.errors.append(exc)
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         plan.errors.append(ManifestError(
             f"cannot read: {getattr(exc, 'strerror', None) or exc}", shown))
@@ -80,7 +91,7 @@ def _parse(path: Path, read: Callable[[Path], str], plan: Plan) -> Optional[Kust
     ns = data.get("namespace")
     if ns not in (None, ""):
         if not isinstance(ns, str):
-            plan.errors.append(ManifestError(f"expected a string, got {ns!r}", shown,
+            plan.errors.append(ManifestError(f"expected a string, got {brief(ns)}", shown,
                                              field="namespace"))
             return None
         problems = v.dns1123_label(ns)

@@ -16,6 +16,8 @@ import json
 import re
 from typing import Iterable, Sequence
 
+from coredns_py.errors import SHOWN_CHARS, shown as brief
+
 # --- names ---------------------------------------------------------------------
 
 DNS1123_LABEL_MAX = 63
@@ -166,12 +168,32 @@ def label_value(value: str) -> list[str]:
 
 # --- how field.Error renders -------------------------------------------------------
 
+# A list or mapping is printed whole only when it is this short, of short
+# scalars: YAML aliases can make a value of millions of nodes, which no
+# message walks (coredns_py.errors.shown names such a value by its kind).
+_SHOWN_ITEMS = 16
+
+
 def shown(value) -> str:
-    """A bad value as the API server prints it: strings quoted (Go's %q), numbers bare."""
-    if isinstance(value, (str, list, dict)):
+    """A bad value as the API server prints it: strings quoted (Go's %q), numbers bare;
+    a long string cut, a big list or mapping by its kind only."""
+    if isinstance(value, str):
+        if len(value) > SHOWN_CHARS:
+            return json.dumps(value[:SHOWN_CHARS], ensure_ascii=False) + "[...]"
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, dict)):
+        items = list(value.items())[:_SHOWN_ITEMS + 1] if isinstance(value, dict) else \
+            value[:_SHOWN_ITEMS + 1]
+        flat = [x for item in items for x in (item if isinstance(value, dict) else (item,))]
+        if len(items) > _SHOWN_ITEMS or not all(
+                x is None or isinstance(x, (int, float)) or isinstance(x, str)
+                and len(x) <= SHOWN_CHARS for x in flat):
+            return brief(value)
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 128:
+        return brief(value)
     return str(value)
 
 
