@@ -47,7 +47,7 @@ def is_dotted_quad(text: str) -> bool:
     return _DOTTED_QUAD.fullmatch(text) is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Origin:
     """Where an object was read: used in every error and warning."""
 
@@ -58,7 +58,7 @@ class Origin:
         return f"{self.path}:{self.line}" if self.line else self.path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePort:
     name: str  # "" when unnamed
     port: int
@@ -68,7 +68,7 @@ class ServicePort:
     node_port: int = 0  # shown by `get services`; DNS never uses it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Service:
     namespace: str
     name: str
@@ -119,14 +119,14 @@ class Service:
         return self.type != EXTERNAL_NAME and bool(self.cluster_ips) and not self.headless
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointPort:
     name: str
     port: int
     protocol: str = "TCP"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     addresses: tuple[str, ...]
     ready: bool = True
@@ -135,7 +135,7 @@ class Endpoint:
     node_name: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointSlice:
     """A discovery.k8s.io/v1 EndpointSlice, or the slice that the mirroring
     controller would make from a v1 Endpoints subset."""
@@ -153,14 +153,14 @@ class EndpointSlice:
         return "Endpoints" if self.mirrored else "EndpointSlice"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContainerPort:
     name: str
     container_port: int
     protocol: str = "TCP"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pod:
     namespace: str
     name: str
@@ -189,14 +189,14 @@ class Pod:
         return dict(self.labels)  # labels are few; a dict per call is cheap enough
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LabelRequirement:
     key: str
     operator: str  # In, NotIn, Exists, DoesNotExist
     values: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Workload:
     """A Deployment, ReplicaSet, StatefulSet or DaemonSet: a pod factory."""
 
@@ -215,7 +215,7 @@ class Workload:
     origin: Optional[Origin] = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Namespace:
     name: str
     origin: Optional[Origin] = field(default=None, compare=False)

@@ -25,7 +25,7 @@ from coredns_py.zone.exposed import Exposed
 
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PortView:
     name: str  # lower-case, "" when unnamed
     protocol: str  # lower-case
@@ -35,14 +35,14 @@ class PortView:
 NO_PORT = (PortView("", "", -1),)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointView:
     name: str  # hostname, pod name (endpoint_pod_names) or dashed IP; lower-case
     address: str
     ports: tuple[PortView, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceView:
     namespace: str
     name: str
@@ -174,7 +174,7 @@ def service_view(svc: o.Service, slices, zone: dns.name.Name,
     return view, owners
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NamespaceView:
     """One namespace's share of a snapshot."""
 
