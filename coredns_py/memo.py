@@ -12,6 +12,7 @@ build.
 
 from __future__ import annotations
 
+from operator import is_
 from typing import Callable, Hashable, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +26,9 @@ class Memo:
         # were made with) here, to rebuild only the namespaces a reload touched.
         self.namespaces: dict = {}
         self.config = None
+        # Structures merged over every namespace, kept to be patched by the
+        # next build (zone/snapshot.py: the reverse zone).
+        self.layers: dict = {}
 
     def get(self, tag: Hashable, inputs: tuple, compute: Callable[[], T]) -> T:
         # Keyed by the first input alone (and how many): every caller's
@@ -35,7 +39,7 @@ class Memo:
         key = (tag, id(inputs[0]) if inputs else 0, len(inputs))
         for table in (self._current, self._previous):
             hit = table.get(key)
-            if hit is not None and all(a is b for a, b in zip(hit[0], inputs)):
+            if hit is not None and all(map(is_, hit[0], inputs)):
                 self._current[key] = hit
                 return hit[1]
         result = compute()

@@ -83,21 +83,36 @@ def objects(config: Config) -> tuple:
     )
 
 
-def missing(found: tuple, config: Config) -> tuple:
-    """The built-in objects the manifests do not define: a Service of the
-    same namespace and name, or one that claims the address, replaces one
-    (a dump of a cluster brings its own, maybe on another range)."""
+def claims(found, config: Config) -> frozenset:
+    """The built-in Services that ``found`` (some of the objects: one
+    namespace's) replaces, as (namespace, name): a Service of the same
+    namespace and name, or one that claims the address (a dump of a
+    cluster brings its own, maybe on another range)."""
     if not config.builtin_services:
-        return ()
-    builtins = objects(config)
-    wanted = {(s.namespace, s.name): s for s in builtins if type(s) is o.Service}
+        return frozenset()
+    wanted = _addresses(config)
+    out = set()
     for obj in found:
         if type(obj) is o.Service:
-            for key, svc in list(wanted.items()):
-                if (obj.namespace, obj.name) == key or set(obj.cluster_ips) & set(svc.cluster_ips):
-                    del wanted[key]
-            if not wanted:
-                return ()
-    keep = {key for key in wanted}
-    return tuple(obj for obj in builtins
+            for key, ips in wanted:
+                if (obj.namespace, obj.name) == key or not ips.isdisjoint(obj.cluster_ips):
+                    out.add(key)
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _addresses(config: Config) -> tuple:
+    return tuple(((s.namespace, s.name), frozenset(s.cluster_ips))
+                 for s in objects(config) if type(s) is o.Service)
+
+
+def missing(claimed, config: Config) -> tuple:
+    """The built-in objects the manifests do not define, given what each
+    part of them replaces (:func:`claims`, asked per namespace so that a
+    reload asks again only the namespaces it touched)."""
+    if not config.builtin_services:
+        return ()
+    taken = frozenset().union(*claimed)
+    keep = {key for key, _ips in _addresses(config)} - taken
+    return tuple(obj for obj in objects(config)
                  if (obj.namespace, obj.name if type(obj) is o.Service else obj.service) in keep)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import defaultdict
+from itertools import chain
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -220,7 +221,7 @@ def _spaces(config: Config) -> dict:
 
 
 def _allocate(kind: str, parts: dict, changed: set, previous: dict, space: Space,
-              store: Store, field: str, objects_of: str, position: dict) -> dict:
+              store: Store, field: str, objects_of: str, position: "_Positions") -> dict:
     """Values for every request of every namespace: namespaces a reload did
     not touch keep theirs, the others are worked out around them. Requests
     go in path order (``position`` of each object), which decides who keeps
@@ -228,6 +229,7 @@ def _allocate(kind: str, parts: dict, changed: set, previous: dict, space: Space
 
     def requests(names) -> tuple[dict, list]:
         by_ns, ordered = {}, []
+        at, last = position.of(names), len(position)
         for ns in names:
             part = parts[ns]
             objs = getattr(part, objects_of)
@@ -235,8 +237,7 @@ def _allocate(kind: str, parts: dict, changed: set, previous: dict, space: Space
             for ask in getattr(part, field):
                 req = Request(ask.key, ask.explicit, ask.families)
                 by_ns[ns].append(req)
-                ordered.append(((position.get(id(objs[ask.index]), len(position)), ask.port),
-                                req))
+                ordered.append(((at.get(id(objs[ask.index]), last), ask.port), req))
         ordered.sort(key=lambda item: item[0])
         return by_ns, [req for _pos, req in ordered]
 
@@ -263,6 +264,31 @@ def _allocate(kind: str, parts: dict, changed: set, previous: dict, space: Space
     return out
 
 
+class _Positions:
+    """Where each object comes in path order (id -> index), which orders the
+    allocation requests: worked out for the namespaces asked only.  Each
+    namespace's objects are in path order already, so for one namespace
+    (a reload of one file) its own order is enough; several namespaces
+    together need the order of every object.  Objects that are not read
+    but made (workload pods) come after every object read."""
+
+    def __init__(self, objects: tuple, groups: dict):
+        self._objects = objects
+        self._groups = groups
+        self._all: dict | None = None
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def of(self, names) -> dict:
+        names = list(names)
+        if len(names) == 1:
+            return {id(obj): i for i, obj in enumerate(self._groups[names[0]])}
+        if self._all is None:
+            self._all = {id(obj): i for i, obj in enumerate(self._objects)}
+        return self._all
+
+
 def build(objects: Iterable, config: Config, store: "Store | Path | None",
           memo: Memo = NoMemo()) -> Cluster:
     """Fill the objects in, namespace by namespace.
@@ -278,7 +304,6 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
     allocations (:mod:`.state`; a path is a state file, None keeps nothing).
     """
     objects = tuple(objects)
-    objects = builtin.missing(objects, config) + objects
     allocator.new_build()
     store = state_mod.store(store)
     by_ns: dict[str, list] = defaultdict(list)
@@ -290,12 +315,24 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
             namespace_labels[obj.name] = obj.labels
         else:
             by_ns[obj.namespace].append(obj)
-    namespaces.update(by_ns)
+    groups = {ns: tuple(objs) for ns, objs in by_ns.items()}
+    # The built-in Services come first unless the objects replace them; what
+    # each namespace replaces is asked again only when its objects changed.
+    extra = builtin.missing((memo.get(("claims", config), objs,
+                                      lambda: builtin.claims(objs, config))
+                             for objs in groups.values()), config)
+    if extra:
+        objects = extra + objects
+        first: dict[str, list] = {}
+        for obj in extra:
+            first.setdefault(obj.namespace, []).append(obj)
+        groups = {**{ns: tuple(objs) + groups.get(ns, ()) for ns, objs in first.items()},
+                  **{ns: objs for ns, objs in groups.items() if ns not in first}}
+    namespaces.update(groups)
 
-    parts = {ns: memo.get(("parts", config), tuple(objs),
-                          lambda: _parts(tuple(objs), config, memo))
-             for ns, objs in by_ns.items()}
-    position = {id(obj): i for i, obj in enumerate(objects)}
+    parts = {ns: memo.get(("parts", config), objs, lambda: _parts(objs, config, memo))
+             for ns, objs in groups.items()}
+    position = _Positions(objects, groups)
     # The previous build's per-namespace results, if the memo carries them.
     previous: dict = memo.namespaces
     same_config = memo.config == (config, store)
@@ -312,7 +349,8 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
     for ns, part in parts.items():
         old = previous.get(ns)
         mine = {field: results_of[field][ns] for _kind, field, _objects in _TABLES}
-        if old is not None and old["parts"] is part and all(old[f] == mine[f] for f in mine):
+        if old is not None and old["parts"] is part and all(
+                old[f] is mine[f] or old[f] == mine[f] for f in mine):
             result = old["result"]
         else:
             result = _fill(part, mine["svc_requests"], mine["pod_requests"],
@@ -327,10 +365,10 @@ def build(objects: Iterable, config: Config, store: "Store | Path | None",
 
     return Cluster(
         frozenset(namespaces),
-        tuple(s for r in results.values() for s in r.services),
-        tuple(s for r in results.values() for s in r.slices),
-        tuple(p for r in results.values() for p in r.pods),
-        tuple(e for r in results.values() for e in r.errors),
+        tuple(chain.from_iterable(r.services for r in results.values())),
+        tuple(chain.from_iterable(r.slices for r in results.values())),
+        tuple(chain.from_iterable(r.pods for r in results.values())),
+        tuple(chain.from_iterable(r.errors for r in results.values())),
         results, namespace_labels)
 
 

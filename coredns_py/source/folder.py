@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Optional
 
@@ -151,8 +152,13 @@ def walk(root: Path) -> Listing:
             out.outside.append(Path(path))
         read_tree(path, chain + (key,))
 
+    # Path order: each file's parts below root (every path found is root's
+    # text, a separator, then the rest).  pathlib's relative_to took 15 ms
+    # of a 2000-file listing.
+    cut = len(os.path.join(str(root), ""))
+
     def order(p: Path):
-        return p.relative_to(root).parts
+        return tuple(str(p)[cut:].split(os.sep))
 
     files.sort(key=order)
     kusts.sort(key=order)
@@ -426,7 +432,15 @@ class ManifestSource:
                 continue
             errors.extend(res.errors)
             skipped.extend(res.ignored)
-            for key, objs in res.objects.items():
+            mine = res.objects
+            if owner.keys().isdisjoint(mine):
+                # No object the files before defined (nearly always): in
+                # bulk, without a Python step per object (a tenth of a
+                # one-file reload at 100k Services went there).
+                owner.update(dict.fromkeys(mine, path))
+                objects.extend(chain.from_iterable(mine.values()))
+                continue
+            for key, objs in mine.items():
                 first = owner.get(key)
                 if first is not None:
                     errors.append(ManifestError(

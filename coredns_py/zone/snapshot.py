@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Mapping, Optional
 
 import dns.name
@@ -179,8 +180,10 @@ class NamespaceView:
     """One namespace's share of a snapshot."""
 
     services: dict
-    cluster_ptr: tuple  # (address, Service name) for cluster IPs
-    endpoint_ptr: tuple  # (address, endpoint name) for ready endpoints
+    # address -> (owner,): the first of the namespace's Services with that
+    # cluster IP; and address -> (owner, ...) for ready endpoints.
+    cluster_ptr: dict
+    endpoint_ptr: dict
     pod_ips: dict  # namespace -> primary IPs of its running pods
 
 
@@ -191,8 +194,8 @@ def namespace_view(services, slices, pods, zone: dns.name.Name, endpoint_pod_nam
         if sl.service:
             slices_by_service[(sl.namespace, sl.service)].append(sl)
     views = {}
-    cluster_ptr = []
-    endpoint_ptr = []
+    cluster_ptr: dict = {}
+    endpoint_ptr: dict = {}
     # The zone's text, not the Name, in memo keys: a Name hashes all its
     # labels anew each time (a third of a 100k-Service build went there).
     tag = ("view", zone.to_text(), endpoint_pod_names)
@@ -203,14 +206,105 @@ def namespace_view(services, slices, pods, zone: dns.name.Name, endpoint_pod_nam
         views[(svc.namespace, svc.name)] = view
         if view.ips:
             fqdn = names.service_labels(view.namespace, view.name, names.zone_labels(zone))
-            cluster_ptr.extend((ip, fqdn) for ip in view.ips)
-        endpoint_ptr.extend(owners)
+            for ip in view.ips:
+                cluster_ptr.setdefault(ip, (fqdn,))
+        for ip, owner in owners:
+            endpoint_ptr[ip] = endpoint_ptr.get(ip, ()) + (owner,)
     pod_ips: dict[str, set[str]] = defaultdict(set)
     for pod in pods:
         if pod.running and pod.ips:
             pod_ips[pod.namespace].add(pod.ips[0])
-    return NamespaceView(views, tuple(cluster_ptr), tuple(endpoint_ptr),
+    return NamespaceView(views, cluster_ptr, endpoint_ptr,
                          {ns: frozenset(ips) for ns, ips in pod_ips.items()})
+
+
+def _holders(ip: str, parts) -> tuple:
+    """The value of ``ip`` in the reverse zone over ``parts`` in namespace
+    order, and how many parts hold it: a Service's cluster IP names the
+    first Service with it, as in CoreDNS; an address no Service holds names
+    every ready endpoint with it."""
+    first = None
+    owners: tuple = ()
+    count = 0
+    for part in parts:
+        mine = part.cluster_ptr.get(ip)
+        ep = part.endpoint_ptr.get(ip)
+        if mine is None and ep is None:
+            continue
+        count += 1
+        if mine is not None and first is None:
+            first = mine
+        if ep is not None:
+            owners += ep
+    return (first if first is not None else owners or None), count
+
+
+def _full_ptr(parts: list) -> tuple[dict, set]:
+    """Address -> owners over every namespace, and the addresses more than
+    one namespace holds.  Merged with dict updates (in C) where addresses
+    are one namespace's: a Python step per address was a tenth of a
+    100k-Service reload."""
+    counts = Counter(chain.from_iterable(
+        chain(part.cluster_ptr, part.endpoint_ptr.keys() - part.cluster_ptr.keys())
+        for part in parts))
+    shared = {ip for ip, n in counts.items() if n > 1} if len(counts) != sum(
+        counts.values()) else set()
+    ptr: dict = {}
+    for part in parts:
+        ptr.update(part.endpoint_ptr)
+        ptr.update(part.cluster_ptr)
+    for ip in shared:
+        ptr[ip] = _holders(ip, parts)[0]
+    return ptr, shared
+
+
+def _merged_ptr(parts: dict, memo: Memo) -> dict:
+    """The reverse zone's addresses over every namespace's part (ns ->
+    NamespaceView, in namespace order): the previous build's, patched for
+    the namespaces a reload touched (each of their addresses worked out
+    again: from its one part, or over every part when several hold it), or
+    merged whole after a first build or a change of most namespaces.  A new
+    dict each time: the snapshot being served keeps its own."""
+    previous = memo.layers.get("ptr")
+    order = list(parts.values())
+    if previous is not None:
+        old_parts, old_ptr, old_shared = previous
+        changed = [(old_parts.get(ns), parts.get(ns))
+                   for ns in old_parts.keys() | parts.keys()
+                   if old_parts.get(ns) is not parts.get(ns)]
+    if previous is None or len(changed) * 4 > len(parts) + 4:
+        ptr, shared = _full_ptr(order)
+    else:
+        ptr, shared = dict(old_ptr), set(old_shared)
+        olds = [old for old, _new in changed if old is not None]
+        news = [new for _old, new in changed if new is not None]
+        touched = set()
+        for part in olds + news:
+            touched.update(part.cluster_ptr, part.endpoint_ptr)
+        for ip in touched:
+            held_before = [old for old in olds if ip in old.cluster_ptr or ip in old.endpoint_ptr]
+            held_now = [new for new in news if ip in new.cluster_ptr or ip in new.endpoint_ptr]
+            others = ip in old_shared or (ip in old_ptr and not held_before)
+            if not others and len(held_now) <= 1:
+                shared.discard(ip)
+                if held_now:
+                    part = held_now[0]
+                    ptr[ip] = part.cluster_ptr.get(ip) or part.endpoint_ptr[ip]
+                else:
+                    ptr.pop(ip, None)
+                continue
+            value, count = _holders(ip, order)
+            if value is None:
+                ptr.pop(ip, None)
+            else:
+                ptr[ip] = value
+            if count > 1:
+                shared.add(ip)
+            else:
+                shared.discard(ip)
+    if not isinstance(memo, NoMemo):
+        memo.layers["ptr"] = (parts, ptr, shared)
+    return ptr
 
 
 def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
@@ -219,10 +313,6 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
     namespaces the reload did not touch (the same result objects) are reused."""
     zone = dns.name.from_text(config.zone)
     services: dict[tuple[str, str], ServiceView] = {}
-    # Addresses are canonical text already (convert and the allocator write
-    # them with ipaddress), so text is a key as good as a parsed address.
-    ptr: dict[str, list[tuple]] = {}
-    endpoint_ptr: dict[str, list[tuple]] = defaultdict(list)
     scopes = Scopes()
     pod_ips: dict[str, frozenset[str]] = {}
     exposed = Exposed.of(config)
@@ -230,6 +320,7 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         ns for ns in cluster.namespaces
         if exposed.namespace(ns, cluster.namespace_labels.get(ns)))
     tag = ("namespace", zone.to_text(), config.endpoint_pod_names, exposed.labels)
+    parts: dict[str, NamespaceView] = {}
     for ns, result in cluster.by_namespace.items():
         if ns not in shown:
             continue  # not exposed: its names are NXDOMAIN (CoreDNS namespaceExposed)
@@ -237,13 +328,9 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
                         lambda: namespace_view(exposed.services(result.services), result.slices,
                                                exposed.pods(result.pods), zone,
                                                config.endpoint_pod_names, memo))
+        parts[ns] = part
         services.update(part.services)
         scopes[ns] = part
-        for ip, name in part.cluster_ptr:
-            if ip not in ptr:  # the first Service with the IP wins, as in CoreDNS
-                ptr[ip] = [name]
-        for ip, owner in part.endpoint_ptr:
-            endpoint_ptr[ip].append(owner)
         pod_ips.update(part.pod_ips)
     for ns in shown:
         scopes.setdefault(ns, EXISTS)
@@ -252,12 +339,13 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
                           config.ignore_empty_service, config.endpoint_pod_names, exposed),
                          (), object)
     scopes[1] = object()
-    memo.rotate()
-    for ip, owners in endpoint_ptr.items():
-        if ip not in ptr:
-            ptr[ip] = owners
+    ptr = _merged_ptr(parts, memo)
 
-    nameservers = _nameservers(services, ns_addresses)
+    own = frozenset(ns_addresses)
+    nameservers = _nameservers([memo.get(("own", own), (part,),
+                                         lambda: _own_services(part.services, own))
+                                for part in parts.values()], ns_addresses)
+    memo.rotate()
     externals = external.zones_of(
         config.k8s_external, lambda headless: _external_nameservers(services, ns_addresses,
                                                                     headless))
@@ -274,7 +362,7 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         zone=zone, ttl=config.ttl, serial=serial, pods_mode=config.pods,
         ignore_empty_service=config.ignore_empty_service,
         namespaces=frozenset(shown), services=services,
-        ptr={k: tuple(v) for k, v in ptr.items()},
+        ptr=ptr,
         pod_ips=pod_ips,
         nameservers=nameservers, generation=generation,
         counts=counts, zone_labels=zones[0], zones=zones, scopes=scopes,
@@ -282,13 +370,10 @@ def build(cluster: Cluster, config: Config, serial: int, ns_addresses=(),
         externals=tuple(sorted(externals, key=lambda e: -len(e.zone))))
 
 
-def _nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses) -> tuple:
-    """The apex NS: the Services whose endpoints hold this server's own
-    address (kube-dns, in a cluster), with their cluster IPs as glue (the
-    endpoint address for a headless one); otherwise ns.dns.<zone> with the
-    server's addresses (CoreDNS ns.go nsAddrs).  Names as labels below the
-    zone: the same Services name the name servers of every zone."""
-    own = set(ns_addresses)
+def _own_services(services: Mapping[tuple[str, str], ServiceView], own: frozenset) -> dict:
+    """Name server label -> addresses: one namespace's Services whose
+    endpoints hold one of this server's own addresses (``own``), with their
+    cluster IPs as glue (the endpoint address for a headless one)."""
     found: dict[tuple, list[str]] = {}
     for view in services.values():
         for ep in view.endpoints:
@@ -298,6 +383,16 @@ def _nameservers(services: Mapping[tuple[str, str], ServiceView], ns_addresses) 
                 for ip in (view.ips or (ep.address,)):
                     if ip not in addrs:
                         addrs.append(ip)
+    return found
+
+
+def _nameservers(found_per_namespace: list[dict], ns_addresses) -> tuple:
+    """The apex NS: the Services whose endpoints hold this server's own
+    address (kube-dns, in a cluster), found per namespace
+    (:func:`_own_services`); otherwise ns.dns.<zone> with the server's
+    addresses (CoreDNS ns.go nsAddrs).  Names as labels below the zone: the
+    same Services name the name servers of every zone."""
+    found = {name: addrs for part in found_per_namespace for name, addrs in part.items()}
     if found:
         return tuple((name, tuple(addrs)) for name, addrs in found.items())
     return ((names.nameserver_labels(()), tuple(ns_addresses)),)
