@@ -15,9 +15,9 @@ allocated once per socket:
 - the answer to datagram ``i`` is written over its query, in the same
   slot, and goes back through the same message header: the peer address
   the kernel wrote there is where it goes, with no copy and no parsing;
-- peer addresses are turned into Python's ``(host, port)`` tuples through
-  a small cache keyed by the raw ``sockaddr``, since the same clients ask
-  again and again.
+- peer addresses are turned into Python's ``(host, port)`` tuples, those of
+  the last batch's senders reused (keyed by the raw ``sockaddr``), since
+  the same clients ask again and again.
 
 Linux only (glibc and musl have both calls since 2.6.33/3.0); elsewhere,
 or when libc lacks them, :func:`available` is False and the UDP socket
@@ -38,10 +38,6 @@ from typing import Optional
 SLOT = 65536
 # Bytes per peer address slot: a sockaddr_in6 is 28.
 NAME = 32
-# Peer addresses remembered as tuples.  A flood from spoofed sources churns
-# it (it starts over when full, which costs nothing per query); real clients
-# are a few hundred at most.
-PEERS_MAX = 4096
 
 
 class _IoVec(ctypes.Structure):
@@ -161,17 +157,16 @@ class Batch:
         return [data[at:at + length] for at, length in zip(self._data_at, self._lengths[:n])]
 
     def peers(self, n: int) -> list[tuple]:
-        """Their senders, as Python's address tuples."""
-        names, known, remember = self._names, self._peers, self._remember
-        return [known.get(raw) or remember(raw)
-                for raw in [names[at:at + length]
-                            for at, length in zip(self._name_at, self._namelens[:n])]]
-
-    def _remember(self, raw: bytes) -> tuple:
-        if len(self._peers) >= PEERS_MAX:
-            self._peers.clear()
-        addr = self._peers[raw] = decode_sockaddr(raw)
-        return addr
+        """Their senders, as Python's address tuples.  The tuples of the
+        last batch's senders are reused (the same clients ask again and
+        again), and only those: a cache that kept every client would keep
+        small objects made at any time, each pinning a memory arena the
+        heap could otherwise give back after a big build is dropped."""
+        names, known = self._names, self._peers
+        raws = [names[at:at + length] for at, length in zip(self._name_at, self._namelens[:n])]
+        out = [known.get(raw) or decode_sockaddr(raw) for raw in raws]
+        self._peers = dict(zip(raws, out))
+        return out
 
     def write(self, answers: list[tuple[int, bytes]]) -> None:
         """Write each (i, bytes) as the answer to datagram ``i``, in the
