@@ -230,18 +230,18 @@ def test_server_level_errors(tmp_path, text, needle):
 
 
 def test_second_part_plugins_map_to_the_config(tmp_path):
-    cfg = load_text(tmp_path, f""".:53 {{
+    cfg = load_text(tmp_path, """.:53 {
     rewrite name api.myapp.test api.default.svc.cluster.local
-    kubernetes cluster.local example.internal in-addr.arpa ip6.arpa {{
+    kubernetes cluster.local example.internal in-addr.arpa ip6.arpa {
         namespaces default kube-system
         labels app=web
-    }}
+    }
     k8s_external example.com
-    transfer {{
+    transfer {
         to *
-    }}
+    }
     loadbalance
-}}
+}
 """).config
     assert (cfg.rewrite[0].source, cfg.rewrite[0].target) == (
         "api.myapp.test.", "api.default.svc.cluster.local.")

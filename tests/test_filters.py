@@ -13,7 +13,7 @@ import dns.rcode
 import pytest
 
 from coredns_py.cluster import fill
-from coredns_py.config import Config, parse
+from coredns_py.config import parse
 from coredns_py.errors import ConfigError
 from coredns_py.source.folder import ManifestSource
 from coredns_py.source.selectors import parse as parse_selector
