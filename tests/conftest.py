@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +49,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from helpers import process
 from helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,14 +317,7 @@ class ServerProcess:
             timeout = STOP_TIMEOUT + self.lameduck
         if self.proc is None:
             return self.returncode
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
-        self.returncode = self.proc.returncode
+        self.returncode = process.stop(self.proc, timeout)
         return self.returncode
 
     def signal(self, sig: int) -> None:

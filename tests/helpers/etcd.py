@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ from typing import Optional
 
 import requests
 
+from helpers import process
 from helpers.ports import free_port
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -96,18 +96,10 @@ class EtcdMember:
             return False
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        process.stop(self.proc, STOP_TIMEOUT)
 
     def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT)
+        process.kill(self.proc, STOP_TIMEOUT)
 
     def start(self) -> None:
         """Start again (same ports, same data)."""
