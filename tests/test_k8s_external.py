@@ -8,7 +8,6 @@ followed upstream (dnsmasq)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from coredns_py.source.folder import ManifestSource
 from coredns_py.zone import answer, snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
-from forward_helpers import Dnsmasq  # noqa: E402
+from forward_helpers import running_dnsmasq  # noqa: E402
 from conftest import ServerProcess, run_cli  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "external"
@@ -232,13 +231,7 @@ def test_get_services_shows_external_addresses(state_home):
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    if subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("dnsmasq is not installed (tests/run installs dnsmasq-base)")
-    d = Dnsmasq("127.0.0.2", logdir=tmp_path_factory.mktemp("dnsmasq"))
-    d.start()
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory)
 
 
 def test_process_corefile_with_dig(tmp_path, state_home, upstream):

@@ -27,7 +27,7 @@ from coredns_py.stages import rewrite, rewrite_rules
 from coredns_py.zone import answer, snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
-from forward_helpers import Dnsmasq  # noqa: E402
+from forward_helpers import running_dnsmasq  # noqa: E402
 from conftest import ServerProcess, ZONES  # noqa: E402
 
 PEER = ("127.0.0.1", 40000)
@@ -226,13 +226,7 @@ def test_corefile_forms(tmp_path):
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    if subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("dnsmasq is not installed (tests/run installs dnsmasq-base)")
-    d = Dnsmasq("127.0.0.2", logdir=tmp_path_factory.mktemp("dnsmasq"))
-    d.start()
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory)
 
 
 def test_process_dig_and_kdig(tmp_path, state_home, upstream):
