@@ -19,6 +19,7 @@ Helpers (import them with ``from conftest import ...``):
   ports and state), ``stop() -> exit code``, ``alive()``, ``addresses``.
 - :func:`run_cli` - run any other ``coredns-py`` command to completion.
 - :func:`hermetic_config` - the bundled config with forwarding off.
+- :func:`corefile_server` - a started server configured by a Corefile's text.
 
 Fixtures:
 
@@ -399,6 +400,17 @@ class ServerProcess:
         """``dig +short ARGS`` as a list of non-empty lines."""
         out = self.dig("+short", *args, **kw)
         return [line for line in out.splitlines() if line.strip() and not line.startswith(";")]
+
+
+def corefile_server(manifests: Optional[Path], corefile: str, tmp_path: Path, state_home: Path,
+                    log: str = "log") -> ServerProcess:
+    """A started :class:`ServerProcess` on ``manifests`` configured by a
+    Corefile of text ``corefile`` alone (written to ``tmp_path``/Corefile; no
+    bundled config), its logs in ``tmp_path``/``log``."""
+    path = Path(tmp_path) / "Corefile"
+    path.write_text(corefile)
+    return ServerProcess(manifests, state_home=state_home, hermetic=False,
+                         args=["--corefile", str(path)], logdir=Path(tmp_path) / log).start()
 
 
 # --- fixtures -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from coredns_py.zone import answer, snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
 from forward_helpers import running_dnsmasq  # noqa: E402
-from conftest import ServerProcess, run_cli  # noqa: E402
+from conftest import corefile_server, run_cli  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "external"
 SERIAL = 1499347823
@@ -235,17 +235,14 @@ def upstream(tmp_path_factory):
 
 
 def test_process_corefile_with_dig(tmp_path, state_home, upstream):
-    corefile = tmp_path / "Corefile"
-    corefile.write_text(f""".:53 {{
+    srv = corefile_server(FIXTURE, f""".:53 {{
     kubernetes cluster.local in-addr.arpa ip6.arpa
     k8s_external example.com {{
         headless
     }}
     forward . {upstream.address}
 }}
-""")
-    srv = ServerProcess(FIXTURE, state_home=state_home, hermetic=False,
-                        args=["--corefile", str(corefile)], logdir=tmp_path / "log").start()
+""", tmp_path, state_home)
     try:
         assert srv.dig_short("svc11.testns.example.com") == ["2.3.4.5"]
         assert srv.dig_short("svc6.testns.example.com", "AAAA") == ["1:2::5"]
