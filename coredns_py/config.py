@@ -9,7 +9,6 @@ defaults live.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -204,152 +203,6 @@ _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config)}
 
 
 
-def _cidrs(source: str, key: str, value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
-    out = []
-    families = set()
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigError(f"{source}: config key {key}: expected a CIDR string, got {item!r}")
-        try:
-            net = ipaddress.ip_network(item, strict=True)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: config key {key}: {exc}") from None
-        if net.version in families:
-            raise ConfigError(f"{source}: config key {key}: at most one CIDR per IP family")
-        families.add(net.version)
-        if net.num_addresses < 16:
-            raise ConfigError(f"{source}: config key {key}: {item} is too small")
-        out.append(str(net))
-    if not out:
-        raise ConfigError(f"{source}: config key {key}: needs at least one CIDR")
-    return tuple(out)
-
-
-def _strings(source: str, key: str, value: Any) -> list[str]:
-    items = value if isinstance(value, list) else [value]
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigError(f"{source}: config key {key}: expected a list of strings, "
-                              f"got {item!r}")
-    return [item.strip() for item in items]
-
-
-def _upstream(source: str, value: Any) -> tuple[str, ...]:
-    from coredns_py.resolver import forward_config
-    return forward_config.normalize_to(f"{source}: config key upstream", value)
-
-
-def check_mapping(where: str, data: Any, known, expected: str) -> None:
-    """``data`` must be a mapping of ``known`` keys (a list entry of a
-    config key: a forward domain, a hosts table)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping ({expected}), got {data!r}")
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
-                          f"(known: {', '.join(sorted(known))})")
-
-
-def zone_name(text: str) -> str:
-    """A zone as the config keeps it: lower case, no leading or trailing dot;
-    ValueError when it is not a domain name."""
-    zone = text.strip().strip(".").lower()
-    if not zone or any(not label or len(label) > 63 for label in zone.split(".")) \
-            or len(zone) > 253:
-        raise ValueError(f"not a domain name: {text!r}")
-    return zone
-
-
-def _extra_zones(source: str, value: Any, key: str = "extra_zones") -> tuple[str, ...]:
-    out: list[str] = []
-    for item in _strings(source, key, value):
-        try:
-            zone = zone_name(item)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: config key {key}: {exc}") from None
-        if zone not in out:
-            out.append(zone)
-    return tuple(out)
-
-
-def _namespace_names(source: str, value: Any) -> tuple[str, ...]:
-    import re
-    out: list[str] = []
-    for item in _strings(source, "namespaces", value):
-        if len(item) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", item):
-            raise ConfigError(f"{source}: config key namespaces: {item!r} is not a namespace "
-                              "name")
-        if item not in out:
-            out.append(item)
-    return tuple(out)
-
-
-def _selector(source: str, key: str, value: Any) -> str:
-    from coredns_py.source.selectors import parse as parse_selector
-    if not isinstance(value, str):
-        raise ConfigError(f"{source}: config key {key}: expected a label selector "
-                          f"(\"app=web,tier in (a, b)\"), got {value!r}")
-    try:
-        parse_selector(value)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: config key {key}: {exc}") from None
-    return value.strip()
-
-
-def entry_ttl(where: str, value: Any, high: int) -> int:
-    """A list entry's ``ttl`` (a hosts table, an external zone): 0..high seconds."""
-    if type(value) is not int or not 0 <= value <= high:
-        raise ConfigError(f"{where}: ttl: expected 0..{high} seconds, got {value!r}")
-    return value
-
-
-def entry_flag(where: str, key: str, value: Any) -> bool:
-    """A list entry's true-or-false key."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
-    return value
-
-
-def _networks(source: str, key: str, value: Any) -> tuple[str, ...]:
-    out: list[str] = []
-    for item in _strings(source, key, value):
-        try:
-            net = ipaddress.ip_network(item, strict=True)  # a bare IP is a /32 or /128
-        except ValueError as exc:
-            raise ConfigError(f"{source}: config key {key}: {exc}") from None
-        if str(net) not in out:
-            out.append(str(net))
-    return tuple(out)
-
-
-def _listens(source: str, value: Any) -> tuple[str, ...]:
-    from coredns_py import hostport
-    from coredns_py.net.listen import parse_listen
-    out: list[str] = []
-    for item in _strings(source, "listen", value):
-        try:
-            text = hostport.join(*parse_listen(item))
-        except ValueError as exc:
-            raise ConfigError(f"{source}: config key listen: {exc}") from None
-        if text not in out:
-            out.append(text)
-    return tuple(out)
-
-
-def _http_listen(source: str, key: str, value: Any) -> str:
-    from coredns_py import hostport
-    from coredns_py.net.listen import parse_listen
-    if not isinstance(value, str):
-        raise ConfigError(f"{source}: config key {key}: expected HOST:PORT, got {value!r}")
-    if not value.strip():
-        return ""
-    try:
-        return hostport.join(*parse_listen(value))
-    except ValueError as exc:
-        raise ConfigError(f"{source}: config key {key}: {exc}") from None
-
-
 # What a running server cannot change on reload: the addresses it listens
 # on, and what decides the addresses it hands out (a new range would move
 # every Service; a new state file would forget them); the UDP receive
@@ -367,14 +220,52 @@ RESTART_ONLY = ("listen", "health_listen", "ready_listen", "metrics_listen", "se
                 "etcd_password_file")
 
 
-def _addresses(source: str, key: str, value: Any) -> tuple[str, ...]:
-    out: list[str] = []
-    for item in _strings(source, key, value):
-        try:
-            out.append(str(ipaddress.ip_address(item)))
-        except ValueError as exc:
-            raise ConfigError(f"{source}: config key {key}: {exc}") from None
-    return tuple(out)
+def zone_name(text: str) -> str:
+    """A zone as the config keeps it: lower case, no leading or trailing dot;
+    ValueError when it is not a domain name."""
+    zone = text.strip().strip(".").lower()
+    if not zone or any(not label or len(label) > 63 for label in zone.split(".")) \
+            or len(zone) > 253:
+        raise ValueError(f"not a domain name: {text!r}")
+    return zone
+
+def check_mapping(where: str, data: Any, known, expected: str) -> None:
+    """``data`` must be a mapping of ``known`` keys (a list entry of a
+    config key: a forward domain, a hosts table)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping ({expected}), got {data!r}")
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
+                          f"(known: {', '.join(sorted(known))})")
+
+def entry_ttl(where: str, value: Any, high: int) -> int:
+    """A list entry's ``ttl`` (a hosts table, an external zone): 0..high seconds."""
+    if type(value) is not int or not 0 <= value <= high:
+        raise ConfigError(f"{where}: ttl: expected 0..{high} seconds, got {value!r}")
+    return value
+
+def entry_flag(where: str, key: str, value: Any) -> bool:
+    """A list entry's true-or-false key."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
+    return value
+
+
+def _readers() -> dict:
+    """How each key that is not a plain value (bool, int, str) is read."""
+    from coredns_py import config_values as v
+    return {
+        "service_cidr": v.cidrs, "pod_cidr": v.cidrs, "upstream": v.upstream,
+        "allow_recursion": v.networks, "loadbalance_prefer": v.networks,
+        "transfer_to": v.transfer_to, "transfer_zones": v.zones, "extra_zones": v.zones,
+        "namespaces": v.namespace_names, "labels": v.selector, "namespace_labels": v.selector,
+        "rate_limit": v.switch, "cookies": v.switch, "listen": v.listens,
+        "health_listen": v.http_listen, "ready_listen": v.http_listen,
+        "metrics_listen": v.http_listen, "lameduck": v.seconds, "hosts": v.hosts,
+        "k8s_external": v.k8s_external, "rewrite": v.rewrite, "forward": v.forward,
+        "kube_dns_endpoints": v.addresses,
+    }
 
 
 def _check_builtins(source: str, cfg: Config) -> None:
@@ -397,15 +288,6 @@ def _bounded_int(source: str, cfg: Config, key: str, high: int, low: int = 0) ->
         raise ConfigError(f"{source}: config key {key}: must be {low}..{high}, got {value}")
 
 
-def _switch(source: str, key: str, value: Any) -> str:
-    """true/false (YAML's on/off are booleans too) or "auto"."""
-    if value is True or value is False:
-        return "on" if value else "off"
-    if isinstance(value, str) and value.strip().lower() in SWITCHES:
-        return value.strip().lower()
-    raise ConfigError(f"{source}: config key {key}: expected true, false or auto, got {value!r}")
-
-
 def parse(data: Any, source: str = "config") -> Config:
     """Turn the YAML mapping into a Config; unknown keys and wrong types are errors."""
     if data is None:
@@ -413,69 +295,14 @@ def parse(data: Any, source: str = "config") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
     values: dict[str, Any] = {}
+    readers = _readers()
     for key, value in data.items():
         if key not in _TYPES:
             known = ", ".join(sorted(_TYPES))
             raise ConfigError(f"{source}: unknown config key {key!r} (known keys: {known})")
-        if key in ("service_cidr", "pod_cidr"):
-            values[key] = _cidrs(source, key, value)
-            continue
-        if key == "upstream":
-            values[key] = _upstream(source, value)
-            continue
-        if key in ("allow_recursion", "loadbalance_prefer"):
-            values[key] = _networks(source, key, value)
-            continue
-        if key == "transfer_to":
-            everyone = [v for v in _strings(source, key, value) if v == "*"]
-            values[key] = tuple(dict.fromkeys(
-                ("0.0.0.0/0", "::/0") * bool(everyone) + _networks(
-                    source, key, [v for v in _strings(source, key, value) if v != "*"])))
-            continue
-        if key == "transfer_zones":
-            values[key] = _extra_zones(source, value, key)
-            continue
-        if key == "extra_zones":
-            values[key] = _extra_zones(source, value)
-            continue
-        if key == "namespaces":
-            values[key] = _namespace_names(source, value)
-            continue
-        if key in ("labels", "namespace_labels"):
-            values[key] = _selector(source, key, value)
-            continue
-        if key in ("rate_limit", "cookies"):
-            values[key] = _switch(source, key, value)
-            continue
-        if key == "listen":
-            values[key] = _listens(source, value)
-            continue
-        if key in ("health_listen", "ready_listen", "metrics_listen"):
-            values[key] = _http_listen(source, key, value)
-            continue
-        if key == "lameduck" and type(value) is int:
-            value = float(value)
-        if key == "hosts":
-            from coredns_py.stages import hosts
-            values[key] = hosts.parse(source, value)
-            continue
-        if key == "k8s_external":
-            from coredns_py.zone import external
-            values[key] = external.parse(source, value)
-            continue
-        if key == "rewrite":
-            from coredns_py.stages import rewrite_rules
-            values[key] = rewrite_rules.parse(source, value)
-            continue
-        if key == "forward":
-            from coredns_py.resolver import forward_config
-            values[key] = forward_config.parse(source, value)
-            if "upstream" in data and any(f.domain == "." for f in values[key]):
-                raise ConfigError(f"{source}: config keys upstream and forward: both name "
-                                  "the servers of '.'; keep one")
-            continue
-        if key == "kube_dns_endpoints":
-            values[key] = _addresses(source, key, value)
+        reader = readers.get(key)
+        if reader is not None:
+            values[key] = reader(source, key, value)
             continue
         default = getattr(Config, key)
         expected = type(default)
@@ -484,6 +311,9 @@ def parse(data: Any, source: str = "config") -> Config:
             raise ConfigError(f"{source}: config key {key}: expected {expected.__name__}, "
                               f"got {value!r}")
         values[key] = value
+    if "upstream" in values and any(f.domain == "." for f in values.get("forward", ())):
+        raise ConfigError(f"{source}: config keys upstream and forward: both name "
+                          "the servers of '.'; keep one")
     cfg = Config(**values)
     if not 0 <= cfg.ttl <= MAX_TTL:
         raise ConfigError(f"{source}: config key ttl: must be 0..{MAX_TTL}, got {cfg.ttl}")

@@ -19,6 +19,7 @@ Helpers (import them with ``from conftest import ...``):
   ports and state), ``stop() -> exit code``, ``alive()``, ``addresses``.
 - :func:`run_cli` - run any other ``coredns-py`` command to completion.
 - :func:`hermetic_config` - the bundled config with forwarding off.
+- :func:`corefile_server` - a started server configured by a Corefile's text.
 
 Fixtures:
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +50,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from helpers import process
 from helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,14 +318,7 @@ class ServerProcess:
             timeout = STOP_TIMEOUT + self.lameduck
         if self.proc is None:
             return self.returncode
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
-        self.returncode = self.proc.returncode
+        self.returncode = process.stop(self.proc, timeout)
         return self.returncode
 
     def signal(self, sig: int) -> None:
@@ -406,6 +400,17 @@ class ServerProcess:
         """``dig +short ARGS`` as a list of non-empty lines."""
         out = self.dig("+short", *args, **kw)
         return [line for line in out.splitlines() if line.strip() and not line.startswith(";")]
+
+
+def corefile_server(manifests: Optional[Path], corefile: str, tmp_path: Path, state_home: Path,
+                    log: str = "log") -> ServerProcess:
+    """A started :class:`ServerProcess` on ``manifests`` configured by a
+    Corefile of text ``corefile`` alone (written to ``tmp_path``/Corefile; no
+    bundled config), its logs in ``tmp_path``/``log``."""
+    path = Path(tmp_path) / "Corefile"
+    path.write_text(corefile)
+    return ServerProcess(manifests, state_home=state_home, hermetic=False,
+                         args=["--corefile", str(path)], logdir=Path(tmp_path) / log).start()
 
 
 # --- fixtures -------------------------------------------------------------------------

@@ -9,7 +9,6 @@ TTL, so expiry takes real seconds (bounded: about 3 s).
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,8 @@ from coredns_py.resolver.forward import Forwarder
 from coredns_py.resolver.upstreams import Upstream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
-from forward_helpers import CLUSTER, Dnsmasq, FakeUpstream, reply, snapshot_of, write_config  # noqa: E402
+from forward_helpers import (CLUSTER, Dnsmasq, FakeUpstream, reply, running_dnsmasq,  # noqa: E402
+                             snapshot_of, write_config)
 from conftest import ServerProcess  # noqa: E402
 
 SOA = "example. {ttl} IN SOA ns.example. hostmaster.example. 1 7200 1800 86400 {minimum}"
@@ -282,25 +282,14 @@ def test_the_forwarders_cache_is_bounded(snap):
 # --- the server, counted against dnsmasq ----------------------------------------------------
 
 
-def _dnsmasq(tmp_path_factory, host: str, ttl: int):
-    if subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("dnsmasq is not installed (tests/run installs dnsmasq-base)")
-    return Dnsmasq(host, ttl=ttl, logdir=tmp_path_factory.mktemp("dnsmasq")).start()
-
-
 @pytest.fixture(scope="module")
 def dnsmasq(tmp_path_factory):
-    d = _dnsmasq(tmp_path_factory, "127.0.0.7", ttl=300)
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory, "127.0.0.7", ttl=300)
 
 
 @pytest.fixture(scope="module")
 def dnsmasq_short(tmp_path_factory):
-    d = _dnsmasq(tmp_path_factory, "127.0.0.8", ttl=2)  # answers live 2 s
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory, "127.0.0.8", ttl=2)  # answers live 2 s
 
 
 def _serve(tmp_path_factory, **keys) -> ServerProcess:

@@ -1,4 +1,4 @@
-"""convert._ip takes a shortcut for dotted quads: it must accept, reject and
+"""fields.ip takes a shortcut for dotted quads: it must accept, reject and
 write every address exactly as ``str(ipaddress.ip_address(value))`` does."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-from coredns_py.source import convert
+from coredns_py.source import fields
 from coredns_py.errors import ManifestError
 
-CTX = convert._Ctx("Service", {"metadata": {"name": "s"}}, "f.yaml", 3)
+CTX = fields.Ctx("Service", {"metadata": {"name": "s"}}, "f.yaml", 3)
 
 TRICKY = [
     "10.96.0.1", "0.0.0.0", "255.255.255.255", "1.2.3.4", "192.168.100.200",
@@ -40,7 +40,7 @@ def reference(value):
 
 def fast(value):
     try:
-        return convert._ip(CTX, value, "spec.clusterIP")
+        return fields.ip(CTX, value, "spec.clusterIP")
     except ManifestError as exc:
         return exc
 
@@ -71,4 +71,4 @@ def test_random_dotted_text_same_as_ipaddress():
 def test_not_a_string_is_rejected():
     for value in (None, 10, 1.5, ["10.0.0.1"], b"10.0.0.1"):
         with pytest.raises(ManifestError, match="expected an IP address"):
-            convert._ip(CTX, value, "spec.clusterIP")
+            fields.ip(CTX, value, "spec.clusterIP")

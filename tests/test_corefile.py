@@ -6,7 +6,6 @@ served with `serve --corefile`, asked with dig."""
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ from coredns_py.corefile import blocks, lexer
 from coredns_py.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
-from forward_helpers import Dnsmasq  # noqa: E402
+from forward_helpers import running_dnsmasq  # noqa: E402
 from conftest import (ZONES, ServerProcess, free_port, run_cli, wait_until,  # noqa: E402
                       write_atomic)
 
@@ -230,18 +229,18 @@ def test_server_level_errors(tmp_path, text, needle):
 
 
 def test_second_part_plugins_map_to_the_config(tmp_path):
-    cfg = load_text(tmp_path, f""".:53 {{
+    cfg = load_text(tmp_path, """.:53 {
     rewrite name api.myapp.test api.default.svc.cluster.local
-    kubernetes cluster.local example.internal in-addr.arpa ip6.arpa {{
+    kubernetes cluster.local example.internal in-addr.arpa ip6.arpa {
         namespaces default kube-system
         labels app=web
-    }}
+    }
     k8s_external example.com
-    transfer {{
+    transfer {
         to *
-    }}
+    }
     loadbalance
-}}
+}
 """).config
     assert (cfg.rewrite[0].source, cfg.rewrite[0].target) == (
         "api.myapp.test.", "api.default.svc.cluster.local.")
@@ -283,14 +282,7 @@ def test_get_and_env_read_the_corefile(state_home, tmp_path):
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    if subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("dnsmasq is not installed (tests/run installs dnsmasq-base)")
-    d = Dnsmasq("127.0.0.2", logdir=tmp_path_factory.mktemp("dnsmasq"),
-                local=("example.test", "corp.example"))
-    d.start()
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory, local=("example.test", "corp.example"))
 
 
 def serving(path: Path, state_home: Path, logdir: Path, *args: str) -> ServerProcess:

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from helpers import process
 from helpers.kubelet_env import MASTER_KUBEADM_VARS
 from helpers.manifests import namespace, service, write
 from helpers.ports import free_port
@@ -120,13 +120,7 @@ class Serve:
         return sorted(line for line in res.stdout.split() if line and not line.startswith(";"))
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        process.stop(self.proc, 10)
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -11,11 +11,10 @@ import pytest
 import yaml
 
 from conftest import DEFAULT_CONFIG, run_cli
-from helpers.etcd import EtcdCluster, etcd_available
+from helpers.etcd import EtcdCluster, needs_etcd
 from helpers.publisher import PublisherProcess
 
-pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed "
-                                "(tests/run installs Debian's etcd-server)")
+pytestmark = needs_etcd
 
 ZONE = "cluster.local"
 

@@ -13,7 +13,7 @@ import dns.rcode
 import pytest
 
 from coredns_py.cluster import fill
-from coredns_py.config import Config, parse
+from coredns_py.config import parse
 from coredns_py.errors import ConfigError
 from coredns_py.source.folder import ManifestSource
 from coredns_py.source.selectors import parse as parse_selector
@@ -21,7 +21,7 @@ from coredns_py.source.objects import LabelRequirement
 from coredns_py.zone import answer, snapshot
 from coredns_py.zone.lookup import resolve
 
-from conftest import ServerProcess
+from conftest import corefile_server
 from helpers.manifests import deployment, namespace, service, write
 
 NX, OK = dns.rcode.NXDOMAIN, dns.rcode.NOERROR
@@ -133,17 +133,14 @@ def test_bad_filters_are_config_errors(keys, needle):
 
 
 def test_process_corefile_filters_with_dig(folder, tmp_path, state_home):
-    corefile = tmp_path / "Corefile"
-    corefile.write_text(""".:53 {
+    srv = corefile_server(folder, """.:53 {
     kubernetes cluster.local in-addr.arpa ip6.arpa {
         namespaces team-a team-b
         labels app = web
         namespace_labels team
     }
 }
-""")
-    srv = ServerProcess(folder, state_home=state_home, hermetic=False,
-                        args=["--corefile", str(corefile)], logdir=tmp_path / "log").start()
+""", tmp_path, state_home)
     try:
         assert srv.dig_short("web.team-a.svc.cluster.local") == ["10.96.1.1"]
         assert srv.dig_short("web.team-b.svc.cluster.local") == ["10.96.2.1"]

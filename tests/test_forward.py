@@ -16,7 +16,6 @@ import asyncio
 import logging
 import re
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ from coredns_py.resolver.forward import Forwarder, from_config
 from coredns_py.resolver.upstreams import Upstream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
-from forward_helpers import (CLUSTER, Blackhole, Dnsmasq, FakeUpstream,  # noqa: E402
+from forward_helpers import (CLUSTER, Blackhole, FakeUpstream, running_dnsmasq,  # noqa: E402
                              a_records, dead_port, free_port, reply, snapshot_of, write_config)
 from conftest import FIXTURES as PROCESS_FIXTURES, ServerProcess  # noqa: E402
 from helpers.fake_transport import connect  # noqa: E402
@@ -818,13 +817,7 @@ def test_real_sockets_async_answers_over_udp_and_tcp():
 
 @pytest.fixture(scope="module")
 def dnsmasq(tmp_path_factory):
-    if subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("dnsmasq is not installed (tests/run installs dnsmasq-base)")
-    d = Dnsmasq("127.0.0.2", logdir=tmp_path_factory.mktemp("dnsmasq"))
-    d.start()
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory)
 
 
 def serve(tmp_path_factory, manifests=CLUSTER, **keys) -> ServerProcess:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,8 +34,8 @@ from coredns_py.resolver.transport import Transport
 from coredns_py.resolver.upstreams import Upstream, parse_address
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
-from forward_helpers import (CLUSTER, Blackhole, Dnsmasq, FakeUpstream, a_records,  # noqa: E402
-                             dead_port, reply, snapshot_of)
+from forward_helpers import (CLUSTER, Blackhole, FakeUpstream, a_records,  # noqa: E402
+                             dead_port, reply, running_dnsmasq, snapshot_of)
 from conftest import ServerProcess  # noqa: E402
 from helpers import dot  # noqa: E402
 
@@ -341,26 +340,16 @@ def _need(program_ok: bool, what: str):
 
 @pytest.fixture(scope="module")
 def corp_dnsmasq(tmp_path_factory):
-    _need(subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                         capture_output=True).returncode == 0, "dnsmasq")
     base = tmp_path_factory.mktemp("corp")
     hosts = base / "hosts"
     hosts.write_text("10.8.0.10 git.corp.example\n10.8.0.11 wiki.corp.example\n")
-    d = Dnsmasq("127.0.0.7", hosts_file=hosts, local=("corp.example", "8.10.in-addr.arpa"),
-                logdir=base)
-    d.start()
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory, "127.0.0.7", hosts_file=hosts,
+                               local=("corp.example", "8.10.in-addr.arpa"), logdir=base)
 
 
 @pytest.fixture(scope="module")
 def world_dnsmasq(tmp_path_factory):
-    _need(subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                         capture_output=True).returncode == 0, "dnsmasq")
-    d = Dnsmasq("127.0.0.2", logdir=tmp_path_factory.mktemp("world"))
-    d.start()
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory, logdir=tmp_path_factory.mktemp("world"))
 
 
 @pytest.fixture(scope="module")

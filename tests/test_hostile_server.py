@@ -288,30 +288,24 @@ def state_file(state_home: Path) -> Path:
 
 
 @pytest.fixture
-def crowded(tmp_path):
-    """Services allocated in a small range, in two steps, so that where each
-    landed depends on history (collisions), not only on its name: what a
-    state file must remember."""
+def crowded(start_server, state_home, tmp_path):
+    """A server whose Services were allocated in a small range, in two steps,
+    so that where each landed depends on history (collisions), not only on
+    its name: what a state file must remember.  Namespace b first, then
+    namespace a, which sorts first, added while serving.  Gives the server,
+    its folder, the addresses it serves and its state file."""
     folder = tmp_path / "manifests"
     config = config_with(tmp_path, service_cidr="10.96.0.0/24")
     write(folder, "b.yaml", documents(*(service(f"s{i}", "b") for i in range(60))))
-    return folder, config
-
-
-def _grow(srv, folder: Path) -> None:
-    """The second step: namespace a, which sorts first, added later."""
+    srv = start_server(folder, state_home=state_home, args=["--config", config])
     write_atomic(folder / "a.yaml", documents(*(service(f"s{i}", "a") for i in range(60))))
     wait_until(lambda: srv.rrset_values("s59.a.svc.cluster.local."), 20)
+    return srv, folder, allocated(srv, 60), state_file(state_home)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "deleted"])
-def test_a_damaged_state_file_never_changes_a_served_address(start_server, state_home,
-                                                              crowded, damage):
-    folder, config = crowded
-    srv = start_server(folder, state_home=state_home, args=["--config", config])
-    _grow(srv, folder)
-    served = allocated(srv, 60)
-    path = state_file(state_home)
+def test_a_damaged_state_file_never_changes_a_served_address(crowded, damage):
+    srv, folder, served, path = crowded
     text = path.read_text()
     if damage == "truncated":
         path.write_text(text[:len(text) // 3])
@@ -333,25 +327,15 @@ def test_a_damaged_state_file_never_changes_a_served_address(start_server, state
     assert "Traceback" not in srv.stderr
 
 
-def test_a_state_file_damaged_then_a_restart_keeps_every_address(start_server, state_home,
-                                                                  crowded):
-    folder, config = crowded
-    srv = start_server(folder, state_home=state_home, args=["--config", config])
-    _grow(srv, folder)
-    served = allocated(srv, 60)
-    path = state_file(state_home)
+def test_a_state_file_damaged_then_a_restart_keeps_every_address(crowded):
+    srv, _, served, path = crowded
     path.write_text(path.read_text()[:200])  # no reload before the restart
     srv.restart()  # SIGTERM: the server writes what it serves on the way out
     assert allocated(srv, 60) == served
 
 
-def test_a_state_file_cut_short_then_a_crash_keeps_every_address(start_server, state_home,
-                                                                 crowded):
-    folder, config = crowded
-    srv = start_server(folder, state_home=state_home, args=["--config", config])
-    _grow(srv, folder)
-    served = allocated(srv, 60)
-    path = state_file(state_home)
+def test_a_state_file_cut_short_then_a_crash_keeps_every_address(crowded):
+    srv, _, served, path = crowded
     text = path.read_text()
     path.write_text(text[:len(text) * 2 // 3])
     srv.signal(signal.SIGKILL)  # no chance to write anything

@@ -5,8 +5,6 @@ outside our zone, dig and dnspython as clients."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 
 import dns.flags
 import dns.message

@@ -2,7 +2,6 @@
 build from scratch gives, whatever the sequence of edits."""
 
 import random
-from pathlib import Path
 
 import pytest
 

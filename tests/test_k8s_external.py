@@ -8,7 +8,6 @@ followed upstream (dnsmasq)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,8 +23,8 @@ from coredns_py.source.folder import ManifestSource
 from coredns_py.zone import answer, snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
-from forward_helpers import Dnsmasq  # noqa: E402
-from conftest import ServerProcess, run_cli  # noqa: E402
+from forward_helpers import running_dnsmasq  # noqa: E402
+from conftest import corefile_server, run_cli  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "external"
 SERIAL = 1499347823
@@ -232,27 +231,18 @@ def test_get_services_shows_external_addresses(state_home):
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    if subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("dnsmasq is not installed (tests/run installs dnsmasq-base)")
-    d = Dnsmasq("127.0.0.2", logdir=tmp_path_factory.mktemp("dnsmasq"))
-    d.start()
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory)
 
 
 def test_process_corefile_with_dig(tmp_path, state_home, upstream):
-    corefile = tmp_path / "Corefile"
-    corefile.write_text(f""".:53 {{
+    srv = corefile_server(FIXTURE, f""".:53 {{
     kubernetes cluster.local in-addr.arpa ip6.arpa
     k8s_external example.com {{
         headless
     }}
     forward . {upstream.address}
 }}
-""")
-    srv = ServerProcess(FIXTURE, state_home=state_home, hermetic=False,
-                        args=["--corefile", str(corefile)], logdir=tmp_path / "log").start()
+""", tmp_path, state_home)
     try:
         assert srv.dig_short("svc11.testns.example.com") == ["2.3.4.5"]
         assert srv.dig_short("svc6.testns.example.com", "AAAA") == ["1:2::5"]

@@ -22,7 +22,7 @@ from coredns_py.stages import loadbalance
 from coredns_py.zone import answer, snapshot
 from coredns_py.zone.prepared import PreparedAnswers
 
-from conftest import ServerProcess, ZONES
+from conftest import ZONES, corefile_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "answer"
 TRIES = 300  # P(an address of 6 never first) = 6 * (5/6)^300: never
@@ -165,11 +165,8 @@ def test_config_and_corefile(tmp_path):
 
 
 def test_process_dig_sees_every_order(tmp_path, state_home):
-    corefile = tmp_path / "Corefile"
-    corefile.write_text(".:53 {\n    kubernetes cluster.local in-addr.arpa ip6.arpa\n"
-                        "    loadbalance\n}\n")
-    srv = ServerProcess(ZONES, state_home=state_home, hermetic=False,
-                        args=["--corefile", str(corefile)], logdir=tmp_path / "log").start()
+    srv = corefile_server(ZONES, ".:53 {\n    kubernetes cluster.local in-addr.arpa ip6.arpa\n"
+                          "    loadbalance\n}\n", tmp_path, state_home)
     try:
         # zones/08-statefulset: nginx is headless with two pods
         name = "nginx.default.svc.cluster.local"

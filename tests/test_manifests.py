@@ -276,25 +276,27 @@ def test_only_changed_files_are_parsed_again(tmp_path, monkeypatch):
     assert changed.generation == unchanged.generation + 1
 
 
+def deep_file_error(folder: Path, depth: int) -> str:
+    """Load ``folder`` holding deep.yaml, a bad timestamp nested ``depth``
+    lists deep, beside a good Service: the Service is served all the same;
+    returns the one error, about deep.yaml."""
+    write(folder, "deep.yaml", "a: " + "[" * depth + "2024-13-45" + "]" * depth + "\n")
+    write(folder, "b.yaml", service("b", cluster_ip="10.96.0.3"))
+    loaded = ManifestSource(folder).load()
+    assert services(loaded) == {"default/b": ("10.96.0.3",)}
+    [err] = messages(loaded)
+    return err
+
+
 def test_a_bad_value_nested_near_the_limit_is_reported_with_its_field(tmp_path):
     # Deeper than the fast constructor recurses (Python's recursion limit),
     # within the nesting limit: PyYAML builds it, the bad scalar is found.
-    depth = 990
-    write(tmp_path, "deep.yaml", "a: " + "[" * depth + "2024-13-45" + "]" * depth + "\n")
-    write(tmp_path, "b.yaml", service("b", cluster_ip="10.96.0.3"))
-    loaded = ManifestSource(tmp_path).load()
-    assert services(loaded) == {"default/b": ("10.96.0.3",)}
-    [err] = messages(loaded)
+    err = deep_file_error(tmp_path, 990)
     assert err.startswith(f"{tmp_path / 'deep.yaml'}:1: invalid YAML: a[0][0]"), err
     assert "[...]" in err and "cannot read '2024-13-45' as timestamp" in err, err
 
 
 def test_a_document_nested_beyond_the_limit_is_refused(tmp_path):
-    depth = 3000
-    write(tmp_path, "deep.yaml", "a: " + "[" * depth + "2024-13-45" + "]" * depth + "\n")
-    write(tmp_path, "b.yaml", service("b", cluster_ip="10.96.0.3"))
-    loaded = ManifestSource(tmp_path).load()
-    assert services(loaded) == {"default/b": ("10.96.0.3",)}
-    [err] = messages(loaded)
+    err = deep_file_error(tmp_path, 3000)
     assert err == f"{tmp_path / 'deep.yaml'}:1: nested more than 1000 levels deep (the limit " \
                   "for a document)"

@@ -22,17 +22,14 @@ from coredns_py.publish.leader import Leadership
 from coredns_py.publish.writer import LostLeadership, Writer
 from coredns_py.source import objects as o
 from conftest import wait_until
-from helpers.etcd import EtcdCluster as EtcdProcesses, etcd_available
+from helpers.etcd import needs_etcd, running_etcd
 
-pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed "
-                                "(tests/run installs Debian's etcd-server)")
+pytestmark = needs_etcd
 
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory):
-    cluster = EtcdProcesses(tmp_path_factory.mktemp("etcd-log")).start()
-    yield cluster
-    cluster.destroy()
+    yield from running_etcd(tmp_path_factory)
 
 
 @pytest.fixture

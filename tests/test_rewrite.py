@@ -27,8 +27,8 @@ from coredns_py.stages import rewrite, rewrite_rules
 from coredns_py.zone import answer, snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
-from forward_helpers import Dnsmasq  # noqa: E402
-from conftest import ServerProcess, ZONES  # noqa: E402
+from forward_helpers import running_dnsmasq  # noqa: E402
+from conftest import ZONES, corefile_server  # noqa: E402
 
 PEER = ("127.0.0.1", 40000)
 
@@ -226,27 +226,18 @@ def test_corefile_forms(tmp_path):
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    if subprocess.run(["sh", "-c", "command -v dnsmasq || test -x /usr/sbin/dnsmasq"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("dnsmasq is not installed (tests/run installs dnsmasq-base)")
-    d = Dnsmasq("127.0.0.2", logdir=tmp_path_factory.mktemp("dnsmasq"))
-    d.start()
-    yield d
-    d.stop()
+    yield from running_dnsmasq(tmp_path_factory)
 
 
 def test_process_dig_and_kdig(tmp_path, state_home, upstream):
-    corefile = tmp_path / "Corefile"
-    corefile.write_text(f""".:53 {{
+    srv = corefile_server(ZONES, f""".:53 {{
     rewrite name exact api.myapp.test webapp.default.svc.cluster.local
     rewrite name suffix .shop.test .shop.svc.cluster.local answer auto
     rewrite name exact pypi.myapp.test pypi.example.test
     kubernetes cluster.local in-addr.arpa ip6.arpa
     forward . {upstream.address}
 }}
-""")
-    srv = ServerProcess(ZONES, state_home=state_home, hermetic=False,
-                        args=["--corefile", str(corefile)], logdir=tmp_path / "log").start()
+""", tmp_path, state_home)
     try:
         webapp = srv.dig_short("webapp.default.svc.cluster.local")
         out = srv.dig("API.myapp.test")

@@ -20,21 +20,18 @@ from coredns_py.etcd.layout import Layout
 from coredns_py.publish.writer import Writer
 from coredns_py.source import objects as o
 from conftest import ZONES, hermetic_config, run_cli, wait_until, write_atomic
-from helpers.etcd import EtcdCluster, etcd_available
+from helpers.etcd import EtcdCluster, needs_etcd, running_etcd
 from helpers.manifests import service
 from helpers.publisher import PublisherProcess
 
-pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed "
-                                "(tests/run installs Debian's etcd-server)")
+pytestmark = needs_etcd
 
 ZONE = "cluster.local"
 
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory):
-    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd-log")).start()
-    yield cluster
-    cluster.destroy()
+    yield from running_etcd(tmp_path_factory)
 
 
 @pytest.fixture

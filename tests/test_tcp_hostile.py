@@ -20,7 +20,7 @@ import dns.query
 import pytest
 
 from coredns_py.net.descriptors import FD_RESERVE
-from coredns_py.net.tcp import MAX_TCP_PER_SOURCE
+from coredns_py.net.connections import MAX_TCP_PER_SOURCE
 from status_client import HttpServer, scrape, total
 from conftest import server_factory, wait_until
 

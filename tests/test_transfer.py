@@ -34,7 +34,7 @@ from coredns_py.zone import wire as wire_mod
 from coredns_py.zone.external import ExternalSpec
 from coredns_py.zone.lookup import resolve
 
-from conftest import ServerProcess, ZONES
+from conftest import ServerProcess, ZONES, corefile_server
 from helpers.fake_transport import connect
 from helpers.manifests import namespace, service, write
 
@@ -346,11 +346,9 @@ def test_process_transfer_to_nobody_and_from_a_corefile(tmp_path, state_home):
         assert "Transfer failed" in dig_axfr(srv, "cluster.local")  # REFUSED
     finally:
         srv.stop()
-    corefile = tmp_path / "Corefile"
-    corefile.write_text(".:53 {\n    kubernetes cluster.local example.internal "
-                        "in-addr.arpa ip6.arpa\n    transfer {\n        to *\n    }\n}\n")
-    srv = ServerProcess(ZONES, state_home=state_home, hermetic=False,
-                        args=["--corefile", str(corefile)], logdir=tmp_path / "log2").start()
+    srv = corefile_server(ZONES, ".:53 {\n    kubernetes cluster.local example.internal "
+                          "in-addr.arpa ip6.arpa\n    transfer {\n        to *\n    }\n}\n",
+                          tmp_path, state_home, log="log2")
     try:
         out = dig_axfr(srv, "example.internal")
         assert re.search(r"\nkubernetes\.default\.svc\.example\.internal\.\s+5\s+IN\s+A\s+"

@@ -24,7 +24,8 @@ from coredns_py.errors import ListenError
 from coredns_py.net import descriptors, listen
 from coredns_py.net.accept import ACCEPT_RETRY_DELAY, Acceptor
 from coredns_py.net.framing import MAX_TCP_BUFFER
-from coredns_py.net.tcp import ConnectionRegistry, TcpProtocol
+from coredns_py.net.connections import ConnectionRegistry
+from coredns_py.net.tcp import TcpProtocol
 from coredns_py.net.listeners import start
 from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
 from helpers.fake_transport import PEER, connect

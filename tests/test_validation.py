@@ -14,7 +14,7 @@ import pytest
 
 from coredns_py.source import objects as o
 from coredns_py.source import validation as v
-from coredns_py.source.convert import meant_kind
+from coredns_py.source.kinds import meant_kind
 from coredns_py.source.folder import ManifestSource
 
 DNS1035 = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start "

@@ -19,7 +19,6 @@ import ipaddress
 from coredns_py import hostport
 from coredns_py.config import Config
 from coredns_py.source import objects as o
-from coredns_py.source.convert import safe_hash
 
 KUBERNETES = ("default", "kubernetes")
 KUBE_DNS = ("kube-system", "kube-dns")
@@ -56,7 +55,7 @@ def _slices(service: o.Service, addresses, ports: tuple[o.EndpointPort, ...]) ->
     for family in (4, 6):
         eps = tuple(o.Endpoint((a,)) for a in addresses if o.family(a) == family)
         if eps:
-            name = f"{service.name}-{safe_hash(repr((family, addresses)), 5)}"
+            name = f"{service.name}-{o.safe_hash(repr((family, addresses)), 5)}"
             out.append(o.EndpointSlice(service.namespace, name, service.name, eps, ports))
     return out
 

@@ -8,7 +8,6 @@ from typing import Iterable, Optional
 
 from coredns_py.source.selectors import matches
 from coredns_py.source import objects as o
-from coredns_py.source.convert import safe_hash
 
 
 def _resolve_target(port: o.ServicePort, pod: o.Pod) -> Optional[int]:
@@ -62,6 +61,6 @@ def selector_slices(svc: o.Service, pods: Iterable[o.Pod],
                 o.Endpoint((addr,), ready, hostname, pod.name))
     out = []
     for (fam, ports), eps in sorted(groups.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
-        out.append(o.EndpointSlice(svc.namespace, f"{svc.name}-{safe_hash(repr((fam, ports)), 5)}",
+        out.append(o.EndpointSlice(svc.namespace, f"{svc.name}-{o.safe_hash(repr((fam, ports)), 5)}",
                                    svc.name, tuple(eps), ports, origin=svc.origin))
     return out

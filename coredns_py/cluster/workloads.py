@@ -4,7 +4,6 @@ DaemonSet starts, named as a cluster names them."""
 from __future__ import annotations
 
 from coredns_py.source import objects as o
-from coredns_py.source.convert import safe_hash
 
 
 def workload_pods(wl: o.Workload) -> list[o.Pod]:
@@ -22,9 +21,9 @@ def workload_pods(wl: o.Workload) -> list[o.Pod]:
             # named after the template hash, its pods get a random suffix
             # (here a stable one, so a restart keeps the names).
             rs = f"{wl.name}-{wl.template_hash}"
-            name = f"{rs}-{safe_hash(f'{wl.namespace}/{rs}/{i}', 5)}"
+            name = f"{rs}-{o.safe_hash(f'{wl.namespace}/{rs}/{i}', 5)}"
         else:
-            name = f"{wl.name}-{safe_hash(f'{wl.namespace}/{wl.name}/{wl.template_hash}/{i}', 5)}"
+            name = f"{wl.name}-{o.safe_hash(f'{wl.namespace}/{wl.name}/{wl.template_hash}/{i}', 5)}"
         pods.append(o.Pod(wl.namespace, name, labels=wl.template_labels, hostname=hostname,
                           subdomain=subdomain, ports=wl.ports, owner=f"{wl.kind}/{wl.name}",
                           origin=wl.origin))

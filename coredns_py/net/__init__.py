@@ -19,7 +19,8 @@ the reason for its value.
 - ``handler``   -- the Handler contract; answers that arrive later
 - ``udp``       -- DNS over UDP: the batched socket and its protocol
 - ``framing``   -- DNS-over-TCP framing, sans-IO (no sockets, no asyncio)
-- ``tcp``       -- DNS over TCP: the connection protocol and registry
+- ``tcp``       -- DNS over TCP: the connection protocol
+- ``connections`` -- the live TCP connections: caps in all and per client, room made at a cap
 - ``accept``    -- accepting TCP connections, out of descriptors included
 - ``descriptors`` -- the file-descriptor budget, and the TCP cap it allows
 - ``listeners`` -- ``start()`` every address; ``Listeners`` to stop them

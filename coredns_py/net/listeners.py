@@ -22,8 +22,8 @@ from coredns_py.net import descriptors
 from coredns_py.net.accept import Acceptor
 from coredns_py.net.handler import MAX_UDP_PENDING, Handler, PendingAnswers
 from coredns_py.net.listen import UDP_RECEIVE_BUFFER, bind_pair
-from coredns_py.net.tcp import (MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT, ConnectionRegistry,
-                                TcpProtocol)
+from coredns_py.net.connections import MAX_TCP_CONNECTIONS, ConnectionRegistry
+from coredns_py.net.tcp import TCP_IDLE_TIMEOUT, TcpProtocol
 from coredns_py.net.udp import UdpProtocol, UdpSocket
 
 log = logging.getLogger("coredns_py.transport")

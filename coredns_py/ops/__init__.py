@@ -2,7 +2,8 @@
 
 - ``http``      -- the HTTP listener (its own threads): routes, limits
 - ``health``    -- /health with a lame duck, /ready
-- ``metrics``   -- Prometheus metrics under CoreDNS's names
+- ``metrics``   -- Prometheus metrics under CoreDNS's names: registry, hot path, hooks
+- ``scrape``    -- what /metrics renders, worked out at scrape time
 - ``page``      -- the status page's document, from one generation
 - ``query_box`` -- the page's query box: ``answer()`` shown as dig shows it
 - ``querylog``  -- one line per query (``--log-queries``)

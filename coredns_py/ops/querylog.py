@@ -25,7 +25,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from coredns_py import hostport
-from coredns_py.ops.metrics import _rcode_label
+from coredns_py.ops.scrape import rcode_label
 from coredns_py.zone.wire import MAX_MESSAGE
 
 log = logging.getLogger("coredns_py.query")
@@ -70,7 +70,7 @@ def describe(wire: bytes, out: Optional[bytes], proto: str, peer, seconds: float
         rcode = flags & 0x0F
         if rcode == 0 and query is not None and query.edns > 0:
             rcode = dns.rcode.BADVERS  # the only extended rcode we send
-        fields["rcode"] = _rcode_label(rcode)
+        fields["rcode"] = rcode_label(rcode)
         fields["rflags"] = ",".join(name for name, bit in _RFLAGS if flags & bit)
         fields["rsize"] = len(out)
     return fields

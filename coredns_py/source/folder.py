@@ -29,7 +29,8 @@ from typing import Any, Optional
 import yaml
 
 from coredns_py.source import kustomize
-from coredns_py.source.convert import convert, ignored, meant_kind
+from coredns_py.source.convert import convert
+from coredns_py.source.kinds import ignored, meant_kind
 from coredns_py.errors import TOO_LARGE, ManifestError, ManifestWarning, RefusedFile, SourceError
 from coredns_py.source import Ignored, Loaded
 from coredns_py.source.namespaces import DEFAULT_NAMESPACE, DEFAULT_PLACEMENT, Placement

@@ -10,6 +10,7 @@ trust every field here.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -230,3 +231,15 @@ class Namespace:
     @property
     def namespace(self) -> str:
         return ""
+
+
+# The alphabet Kubernetes uses for generated names (k8s.io/apimachinery rand.SafeEncodeString).
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def safe_hash(text: str, length: int) -> str:
+    """A stable stand-in for the random suffixes Kubernetes gives generated
+    names (pods of a Deployment, slices of a Service): the same input, the
+    same name, so a restart keeps names and their addresses."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return "".join(SAFE_ALPHABET[b % len(SAFE_ALPHABET)] for b in digest[:length])

@@ -15,17 +15,13 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import dns.exception
-import dns.message
-import dns.query
 
+from helpers import process
 from helpers.ports import free_port
 
 UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
@@ -154,17 +150,8 @@ class Unbound:
         raise AssertionError(f"unbound did not start:\n{self.output}")
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + START_TIMEOUT
-        probe = dns.message.make_query("ready.probe.", "A")
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                dns.query.udp(probe, self.host, port=self.port, timeout=0.2)
-                return True
-            except (dns.exception.Timeout, OSError):
-                time.sleep(0.05)
-        return False
+        return process.answers_dns(self.proc, self.host, self.port, START_TIMEOUT,
+                                   probe="ready.probe.")
 
     @property
     def output(self) -> str:
@@ -191,10 +178,4 @@ class Unbound:
                               stdin=subprocess.DEVNULL)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        process.stop(self.proc, STOP_TIMEOUT)

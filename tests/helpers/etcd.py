@@ -8,7 +8,10 @@ temporary folder (on tmpfs when there is one: etcd fsyncs every write).
 - :class:`EtcdMember` - one process: ``stop()`` (SIGTERM), ``kill()``,
   ``start()`` again, ``alive()``, ``url``.
 - :func:`etcd_available` - whether ``etcd`` is installed (tests/run
-  installs it from Debian's etcd-server).
+  installs it from Debian's etcd-server); ``needs_etcd``, the mark that
+  skips a module's tests when it is not.
+- :func:`running_etcd` - the body of a module fixture: a started one-member
+  cluster, destroyed when the module is done.
 
 Every wait is bounded; a member that cannot bind its ports (somebody took
 them) is started again on new ones.
@@ -18,15 +21,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
+import pytest
 import requests
 
+from helpers import process
 from helpers.ports import free_port
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -36,6 +40,10 @@ STOP_TIMEOUT = 10.0
 
 def etcd_available() -> bool:
     return os.access(ETCD, os.X_OK)
+
+
+needs_etcd = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed "
+                                "(tests/run installs Debian's etcd-server)")
 
 
 def _scratch(prefix: str) -> Path:
@@ -96,18 +104,10 @@ class EtcdMember:
             return False
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        process.stop(self.proc, STOP_TIMEOUT)
 
     def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT)
+        process.kill(self.proc, STOP_TIMEOUT)
 
     def start(self) -> None:
         """Start again (same ports, same data)."""
@@ -182,3 +182,14 @@ class EtcdCluster:
     def client(self, **security):
         from coredns_py.etcd.client import Etcd, Security
         return Etcd([m.url for m in self.members], Security(**security))
+
+
+def running_etcd(tmp_path_factory) -> Iterator[EtcdCluster]:
+    """The body of a module fixture (``yield from running_etcd(...)``): a
+    started one-member :class:`EtcdCluster`, destroyed (members killed, data
+    removed) when the module is done."""
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd-log")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()

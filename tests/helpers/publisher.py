@@ -10,13 +10,13 @@ as a crash), ``alive()``.
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
 
 from conftest import ROOT, child_env, wait_until
+from helpers import process
 
 STOP_TIMEOUT = 10.0
 
@@ -77,16 +77,7 @@ class PublisherProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> Optional[int]:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        return self.proc.returncode if self.proc else None
+        return process.stop(self.proc, STOP_TIMEOUT)
 
     def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT)
+        process.kill(self.proc, STOP_TIMEOUT)
