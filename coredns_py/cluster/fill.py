@@ -191,8 +191,9 @@ def _fill(parts: NamespaceParts, svc_results: tuple, pod_results: tuple,
     for svc in services:
         if svc.selector and svc.type != o.EXTERNAL_NAME and svc.name not in covered:
             candidates = min((by_label.get(kv, []) for kv in svc.selector), key=len)
-            final.extend(memo.get(("slices", tuple(pod_families)), (svc, *candidates),
-                                  lambda: selector_slices(svc, candidates, pod_families)))
+            if candidates:  # no pod to match: no slice, and nothing worth a memo entry
+                final.extend(memo.get(("slices", tuple(pod_families)), (svc, *candidates),
+                                      lambda: selector_slices(svc, candidates, pod_families)))
     return NamespaceResult(tuple(services), tuple(final), tuple(pods), tuple(errors))
 
 
