@@ -31,6 +31,7 @@ import ipaddress
 from typing import Callable, Iterable, Optional
 
 from coredns_py.net.handler import Handler, HandlerResult
+from coredns_py.zone import wire as wire_mod
 
 Stage = Callable[[Handler], Handler]
 """``stage(inner) -> handler``: a handler that calls ``inner`` (or not)."""
@@ -87,21 +88,12 @@ def question(wire: bytes) -> Optional[tuple[str, int, int, int]]:
     n = len(wire)
     if n < 17 or wire[2] & 0xF8 or wire[4:6] != b"\x00\x01":
         return None  # a response, another opcode, or not one question
-    pos = 12
-    labels = []
-    while True:
-        length = wire[pos]
-        if length == 0:
-            break
-        if length & 0xC0:
-            return None  # compressed or extended label in a question: let answer() judge
-        label = wire[pos + 1:pos + 1 + length]
-        if b"." in label:
-            return None
-        labels.append(label)
-        pos += length + 1
-        if pos >= n:
-            return None
+    read = wire_mod.question_labels(wire)
+    if read is None:
+        return None  # cut short, or compressed: let answer() judge
+    labels, pos = read
+    if any(b"." in label for label in labels):
+        return None
     if pos + 5 > n:
         return None  # truncated
     try:

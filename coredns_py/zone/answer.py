@@ -42,7 +42,6 @@ IN = dns.rdataclass.IN
 QR, AA, RD, CD = (int(f) for f in (dns.flags.QR, dns.flags.AA, dns.flags.RD, dns.flags.CD))
 DO = int(dns.flags.DO)
 _OPT_HEAD = b"\x00\x00\x29"  # an OPT record: the root name, type 41
-MAX_NAME = 255  # the longest name on the wire (RFC 1035 2.3.4); dnspython rejects longer
 
 
 # --- the query ---------------------------------------------------------------------
@@ -74,21 +73,10 @@ def read_plain(wire: bytes) -> Optional[Query]:
     n = len(wire)
     if n < 17 or wire[2] & 0xF8 or wire[4:10] != b"\x00\x01\x00\x00\x00\x00":
         return None  # not opcode QUERY, or not one question alone
-    pos = 12
-    labels = []
-    while True:
-        length = wire[pos]
-        if length == 0:
-            break
-        if length & 0xC0:
-            return None  # a compression pointer (or an extended label type)
-        end = pos + 1 + length
-        if end >= n:
-            return None
-        labels.append(wire[pos + 1:end])
-        pos = end
-    if pos - 12 + 1 > MAX_NAME:
+    read = wire_mod.question_labels(wire)
+    if read is None:
         return None
+    labels, pos = read
     qend = pos + 5
     if qend > n:
         return None

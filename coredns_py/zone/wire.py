@@ -30,6 +30,32 @@ CLASSIC_UDP = 512
 # The largest DNS message: a TCP frame's 2-byte length (RFC 1035 4.2.2), and
 # a UDP payload (the 16-bit IP length field), so no datagram we read is cut.
 MAX_MESSAGE = 65535
+# The longest name on the wire (RFC 1035 2.3.4); dnspython rejects longer.
+MAX_NAME = 255
+
+
+def question_labels(wire: bytes) -> Optional[tuple[list, int]]:
+    """The labels of the first question's name, read from the wire after the
+    12-byte header, and where its root label is; None when the name is cut
+    short, longer than a name may be, or not written out (a compression
+    pointer or an extended label type: such a query is dnspython's to read).
+
+    The one reader of a question name from bytes: the answer's own reader of
+    the common query and the stages that look at a query before it do not
+    each decide again where a name ends."""
+    n = len(wire)
+    pos = 12
+    labels = []
+    while pos < n:
+        length = wire[pos]
+        if length == 0:
+            return (labels, pos) if pos - 12 + 1 <= MAX_NAME else None
+        if length & 0xC0:
+            return None
+        end = pos + 1 + length
+        labels.append(wire[pos + 1:end])
+        pos = end
+    return None
 
 
 def udp_limit(query) -> int:
