@@ -30,8 +30,10 @@ records the value it was made with and is used only while the current
 snapshot holds the same one.  So a reload that touches one namespace makes
 again only that namespace's answers (and those that depend on the whole
 cluster: reverse names, the apex NS, CNAMEs followed inside the zone); the
-others are kept.  An answer is made on its first query (see "lazily" in
-bench/README.md for why not at build time).
+others are kept.  An answer is made on its first query, not at build
+time: making every Service's A, AAAA and SRV answers would double the
+start-up at 10k Services and still leave the search-path names, which
+cannot be listed (bench/prepare_cost.py; bench/README.md, "Cold p99").
 
 Only the common query shape takes this path: opcode QUERY, one question
 with its name written out, no other records but an OPT of version 0
