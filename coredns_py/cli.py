@@ -146,7 +146,7 @@ def cmd_serve(args, config, config_file) -> int:
     from coredns_py.net.listen import parse_listen
     from coredns_py.ops import health, http
     from coredns_py.server import Server
-    from coredns_py.source.folder import list_files
+    from coredns_py.source.tree import list_files
 
     # Command-line flags win over the config (a Corefile's port and bind,
     # its health, ready and prometheus addresses).
@@ -328,7 +328,7 @@ def cmd_publish(args, config, config_file) -> int:
     from coredns_py.etcd import client
     from coredns_py.etcd.layout import Layout
     from coredns_py.publish.publisher import Publisher
-    from coredns_py.source.folder import list_files
+    from coredns_py.source.tree import list_files
 
     list_files(args.manifests)  # an unreadable folder fails now, with one line
     publisher = Publisher(args.manifests, config, client.connect(args.etcd, config),

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 
 from conftest import wait_until, write_atomic
-from coredns_py.source.folder import ManifestSource, walk
+from coredns_py.source.folder import ManifestSource
+from coredns_py.source.tree import walk
 from helpers.manifests import service, write
 
 

@@ -167,7 +167,9 @@ def test_editing_the_kustomization_moves_the_objects(tmp_path):
 
 def test_cached_and_parallel_parses_put_objects_where_this_load_would(tmp_path):
     from conftest import wait_until
-    from coredns_py.source import folder, parallel
+    from coredns_py.source import parallel
+    from coredns_py.source.manifest_file import parse_file
+    from coredns_py.source.tree import walk
     from coredns_py.source.parse_cache import ParseCache
     root = tmp_path / "m"
     for i in range(4):
@@ -185,11 +187,11 @@ def test_cached_and_parallel_parses_put_objects_where_this_load_would(tmp_path):
     # Parsed in children: the same placements.
     src = ManifestSource(root, default_namespace="three")
     todo = []
-    for path in folder.walk(root).files:
+    for path in walk(root).files:
         st = path.stat()
         forced = ("forced",) if path.parent.name == "k" else ("",)
         todo.append((path, (st.st_mtime_ns, st.st_size, st.st_ino, src._placements(forced)),
                      None))
-    got = parallel.parse_all(todo, folder.parse_file, workers=2, min_bytes=0)
+    got = parallel.parse_all(todo, parse_file, workers=2, min_bytes=0)
     namespaces = sorted(key[1] for res in got.values() for key in res.objects)
     assert namespaces == ["forced", "three", "three", "three", "three"]

@@ -12,7 +12,9 @@ import pytest
 
 from conftest import SEED, ZONES, wait_until
 from coredns_py.source import folder, parallel
-from coredns_py.source.folder import ManifestSource, parse_file
+from coredns_py.source.folder import ManifestSource
+from coredns_py.source.manifest_file import parse_file
+from coredns_py.source.tree import list_files
 from coredns_py.source.parse_cache import ParseCache, fingerprint
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures"
@@ -25,7 +27,7 @@ def roots() -> list[Path]:
 
 def todo_of(root: Path) -> list:
     out = []
-    for path in folder.list_files(root):
+    for path in list_files(root):
         st = path.stat()
         out.append((path, (st.st_mtime_ns, st.st_size, st.st_ino), None))
     return out
@@ -71,7 +73,7 @@ def test_a_child_that_dies_costs_only_time(tmp_path):
 def test_restart_takes_unchanged_files_from_the_cache(tmp_path, monkeypatch):
     root = tmp_path / "m"
     root.mkdir()
-    for src in folder.list_files(ZONES):
+    for src in list_files(ZONES):
         dst = root / src.relative_to(ZONES)
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(src.read_bytes())
@@ -86,7 +88,7 @@ def test_restart_takes_unchanged_files_from_the_cache(tmp_path, monkeypatch):
         return parse_file(path, stamp, old, **limits)
 
     monkeypatch.setattr(folder, "parse_file", counting)
-    edited = folder.list_files(root)[0]
+    edited = list_files(root)[0]
     edited.write_text(edited.read_text() + "\n# edited\n")
     second = ManifestSource(root, cache=ParseCache(cache_path)).load()
     assert parsed == [edited.name]  # only the file changed since

@@ -13,7 +13,7 @@ Children are made with ``fork``: they start at once, with the parser
 already imported, and leave nothing behind (``os._exit``).  A child that
 fails (killed, out of memory) costs nothing but time: its files are read
 here.  The parse results are the same objects either way
-(:func:`coredns_py.source.folder.parse_file` runs in the child).
+(:func:`coredns_py.source.manifest_file.parse_file` runs in the child).
 """
 
 from __future__ import annotations
