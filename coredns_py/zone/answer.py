@@ -33,7 +33,8 @@ import dns.rdataclass
 import dns.rdatatype as T
 
 from coredns_py.zone import records, wire as wire_mod
-from coredns_py.zone.lookup import STATIC, Result, in_reverse_zone, resolve
+from coredns_py.zone.lookup import in_reverse_zone, resolve
+from coredns_py.zone.result import STATIC, Result
 from coredns_py.zone.snapshot import Snapshot
 
 log = logging.getLogger("coredns_py.answer")
@@ -124,7 +125,7 @@ class Reply:
     authority: list = field(default_factory=list)
     additional: list = field(default_factory=list)
     # What the answer depends on, for answers prepared ahead
-    # (:mod:`coredns_py.zone.prepared`): lookup.STATIC, lookup.GLOBAL or a
+    # (:mod:`coredns_py.zone.prepared`): result.STATIC, result.GLOBAL or a
     # namespace.
     scope: object = STATIC
 

@@ -1,7 +1,9 @@
 """Lookups in our zones: a name and a type in, an rcode and records out.
 
 Every decision about what a name holds is here (the message around it is
-:mod:`coredns_py.zone.answer`'s).  Pure: no sockets, no files, no clock.  The
+:mod:`coredns_py.zone.answer`'s; an external zone's names are
+:mod:`coredns_py.zone.external_lookup`'s; the :class:`Result` both return,
+and the records they share, :mod:`coredns_py.zone.result`'s).  Pure: no sockets, no files, no clock.  The
 rules are the Kubernetes DNS specification (kubernetes/dns
 docs/specification.md, schema 1.1.0) as CoreDNS's kubernetes plugin
 implements it (plugin/kubernetes/{parse,kubernetes,reverse}.go,
@@ -24,7 +26,6 @@ names themselves are built in :mod:`coredns_py.zone.names`):
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from typing import Optional
 
 import dns.exception
@@ -33,59 +34,20 @@ import dns.rcode
 import dns.rdatatype as T
 import dns.reversename
 
-from coredns_py.source.objects import is_dotted_quad
 from coredns_py.zone import names
-from coredns_py.zone.records import RRset, address, rrset
+from coredns_py.zone.external_lookup import ExternalZone
+from coredns_py.zone.records import RRset, rrset
+from coredns_py.zone.result import (ADDRESS_TYPES, GLOBAL, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY,
+                                    STATIC, Result, addresses, nx, port_match, srv)
 from coredns_py.zone.snapshot import ServiceView, Snapshot
 
 SCHEMA_VERSION = b"1.1.0"  # spec 2.2: dns-version TXT
 SCHEMA_TTL = 28800  # CoreDNS answers dns-version with this TTL whatever `ttl` says
-# SOA timers of CoreDNS's synthesized SOA (plugin/backend_lookup.go).
-SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 7200, 1800, 86400
 # CNAME chains inside the zone are followed at most this far (CoreDNS uses 10).
 MAX_CNAME_DEPTH = 10
 
 REVERSE_ZONES = ((b"in-addr", b"arpa"), (b"ip6", b"arpa"))
-ADDRESS_TYPES = (T.A, T.AAAA)
-
-# What an answer depends on (Result.scope), so that an answer prepared as
-# bytes is kept exactly as long as what it was made from
-# (:mod:`coredns_py.zone.prepared`): the shape of the zone and the config
-# only (STATIC), data from anywhere in the cluster (GLOBAL: reverse names,
-# the apex NS, a CNAME followed inside the zone), or one namespace's objects
-# and whether it exists (the namespace's name).
-STATIC = 0
-GLOBAL = 1
-
-
-@dataclass
-class Result:
-    """What a zone lookup decided: the rcode and the sections."""
-
-    rcode: int = dns.rcode.NOERROR
-    answer: list = field(default_factory=list)
-    additional: list = field(default_factory=list)
-    soa: Optional[RRset] = None  # the zone's SOA, for the authority section
-    # An ExternalName pointing outside our zones: the answer holds the CNAME,
-    # and the target's records can only come from upstream.
-    chase: Optional[tuple] = None
-    why: str = ""  # for an NXDOMAIN: the reason, in words (status page, query box)
-    scope: object = STATIC  # what the answer depends on (STATIC, GLOBAL, a namespace)
-    # An NXDOMAIN that goes upstream when it can (a `fallthrough`): reverse
-    # names, and names of an external zone with fallthrough.
-    through: bool = False
-
-    @property
-    def nxdomain(self) -> bool:
-        return self.rcode == dns.rcode.NXDOMAIN
-
-
-NX = dns.rcode.NXDOMAIN
 NO_ENDPOINTS = "no ready endpoints (ignore_empty_service)"
-
-
-def _nx(why: str, scope: object = STATIC) -> Result:
-    return Result(rcode=NX, why=why, scope=scope)
 
 
 def in_reverse_zone(qname: tuple) -> bool:
@@ -95,63 +57,6 @@ def in_reverse_zone(qname: tuple) -> bool:
 
 def _same_name(a: tuple, b: tuple) -> bool:
     return len(a) == len(b) and all(x.lower() == y.lower() for x, y in zip(a, b))
-
-
-def _addresses(owner, ips, qtype, ttl) -> list:
-    """An A or AAAA RRset of the addresses of that family (none: NODATA)."""
-    chosen = []
-    for ip in ips:
-        rdtype, packed = address(ip)
-        if rdtype == qtype:
-            chosen.append(packed)
-    return [rrset(owner, qtype, chosen, ttl)] if chosen else []
-
-
-def _srv(candidates, ttl: int, qname) -> Result:
-    """SRV records with CoreDNS's weights (plugin/backend_lookup.go SRV).
-
-    Every record has priority 0 and weight floor(100 / N), where N counts all
-    candidates *before* duplicates are dropped (a dual-stack Service gives one
-    SRV of weight 50).  Port -1 (a Service without ports) never makes SRV.
-    The targets' addresses go in the additional section.
-    """
-    if not candidates:
-        return Result()
-    weight = max(1, 100 // len(candidates))
-    srv = []
-    glue: dict[tuple, list[str]] = {}
-    for target, ip, port in candidates:
-        if port.port < 0:
-            continue
-        srv.append((0, weight, port.port, target))
-        glue.setdefault(target, [])
-        if ip not in glue[target]:
-            glue[target].append(ip)
-    res = Result(answer=[rrset(qname, T.SRV, srv, ttl)] if srv else [])
-    for target, ips in glue.items():
-        ips = [ip for ip in ips if _is_address(ip)]  # a hostname target has no glue here
-        for rdtype in ADDRESS_TYPES:
-            res.additional += _addresses(target, ips, rdtype, ttl)
-    return res
-
-
-def _port_match(port, name: Optional[str], proto: Optional[str]) -> bool:
-    return name is None or (port.name == name and port.protocol == proto)
-
-
-def _port_match_any(port, name: Optional[str], proto: Optional[str]) -> bool:
-    """As _port_match, but an empty name or protocol matches any
-    (CoreDNS matchPortAndProtocol, which k8s_external uses)."""
-    return (not name or port.name == name) and (not proto or port.protocol == proto)
-
-
-def _is_address(host: str) -> bool:
-    """An address, not a hostname (addresses are canonical text already)."""
-    return ":" in host or is_dotted_quad(host)
-
-
-def _name_labels(host: str) -> tuple:
-    return tuple(label.encode() for label in host.split("."))
 
 
 class _Zone:
@@ -183,11 +88,11 @@ class _Zone:
             # The same addresses as the apex NS glue (CoreDNS ns.go), in
             # every zone.
             addrs = [a for _, addrs in self.snap.nameservers for a in addrs]
-            return Result(answer=_addresses(qname, list(dict.fromkeys(addrs)), qtype, self.ttl),
+            return Result(answer=addresses(qname, list(dict.fromkeys(addrs)), qtype, self.ttl),
                           scope=GLOBAL)
         # Neither svc nor pod: not a name of the schema. (This makes every
         # other type on dns-version NXDOMAIN too, as CoreDNS answers.)
-        return _nx("not a name of the cluster schema")
+        return nx("not a name of the cluster schema")
 
     def apex(self, qname, qtype) -> Result:
         if qtype == T.SOA:
@@ -197,12 +102,12 @@ class _Zone:
             res = Result(answer=[rrset(qname, T.NS, ns, self.ttl)], scope=GLOBAL)
             for rel, addrs in self.snap.nameservers:
                 for rdtype in ADDRESS_TYPES:
-                    res.additional += _addresses(rel + self.zone, addrs, rdtype, self.ttl)
+                    res.additional += addresses(rel + self.zone, addrs, rdtype, self.ttl)
             return res
         if qtype == T.TXT:
             # CoreDNS: TXT is NXDOMAIN where no record of any type exists,
             # although A on the same name is NODATA (kubernetes.go Services).
-            return _nx("TXT where no record exists")
+            return nx("TXT where no record exists")
         return Result()
 
     # --- <...>.svc.<zone> ---------------------------------------------------
@@ -210,12 +115,12 @@ class _Zone:
     def under_svc(self, qname, labels, qtype, depth) -> Result:
         n = len(labels)
         if n == 0:  # svc.<zone>
-            return _nx("TXT where no record exists") if qtype == T.TXT else Result()
+            return nx("TXT where no record exists") if qtype == T.TXT else Result()
         if n > 4:
-            return _nx("too many labels for the cluster schema")
+            return nx("too many labels for the cluster schema")
         ns = labels[-1]
         if ns not in self.snap.namespaces:
-            return _nx(self.no_namespace(ns), ns)
+            return nx(self.no_namespace(ns), ns)
         res = self.in_namespace(qname, labels, ns, qtype, depth)
         if res.scope == STATIC:
             res.scope = ns  # decided by that namespace's objects, or its absence
@@ -230,18 +135,18 @@ class _Zone:
         n = len(labels)
         if n == 1:  # <ns>.svc.<zone>: NODATA when the namespace exists
             if qtype == T.TXT:
-                return _nx("TXT where no record exists")
+                return nx("TXT where no record exists")
             return Result()
         svc = self.snap.services.get((ns, labels[-2]))
         if svc is None:
-            return _nx("no such Service")
+            return nx("no such Service")
         if n == 2:
             return self.service(qname, svc, qtype, depth)
         if svc.kind == "ExternalName":
             # An ExternalName has no endpoints or ports under it.
-            return _nx("an ExternalName has no names under it")
+            return nx("an ExternalName has no names under it")
         if self.snap.ignore_empty_service and svc.kind == "ClusterIP" and not svc.endpoints:
-            return _nx(NO_ENDPOINTS)
+            return nx(NO_ENDPOINTS)
         if n == 3:
             return self.endpoint(qname, svc, labels[0], qtype)
         # _<port>._<proto>.<svc>: CoreDNS strips one leading "_" from each.
@@ -256,39 +161,39 @@ class _Zone:
             # A headless Service without ready endpoints does not exist
             # (spec 2.4.1).
             if not svc.endpoints:
-                return _nx("a headless Service without ready endpoints")
+                return nx("a headless Service without ready endpoints")
             if qtype in ADDRESS_TYPES:
-                return Result(answer=_addresses(
+                return Result(answer=addresses(
                     qname, list(dict.fromkeys(ep.address for ep in svc.endpoints)), qtype,
                     self.ttl))
             if qtype == T.SRV:
                 return self.endpoint_srv(qname, svc, svc.endpoints, None, None)
             return Result()
         if self.snap.ignore_empty_service and not svc.endpoints:
-            return _nx(NO_ENDPOINTS)
+            return nx(NO_ENDPOINTS)
         if qtype in ADDRESS_TYPES:
-            return Result(answer=_addresses(qname, svc.ips, qtype, self.ttl))
+            return Result(answer=addresses(qname, svc.ips, qtype, self.ttl))
         if qtype == T.SRV:
             return self.service_srv(qname, svc, None, None)
         return Result()
 
     def service_srv(self, qname, svc, port_name, proto) -> Result:
         target = names.service_labels(svc.namespace, svc.name, self.zone)
-        return _srv([(target, ip, p) for ip in svc.ips for p in svc.ports
-                     if _port_match(p, port_name, proto)], self.ttl, qname)
+        return srv([(target, ip, p) for ip in svc.ips for p in svc.ports
+                     if port_match(p, port_name, proto)], self.ttl, qname)
 
     def endpoint_srv(self, qname, svc, endpoints, port_name, proto) -> Result:
-        return _srv([(names.service_labels(svc.namespace, svc.name, self.zone, ep.name), ep.address, p)
-                     for ep in endpoints for p in ep.ports if _port_match(p, port_name, proto)], self.ttl, qname)
+        return srv([(names.service_labels(svc.namespace, svc.name, self.zone, ep.name), ep.address, p)
+                     for ep in endpoints for p in ep.ports if port_match(p, port_name, proto)], self.ttl, qname)
 
     def endpoint(self, qname, svc: ServiceView, name: str, qtype) -> Result:
         # Endpoint names resolve for ClusterIP Services too (CoreDNS
         # findServices "Endpoint query or headless").
         eps = [ep for ep in svc.endpoints if ep.name == name]
         if not eps:
-            return _nx("no such endpoint")
+            return nx("no such endpoint")
         if qtype in ADDRESS_TYPES:
-            return Result(answer=_addresses(qname, list(dict.fromkeys(ep.address for ep in eps)),
+            return Result(answer=addresses(qname, list(dict.fromkeys(ep.address for ep in eps)),
                                             qtype, self.ttl))
         if qtype == T.SRV:
             return self.endpoint_srv(qname, svc, eps, None, None)
@@ -297,28 +202,28 @@ class _Zone:
     def ports(self, qname, svc: ServiceView, port: str, proto: str, qtype) -> Result:
         if svc.kind == "Headless":
             eps = [ep for ep in svc.endpoints
-                   if any(_port_match(p, port, proto) for p in ep.ports)]
+                   if any(port_match(p, port, proto) for p in ep.ports)]
             if not eps:
-                return _nx("no ready endpoint has this port")
+                return nx("no ready endpoint has this port")
             if qtype == T.SRV:
                 return self.endpoint_srv(qname, svc, eps, port, proto)
             if qtype in ADDRESS_TYPES:
-                return Result(answer=_addresses(
+                return Result(answer=addresses(
                     qname, list(dict.fromkeys(ep.address for ep in eps)), qtype, self.ttl))
             return Result()
-        if not any(_port_match(p, port, proto) for p in svc.ports):
-            return _nx("no such port")
+        if not any(port_match(p, port, proto) for p in svc.ports):
+            return nx("no such port")
         if qtype == T.SRV:
             return self.service_srv(qname, svc, port, proto)
         if qtype in ADDRESS_TYPES:
             # CoreDNS quirk: A on the SRV-shaped name answers the cluster IP.
-            return Result(answer=_addresses(qname, svc.ips, qtype, self.ttl))
+            return Result(answer=addresses(qname, svc.ips, qtype, self.ttl))
         return Result()
 
     def external(self, qname, svc: ServiceView, qtype, depth) -> Result:
         if svc.external_is_ip:
             # CoreDNS does not serve an ExternalName that is an IP (#2324).
-            return _nx("an ExternalName that is an IP is not served")
+            return nx("an ExternalName that is an IP is not served")
         target = svc.external.labels[:-1]
         cname = rrset(qname, T.CNAME, [target], self.ttl)
         if qtype == T.CNAME:
@@ -349,26 +254,26 @@ class _Zone:
     def under_pod(self, qname, labels, qtype) -> Result:
         n = len(labels)
         if n == 0:  # pod.<zone> itself: NODATA in every mode
-            return _nx("TXT where no record exists") if qtype == T.TXT else Result()
+            return nx("TXT where no record exists") if qtype == T.TXT else Result()
         if self.snap.pods_mode == "disabled":
-            return _nx("pod records are disabled (config key pods)")
+            return nx("pod records are disabled (config key pods)")
         if n > 4:
-            return _nx("too many labels for the cluster schema")
+            return nx("too many labels for the cluster schema")
         ns = labels[-1]
         # Decided by that namespace: whether it exists, its pods.
         if ns not in self.snap.namespaces:
-            return _nx(self.no_namespace(ns), ns)
+            return nx(self.no_namespace(ns), ns)
         if n == 1:
-            return _nx("TXT where no record exists", ns) if qtype == T.TXT else Result(scope=ns)
+            return nx("TXT where no record exists", ns) if qtype == T.TXT else Result(scope=ns)
         # Up to two extra labels in front are ignored: CoreDNS parses them as
         # the endpoint (or port and protocol) of a "service" named like the IP.
         ip = names.pod_ip(labels[-2])
         if ip is None:
-            return _nx("not a dashed IP address", ns)
+            return nx("not a dashed IP address", ns)
         if self.snap.pods_mode == "verified" and str(ip) not in self.snap.pod_ips.get(ns, ()):
-            return _nx("no running pod has this address (pods verified)", ns)
+            return nx("no running pod has this address (pods verified)", ns)
         if qtype in ADDRESS_TYPES:
-            return Result(answer=_addresses(qname, [str(ip)], qtype, self.ttl), scope=ns)
+            return Result(answer=addresses(qname, [str(ip)], qtype, self.ttl), scope=ns)
         return Result(scope=ns)
 
 
@@ -404,15 +309,15 @@ def reverse_lookup(snap: Snapshot, qname: tuple, rel: list, qtype: int) -> Resul
     if qtype != T.PTR:
         # CoreDNS reads any other type with the forward grammar, where a
         # reverse name is not a name of the schema: NXDOMAIN (handler.go).
-        return _nx("only PTR is served on reverse names")
+        return nx("only PTR is served on reverse names")
     try:
         ip = str(ipaddress.ip_address(dns.reversename.to_address(
             dns.name.Name(qname + (b"",)))))
     except (dns.exception.SyntaxError, ValueError):
-        return _nx("not a complete reverse name")
+        return nx("not a complete reverse name")
     targets = snap.ptr.get(ip)
     if not targets:
-        return _nx("no Service or ready endpoint has this address", GLOBAL)
+        return nx("no Service or ready endpoint has this address", GLOBAL)
     return Result(answer=[rrset(qname, T.PTR, targets, snap.ttl)], scope=GLOBAL)
 
 
@@ -437,7 +342,7 @@ def resolve(snap: Snapshot, qname: tuple, qtype: int) -> Optional[Result]:
         for ext in snap.externals:
             rel = names.below(qname, ext.zone)
             if rel is not None:
-                return _External(snap, ext).resolve(qname, rel, qtype)
+                return ExternalZone(snap, ext).resolve(qname, rel, qtype)
         for rzone in REVERSE_ZONES:
             rel = names.below(qname, rzone)
             if rel is not None:
@@ -451,123 +356,5 @@ def resolve(snap: Snapshot, qname: tuple, qtype: int) -> Optional[Result]:
         # NXDOMAIN and NODATA carry the SOA (RFC 2308), on the zone as sent.
         res.soa = soa_rrset(snap, qname[len(qname) - zone_len:])
     return res
-
-
-# --- external zones (CoreDNS k8s_external) -------------------------------------------
-
-
-class _External:
-    """Lookups in an external zone (coredns_py/zone/external.py), as
-    CoreDNS's k8s_external answers them (plugin/k8s_external, and
-    plugin/kubernetes/external.go):
-
-        (apex)                      SOA, NS ns1.<apex>.<zone>; NODATA else
-        <apex>, ns1.<apex>          NODATA; the name server's addresses
-        <ns>                        NODATA when the namespace is exposed
-        <svc>.<ns>                  A/AAAA of its external addresses (an
-                                    ingress hostname: a CNAME), SRV per port
-        _<port>._<proto>.<svc>.<ns> SRV of that port
-        <ep>.<svc>.<ns>             with ``headless``: a headless Service's
-                                    endpoint (A/AAAA, SRV)
-
-    Only A, AAAA and SRV have records; other types on a name that exists
-    are NODATA.  Every record has the zone's ttl.
-    """
-
-    def __init__(self, snap: Snapshot, ext):
-        self.snap = snap
-        self.ext = ext
-        self.ttl = ext.ttl
-
-    def soa(self, zone: tuple) -> RRset:
-        """The zone's SOA: mname ns1.<apex>.<zone>, rname hostmaster.<apex>.<zone>
-        (k8s_external apex.go), the snapshot's serial, the ttl as minimum."""
-        apex = (self.ext.apex,) + zone
-        return rrset(zone, T.SOA, [((b"ns1",) + apex, (b"hostmaster",) + apex, self.snap.serial,
-                                    SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, self.ttl)], self.ttl)
-
-    def resolve(self, qname: tuple, rel: list[str], qtype: int) -> Result:
-        res = self.lookup(qname, rel, qtype)
-        zone = qname[len(qname) - len(self.ext.zone):]
-        if not res.answer:
-            res.soa = self.soa(zone)
-        if res.nxdomain and any(names.below(qname, z) is not None
-                                for z in self.ext.fallthrough):
-            res.through = True
-        return res
-
-    def lookup(self, qname, rel, qtype) -> Result:
-        n = len(rel)
-        zone = qname[len(qname) - len(self.ext.zone):]  # as sent
-        ns1 = (b"ns1", self.ext.apex) + self.ext.zone
-        if n == 0:
-            if qtype == T.SOA:
-                return Result(answer=[self.soa(zone)])
-            if qtype == T.NS:
-                res = Result(answer=[rrset(qname, T.NS, [ns1], self.ttl)], scope=GLOBAL)
-                for rdtype in ADDRESS_TYPES:
-                    res.additional += _addresses(ns1, self.ext.nameservers, rdtype, self.ttl)
-                return res
-            return Result()
-        if rel[-1] == self.ext.apex.decode("latin-1"):
-            # The zone's own names (apex.go serveSubApex).
-            if n == 1:
-                return Result()
-            if n == 2 and rel[0] == "ns1":
-                if qtype in ADDRESS_TYPES:
-                    return Result(answer=_addresses(qname, self.ext.nameservers, qtype,
-                                                    self.ttl), scope=GLOBAL)
-                return Result()
-            return _nx("not a name server of the external zone")
-        ns = rel[-1]
-        if ns not in self.snap.namespaces:
-            return _nx("namespace not exposed (config keys namespaces, namespace_labels)"
-                       if ns in self.snap.hidden else "no such namespace", ns)
-        if n == 1:
-            return Result(scope=ns)
-        if n > 4:
-            return _nx("too many labels for the external zone", ns)
-        svc = self.snap.services.get((ns, rel[-2]))
-        res = self.service(qname, svc, rel, qtype) if svc is not None else \
-            _nx("no such Service")
-        res.scope = ns
-        return res
-
-    def service(self, qname, svc: ServiceView, rel, qtype) -> Result:
-        n = len(rel)
-        endpoint = rel[0] if n == 3 else None
-        port = proto = None
-        if n == 4:  # _<port>._<proto>: CoreDNS strips one leading "_" from each
-            port = rel[0][1:] if rel[0].startswith("_") else rel[0]
-            proto = rel[1][1:] if rel[1].startswith("_") else rel[1]
-        base = (svc.name.encode(), svc.namespace.encode()) + self.ext.zone
-        # (SRV target, address or hostname, port) for each match.
-        found = []
-        if self.ext.headless and not svc.external_ips and (svc.kind == "Headless" or endpoint):
-            for ep in svc.endpoints:
-                if endpoint is None or ep.name == endpoint:
-                    found += [((ep.name.encode(),) + base, ep.address, p) for p in ep.ports
-                              if _port_match_any(p, port, proto)]
-        elif endpoint is None:
-            # (CoreDNS answers any <x>.<svc>.<ns> with the Service's addresses
-            # here; an endpoint name is only served with `headless`.)
-            found = [(base if _is_address(host) else _name_labels(host), host, p)
-                     for host in svc.external_ips for p in svc.ports
-                     if _port_match_any(p, port, proto)]
-        if not found:
-            return _nx("no external address (spec.externalIPs, status.loadBalancer)"
-                       if n == 2 else "no such endpoint or port")
-        if qtype == T.SRV:
-            return _srv(found, self.ttl, qname)
-        if qtype not in ADDRESS_TYPES:
-            return Result()
-        hosts = list(dict.fromkeys(host for _, host, _ in found))
-        ips = [h for h in hosts if _is_address(h)]
-        if ips:
-            return Result(answer=_addresses(qname, ips, qtype, self.ttl))
-        # Only hostnames (a load balancer's ingress): a CNAME to the first,
-        # and the target's records from upstream, as CoreDNS asks its own.
-        target = _name_labels(hosts[0])
-        return Result(answer=[rrset(qname, T.CNAME, [target], self.ttl)], chase=target)
 
 

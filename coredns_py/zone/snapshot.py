@@ -66,9 +66,9 @@ EXISTS = "exists"  # the scope value of a namespace that holds no objects
 
 
 class Scopes(dict):
-    """Scope (lookup.Result.scope) -> its value (see Snapshot.scopes).  A
+    """Scope (result.Result.scope) -> its value (see Snapshot.scopes).  A
     namespace the snapshot does not hold has the config's value (scope 0,
-    lookup.STATIC): its names' answers depend on the config alone."""
+    result.STATIC): its names' answers depend on the config alone."""
 
     __slots__ = ()
 
@@ -101,7 +101,7 @@ class Snapshot:
     # the config's extra_zones (CoreDNS serves each zone of its kubernetes
     # line alike; PTR records name the first).
     zones: tuple = ()
-    # What the answers depend on (lookup.Result.scope) -> a value that stays
+    # What the answers depend on (result.Result.scope) -> a value that stays
     # the same object for as long as that input does: each namespace's
     # share of the snapshot (reused by the memo while its objects are
     # unchanged), or EXISTS for a namespace without objects; one value for
