@@ -144,6 +144,21 @@ def test_ipv6_peers_are_recvfrom_tuples(monkeypatch, batched):
     run(main())
 
 
+async def one_client(sent: int, answers: int) -> list[bytes]:
+    """One client sends ``sent`` queries (q0, q1 ...) to a fresh listener and
+    waits for ``answers`` answers: their payloads, in the order they came."""
+    async with await start(Handler(), [(LOCAL, 0)]) as listeners:
+        port = listeners.addresses[0][1]
+        s = client()
+        try:
+            for i in range(sent):
+                s.sendto(b"q%d" % i, (LOCAL, port))
+            got = await receive_all([s], answers)
+        finally:
+            s.close()
+    return [data for _, data in got]
+
+
 @pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg/sendmmsg here")
 def test_a_full_send_buffer_queues_the_rest_of_a_batch(monkeypatch):
     """sendmmsg sends part of a batch, then the kernel's buffer is full: the
@@ -161,19 +176,7 @@ def test_a_full_send_buffer_queues_the_rest_of_a_batch(monkeypatch):
         return real_send(self, first, count)
     monkeypatch.setattr(mmsg.Batch, "send", send)
 
-    async def main():
-        async with await start(Handler(), [(LOCAL, 0)]) as listeners:
-            port = listeners.addresses[0][1]
-            s = client()
-            try:
-                for i in range(10):
-                    s.sendto(b"q%d" % i, (LOCAL, port))
-                got = await receive_all([s], 10)
-            finally:
-                s.close()
-        return [data for _, data in got]
-
-    assert run(main()) == [b"R:q%d" % i for i in range(10)]
+    assert run(one_client(sent=10, answers=10)) == [b"R:q%d" % i for i in range(10)]
     assert calls[:2] == [(0, 10), (3, 10)]
 
 
@@ -192,20 +195,8 @@ def test_an_answer_the_kernel_refuses_costs_only_itself(monkeypatch, caplog):
         return real_send(self, first, min(count, first + 2) if first < 2 else count)
     monkeypatch.setattr(mmsg.Batch, "send", send)
 
-    async def main():
-        async with await start(Handler(), [(LOCAL, 0)]) as listeners:
-            port = listeners.addresses[0][1]
-            s = client()
-            try:
-                for i in range(6):
-                    s.sendto(b"q%d" % i, (LOCAL, port))
-                got = await receive_all([s], 5)
-            finally:
-                s.close()
-        return [data for _, data in got]
-
     with caplog.at_level(logging.WARNING, logger="coredns_py.transport"):
-        got = run(main())
+        got = run(one_client(sent=6, answers=5))
     assert got == [b"R:q%d" % i for i in (0, 1, 3, 4, 5)]
     assert "Message too long" in caplog.text
 
