@@ -29,6 +29,7 @@ from coredns_py.net.tcp import TcpProtocol
 from coredns_py.net.listeners import start
 from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
 from helpers.fake_transport import PEER, connect
+from helpers.ports import free_port
 
 LOCAL = "127.0.0.1"
 STEP = 5.0  # bound on every single await in these tests
@@ -682,20 +683,21 @@ def test_failure_on_second_address_closes_the_first():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
             busy.bind((LOCAL, 0))
             busy_port = busy.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.bind((LOCAL, 0))
-                free_port = probe.getsockname()[1]
+            # Free for TCP too: a UDP-only probe could pick the port of some
+            # other program's TCP connection, which the check below would
+            # then take for a listener left open.
+            free = free_port(LOCAL)
             try:
                 with pytest.raises(ListenError, match="in use"):
-                    await start(Recorder(), [(LOCAL, free_port), (LOCAL, busy_port)])
+                    await start(Recorder(), [(LOCAL, free), (LOCAL, busy_port)])
             except AssertionError:
                 pytest.skip("free port was taken by someone else meanwhile")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((LOCAL, free_port))
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((LOCAL, free_port))
-            s.listen()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((LOCAL, free))
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((LOCAL, free))
+                s.listen()
     run(main())
 
 
