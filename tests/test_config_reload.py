@@ -87,9 +87,10 @@ def test_an_open_tcp_connection_gets_the_new_stages(tmp_path, state_home):
 
     import dns.message
 
+    from helpers.tcp import frame
+
     def ask(sock, name):
-        wire = dns.message.make_query(name, "A").to_wire()
-        sock.sendall(len(wire).to_bytes(2, "big") + wire)
+        sock.sendall(frame(dns.message.make_query(name, "A").to_wire()))
         head = sock.recv(2, socket.MSG_WAITALL)
         return dns.message.from_wire(sock.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL))
 

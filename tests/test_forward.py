@@ -41,6 +41,7 @@ from coredns_py.resolver.acl import Acl
 from coredns_py.resolver.cache import Cache
 from coredns_py.errors import ConfigError, ListenError
 from coredns_py.resolver.forward import Forwarder, from_config
+from helpers.tcp import frame
 from coredns_py.resolver.upstreams import Upstream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "forward"))
@@ -674,10 +675,6 @@ class Deferred:
 
     async def _boom(self):
         raise RuntimeError("upstream code exploded")
-
-
-def frame(message: bytes) -> bytes:
-    return len(message).to_bytes(2, "big") + message
 
 
 async def settle(rounds: int = 5) -> None:

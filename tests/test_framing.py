@@ -12,11 +12,7 @@ import pytest
 from coredns_py.errors import FramingError
 from coredns_py.net.framing import MAX_TCP_BUFFER, FrameDecoder, encode
 from coredns_py.zone.wire import MAX_MESSAGE
-
-
-def frame(message: bytes) -> bytes:
-    """Written out here rather than with encode(), so the two check each other."""
-    return len(message).to_bytes(2, "big") + message
+from helpers.tcp import frame
 
 
 # Lengths whose prefixes exercise both bytes: 1, 255 (0x00ff), 256 (0x0100), 300.

@@ -23,6 +23,7 @@ from coredns_py.net.descriptors import FD_RESERVE
 from coredns_py.net.connections import MAX_TCP_PER_SOURCE
 from status_client import HttpServer, scrape, total
 from conftest import server_factory, wait_until
+from helpers.tcp import frame, recv_exactly
 
 NAME = "webapp.default.svc.cluster.local"
 CAP = 100  # the TCP connection cap the descriptor limit below leaves
@@ -40,20 +41,6 @@ class LimitedServer(HttpServer):
 @pytest.fixture
 def limited_server(tmp_path_factory, request):
     yield from server_factory(LimitedServer, tmp_path_factory, request)
-
-
-def frame(wire: bytes) -> bytes:
-    return len(wire).to_bytes(2, "big") + wire
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return bytes(buf)
 
 
 def tcp_ok(port: int, source: str = "127.0.0.1") -> bool:

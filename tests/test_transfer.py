@@ -37,6 +37,7 @@ from coredns_py.zone.lookup import resolve
 from conftest import ServerProcess, ZONES, corefile_server
 from helpers.fake_transport import connect
 from helpers.manifests import namespace, service, write
+from helpers.tcp import frame
 
 LOCAL = ("127.0.0.1", 40000)
 STRANGER = ("192.0.2.9", 40000)
@@ -267,7 +268,6 @@ def test_tcp_sends_the_messages_as_the_client_reads_them_and_waits_with_other_qu
 
     proto = TcpProtocol(handler, idle_timeout=None)
     client = SlowClient(proto, 3)
-    frame = lambda m: len(m).to_bytes(2, "big") + m  # noqa: E731
     proto.data_received(frame(b"xfr") + frame(b"next"))
     assert made == [0, 1, 2] and len(client.fake.writes) == 3  # made as they are taken
     assert not client.fake.reading  # and no more queries read meanwhile

@@ -30,6 +30,7 @@ from coredns_py.net.listeners import start
 from coredns_py.net.udp import UDP_BATCH, UDP_MAX_WRITE_BUFFER, UdpProtocol, UdpSocket
 from helpers.fake_transport import PEER, connect
 from helpers.ports import free_port
+from helpers.tcp import frame
 
 LOCAL = "127.0.0.1"
 STEP = 5.0  # bound on every single await in these tests
@@ -38,10 +39,6 @@ STEP = 5.0  # bound on every single await in these tests
 def run(coro, timeout: float = 20.0):
     """Run a coroutine in a fresh loop with an overall time bound."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def frame(message: bytes) -> bytes:
-    return len(message).to_bytes(2, "big") + message
 
 
 class Recorder:
