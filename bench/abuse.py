@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from benchlib.hostile import Server, headless_folder, query_wire  # noqa: E402
+from benchlib.hostile import Server, headless_folder, query_wire, run_scenarios  # noqa: E402
 
 FLOOD = 20_000
 FLOOD_SECONDS = 2.0
@@ -148,16 +148,5 @@ def scenario_rcvbuf() -> None:
 SCENARIOS = {"amplification": scenario_amplification, "rcvbuf": scenario_rcvbuf}
 
 
-def main(argv: list[str]) -> int:
-    names = argv or list(SCENARIOS)
-    for name in names:
-        if name not in SCENARIOS:
-            print(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
-            return 2
-    for name in names:
-        SCENARIOS[name]()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_scenarios(SCENARIOS, sys.argv[1:]))

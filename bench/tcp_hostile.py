@@ -40,7 +40,7 @@ import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
 from benchlib.hostile import (NAME, Server, UdpProber, ms, percentiles, query_wire,  # noqa: E402
-                              tracebacks)
+                              run_scenarios, tracebacks)
 
 PIPELINE = 5000
 PIPELINE_SECONDS = 10.0
@@ -119,22 +119,14 @@ def open_hog(port: int, n: int, first: int = 0) -> list[socket.socket]:
     return socks
 
 
-def legit_tcp(port: int, n: int) -> int:
+def legit(port: int, n: int, proto: str = "tcp") -> int:
+    """How many of ``n`` queries of a legitimate client (from 127.0.0.1,
+    over ``proto``) were answered."""
+    ask, timeout = (dns.query.tcp, 2) if proto == "tcp" else (dns.query.udp, 1)
     answered = 0
     for _ in range(n):
         try:
-            dns.query.tcp(dns.message.make_query(NAME, "A"), "127.0.0.1", port=port, timeout=2)
-            answered += 1
-        except Exception:
-            pass
-    return answered
-
-
-def legit_udp(port: int, n: int) -> int:
-    answered = 0
-    for _ in range(n):
-        try:
-            dns.query.udp(dns.message.make_query(NAME, "A"), "127.0.0.1", port=port, timeout=1)
+            ask(dns.message.make_query(NAME, "A"), "127.0.0.1", port=port, timeout=timeout)
             answered += 1
         except Exception:
             pass
@@ -162,7 +154,7 @@ def scenario_hog() -> None:
         socks = open_hog(server.port, HOG_CONNECTIONS)
         time.sleep(1)
         started = time.monotonic()
-        answered = legit_tcp(server.port, LEGIT_QUERIES)
+        answered = legit(server.port, LEGIT_QUERIES)
         took = time.monotonic() - started
         print(f"  hog opened {len(socks)} connections; {alive(socks)} still open after "
               f"the legitimate client")
@@ -179,7 +171,7 @@ def scenario_hog() -> None:
             except OSError:
                 break
         time.sleep(1)
-        answered = legit_tcp(server.port, LEGIT_QUERIES)
+        answered = legit(server.port, LEGIT_QUERIES)
         print(f"  one address opened {len(socks)}; {alive(socks)} still open; "
               f"legitimate TCP: {answered}/{LEGIT_QUERIES}")
         for s in socks:
@@ -194,8 +186,8 @@ def scenario_fdlimit() -> None:
         udp_ok = tcp_ok = asked = 0
         while time.monotonic() < deadline:
             socks += open_hog(server.port, max(0, HOG_CONNECTIONS - len(socks)), len(socks))
-            udp_ok += legit_udp(server.port, 5)
-            tcp_ok += legit_tcp(server.port, 5)
+            udp_ok += legit(server.port, 5, "udp")
+            tcp_ok += legit(server.port, 5)
             asked += 5
             # the hog keeps reconnecting what the server closed
             socks = [s for s in socks if alive([s])] if len(socks) >= HOG_CONNECTIONS else socks
@@ -268,16 +260,5 @@ SCENARIOS = {"pipeline": scenario_pipeline, "hog": scenario_hog, "fdlimit": scen
              "slowreaders": scenario_slowreaders}
 
 
-def main(argv: list[str]) -> int:
-    names = argv or list(SCENARIOS)
-    for name in names:
-        if name not in SCENARIOS:
-            print(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
-            return 2
-    for name in names:
-        SCENARIOS[name]()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_scenarios(SCENARIOS, sys.argv[1:]))

@@ -129,6 +129,19 @@ def ms(stats: dict) -> str:
     return " ".join(f"{k}={v * 1000:.1f}ms" for k, v in stats.items())
 
 
+def run_scenarios(scenarios: dict, names: list[str]) -> int:
+    """Run the scenarios named (all of them when none is), in the order
+    given; 2 when a name is unknown (nothing is run then)."""
+    names = names or list(scenarios)
+    unknown = [name for name in names if name not in scenarios]
+    if unknown:
+        print(f"unknown scenario {unknown[0]!r}; known: {', '.join(scenarios)}", file=sys.stderr)
+        return 2
+    for name in names:
+        scenarios[name]()
+    return 0
+
+
 def tracebacks(log: str) -> int:
     return log.count("Traceback (most recent call last)")
 
