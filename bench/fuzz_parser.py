@@ -29,7 +29,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
 
 from benchlib.hostile import Server, tracebacks  # noqa: E402
-from helpers.fuzz import check_answer, packet, seed_queries  # noqa: E402
+from helpers.fuzz import (check_answer, numbered, packet, pipelined,  # noqa: E402
+                          reply_problem, seed_queries)
+from helpers.tcp import frame  # noqa: E402
 
 FUZZ_CONFIG = {"rate_limit": True, "cookies": True, "rate_limit_responses_per_second": 1_000_000}
 MAX_SECONDS = 1800  # every phase stops by then, whatever its count
@@ -91,10 +93,6 @@ def in_process(n: int, seed: int) -> None:
     print(f"  error log lines and tracebacks: {len(logged)}")
 
 
-def numbered(wire: bytes, n: int) -> bytes:
-    return (n & 0xFFFF).to_bytes(2, "big") + wire[2:] if len(wire) >= 2 else wire
-
-
 def over_udp(port: int, n: int, rng: random.Random, seeds: list) -> None:
     problems, examples = collections.Counter(), {}
     answered = 0
@@ -115,9 +113,7 @@ def over_udp(port: int, n: int, rng: random.Random, seeds: list) -> None:
                 while True:
                     answer = s.recv(65535)
                     answered += 1
-                    query = window.get(int.from_bytes(answer[:2], "big"))
-                    problem = ("answer to nothing sent" if query is None
-                               else check_answer(query, answer))
+                    query, problem = reply_problem(window, answer)
                     if problem:
                         problems[problem] += 1
                         examples.setdefault(problem, (query or b"", answer))
@@ -138,31 +134,18 @@ def over_tcp(port: int, n: int, rng: random.Random, seeds: list) -> None:
             if not wire:
                 continue
             queries[i] = wire
-            frames.append(len(wire).to_bytes(2, "big") + wire)
+            frames.append(frame(wire))
         sent += len(frames)
-        data = bytearray()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.sendall(b"".join(frames))
-            s.shutdown(socket.SHUT_WR)
-            try:
-                while chunk := s.recv(1 << 16):
-                    data += chunk
-            except (socket.timeout, ConnectionResetError):
-                pass
-        pos = 0
-        while pos + 2 <= len(data):
-            length = int.from_bytes(data[pos:pos + 2], "big")
-            answer = bytes(data[pos + 2:pos + 2 + length])
-            pos += 2 + length
+        answers, rest = pipelined(port, frames, timeout=10)
+        for answer in answers:
             answered += 1
-            query = queries.get(int.from_bytes(answer[:2], "big"))
-            problem = "answer to nothing sent" if query is None else check_answer(query, answer)
+            query, problem = reply_problem(queries, answer)
             if problem:
                 problems[problem] += 1
                 examples.setdefault(problem, (query or b"", answer))
-        if pos != len(data):
+        if rest:
             problems["a partial frame from the server"] += 1
-            examples.setdefault("a partial frame from the server", (b"", bytes(data[pos:])))
+            examples.setdefault("a partial frame from the server", (b"", rest))
     report("TCP", sent, answered, problems, examples, time.monotonic() - started)
 
 

@@ -20,8 +20,9 @@ import yaml
 from coredns_py import config
 from coredns_py.cluster import local
 from coredns_py.server import Server
-from helpers.fuzz import check_answer, packet, seed_queries
+from helpers.fuzz import check_answer, numbered, packet, pipelined, reply_problem, seed_queries
 from conftest import ZONES
+from helpers.tcp import frame
 
 SEED = 20261128
 IN_PROCESS = 30_000
@@ -74,11 +75,6 @@ def fuzz_server(start_server, tmp_path):
     return start_server(args=["--config", str(path)])
 
 
-def numbered(wire: bytes, n: int) -> bytes:
-    """``wire`` with ID ``n`` (to match answers to queries)."""
-    return n.to_bytes(2, "big") + wire[2:] if len(wire) >= 2 else wire
-
-
 def test_fuzzed_packets_over_udp_and_tcp(fuzz_server):
     rng = random.Random(SEED + 1)
     seeds = seed_queries(rng)
@@ -103,8 +99,7 @@ def test_fuzzed_packets_over_udp_and_tcp(fuzz_server):
             pass
     assert len(answers) > OVER_UDP / 3
     for answer in answers:
-        query = sent.get(int.from_bytes(answer[:2], "big"))
-        problem = "answer to nothing sent" if query is None else check_answer(query, answer)
+        _query, problem = reply_problem(sent, answer)
         if problem:
             problems.append(("udp", problem, answer.hex()))
 
@@ -116,26 +111,13 @@ def test_fuzzed_packets_over_udp_and_tcp(fuzz_server):
             if not wire:
                 continue  # a zero-length frame ends the connection: tested apart
             queries[n] = wire
-            frames.append(len(wire).to_bytes(2, "big") + wire)
-        with socket.create_connection(("127.0.0.1", fuzz_server.port), timeout=5) as s:
-            s.sendall(b"".join(frames))
-            s.shutdown(socket.SHUT_WR)
-            data = bytearray()
-            try:
-                while chunk := s.recv(65536):
-                    data += chunk
-            except (socket.timeout, ConnectionResetError):
-                pass
-        pos = 0
-        while pos + 2 <= len(data):
-            length = int.from_bytes(data[pos:pos + 2], "big")
-            answer = bytes(data[pos + 2:pos + 2 + length])
-            pos += 2 + length
-            query = queries.get(int.from_bytes(answer[:2], "big"))
-            problem = "answer to nothing sent" if query is None else check_answer(query, answer)
+            frames.append(frame(wire))
+        answers, rest = pipelined(fuzz_server.port, frames, timeout=5)
+        for answer in answers:
+            _query, problem = reply_problem(queries, answer)
             if problem:
                 problems.append(("tcp", problem, answer.hex()))
-        assert pos == len(data), "a partial frame from the server"
+        assert rest == b"", "a partial frame from the server"
 
     # Broken framing: a zero-length frame, a frame longer than what follows.
     for junk in (b"\x00\x00", b"\xff\xff" + b"x" * 100):

@@ -8,12 +8,15 @@ each other (pointer loops), counts that do not match the records, broken OPT
 records (a length past the end, options that overrun it, two OPTs, an OPT
 with a non-root owner or in the answer section), cookies of every length,
 junk appended, the QR bit set (a response: must never be answered), or
-plain random bytes.  And :func:`check_answer` says what an answer must be.
+plain random bytes.  And :func:`check_answer` says what an answer must be;
+:func:`numbered`, :func:`reply_problem` and :func:`pipelined` send such
+packets and match the answers to them.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 import struct
 from typing import Optional
 
@@ -133,6 +136,42 @@ def packet(rng: random.Random, seeds: list[bytes]) -> bytes:
             break
         rng.choice(MUTATIONS)(rng, w)
     return bytes(w)
+
+
+def numbered(wire: bytes, n: int) -> bytes:
+    """``wire`` with ID ``n`` (modulo 2**16), to match answers to queries."""
+    return (n & 0xFFFF).to_bytes(2, "big") + wire[2:] if len(wire) >= 2 else wire
+
+
+def reply_problem(sent: dict, answer: bytes) -> tuple[Optional[bytes], Optional[str]]:
+    """(the query of ``sent``, ID -> query, that ``answer`` answers, what is
+    wrong with the answer or None)."""
+    query = sent.get(int.from_bytes(answer[:2], "big"))
+    return query, ("answer to nothing sent" if query is None else check_answer(query, answer))
+
+
+def pipelined(port: int, frames: list[bytes], timeout: float) -> tuple[list[bytes], bytes]:
+    """Send ``frames`` (each already behind its length) down one TCP
+    connection to 127.0.0.1:``port``, close the sending side, read until
+    the server closes: (the answers, whatever trailed the last whole frame,
+    which should be nothing)."""
+    data = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"".join(frames))
+        s.shutdown(socket.SHUT_WR)
+        try:
+            while chunk := s.recv(1 << 16):
+                data += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+    answers, pos = [], 0
+    while pos + 2 <= len(data):
+        end = pos + 2 + int.from_bytes(data[pos:pos + 2], "big")
+        if end > len(data):
+            break  # a partial frame: returned as what trails
+        answers.append(bytes(data[pos + 2:end]))
+        pos = end
+    return answers, bytes(data[pos:])
 
 
 def check_answer(query: bytes, answer: Optional[bytes]) -> Optional[str]:
