@@ -35,31 +35,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
 from benchlib.hostile import (NAME, Server, UdpProber, ms, percentiles, query_wire,  # noqa: E402
                               run_scenarios, tracebacks)
+from helpers.tcp import frame, recv_exactly  # noqa: E402
 
 PIPELINE = 5000
 PIPELINE_SECONDS = 10.0
 HOG_CONNECTIONS = 1100
 LEGIT_QUERIES = 20
-
-
-def frame(wire: bytes) -> bytes:
-    return len(wire).to_bytes(2, "big") + wire
-
-
-def read_exactly(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return bytes(buf)
 
 
 def pipeline_rounds(port: int, seconds: float, counts) -> None:
@@ -71,8 +59,8 @@ def pipeline_rounds(port: int, seconds: float, counts) -> None:
         while time.monotonic() < deadline:
             s.sendall(batch)
             for _ in range(PIPELINE):
-                n = int.from_bytes(read_exactly(s, 2), "big")
-                read_exactly(s, n)
+                n = int.from_bytes(recv_exactly(s, 2), "big")
+                recv_exactly(s, n)
             counts.value += PIPELINE
 
 
