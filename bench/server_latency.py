@@ -5,7 +5,9 @@ when the datagram reached the socket) to just after the answer was handed to
 ``sendto``: the time a query spent queued in the socket plus the time we
 took, without the client's own delays.  A diagnostic, not part of the
 server: it swaps in a copy of ``udp.UdpSocket._read_ready`` that
-reads with ``recvmsg``.
+reads with ``recvmsg``, so the server reads one datagram per system call
+(``udp.BATCHED`` off) while it runs here: per-answer figures are those of
+that path.
 
     python bench/server_latency.py serve --manifests DIR --listen 127.0.0.1:PORT ...
     kill -USR2 PID    # forget what was measured so far (e.g. after a warm-up)
@@ -74,6 +76,11 @@ def _reset(*_):
 
 
 if __name__ == "__main__":
+    # One datagram per system call: recvmsg gives each its receive
+    # timestamp.  With batched calls (net/mmsg.py, on by default where libc
+    # has them) the copy of _read_ready below would never be called and
+    # nothing would be measured.
+    udp.BATCHED = False
     udp.UdpSocket.__init__ = _init_with_timestamps
     udp.UdpSocket._read_ready = _read_ready
     signal.signal(signal.SIGUSR1, _report)
